@@ -1,0 +1,115 @@
+//! The server the official `engine.io-protocol` and `socket.io-protocol` test
+//! suites expect (run by `tests/conformance/run.sh`):
+//!
+//! - `/engine.io/`: a plain Engine.IO v4 echo: every message, text or binary,
+//!   goes back unchanged on the same session (the transport layer alone);
+//! - `/socket.io/`: namespaces `/` and `/custom`; on connect the server emits
+//!   `auth` with the CONNECT payload; in `/`, `message` is echoed as
+//!   `message-back` and `message-with-ack` is acked with its arguments.
+//!
+//! pingInterval 300 ms, pingTimeout 200 ms, connectTimeout 1000 ms,
+//! maxPayload 1000000, port from env `PORT`.
+
+use std::sync::Arc;
+
+use actix::Context;
+use riptide::engineio::session::Message;
+use riptide::engineio::{
+    Engine, EngineApp, EngineAppFactory, EngineConfig, EngineCore, Frame, Handshake, SessionActor,
+};
+use riptide::service::logging;
+use riptide::{Event, HandlerContext, Namespace, NamespaceHandler, Riptide, Settings, Socket};
+
+/// Engine.IO echo: the transport layer used on its own.
+struct Echo;
+
+impl EngineApp for Echo {
+    fn on_message(
+        &mut self,
+        msg: Message,
+        core: &mut EngineCore,
+        _ctx: &mut Context<SessionActor<Self>>,
+    ) {
+        match msg {
+            Message::Text(text) => core.send(Frame::message(&text)),
+            Message::Binary(bin) => core.send(Frame::Binary(bin)),
+        }
+    }
+}
+
+struct EchoFactory;
+
+impl EngineAppFactory for EchoFactory {
+    type App = Echo;
+    fn create(&self, _handshake: &Arc<Handshake>) -> Echo {
+        Echo
+    }
+}
+
+struct Conformance {
+    main: bool,
+}
+
+impl NamespaceHandler for Conformance {
+    fn on_connect(&mut self, socket: &Socket, _ctx: &mut HandlerContext<Self>) {
+        let _ = socket.emit("auth", socket.auth().clone());
+    }
+
+    fn on_event(&mut self, socket: &Socket, event: Event, _ctx: &mut HandlerContext<Self>) {
+        if !self.main {
+            return;
+        }
+        match event.name.as_str() {
+            "message" => {
+                let _ = socket.emit("message-back", event.payload);
+            }
+            "message-with-ack" => {
+                if let Some(ack) = event.ack {
+                    ack.send(event.payload);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let mut settings = Settings::default();
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    settings.engine.ping_interval_ms = 300;
+    settings.engine.ping_timeout_ms = 200;
+    settings.engine.max_payload = 1_000_000;
+    settings.socketio.connect_timeout_ms = 1000;
+    settings.cors.allowed_origins = vec!["*".into()];
+    settings.log.level = std::env::var("LOG_LEVEL")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(riptide::service::config::LogLevel::Warning);
+    let log = logging::build_logger(&settings.log);
+    let engine_config = EngineConfig {
+        ping_interval: std::time::Duration::from_millis(300),
+        ping_timeout: std::time::Duration::from_millis(200),
+        max_payload: 1_000_000,
+        cors_origins: vec!["*".into()],
+        ..EngineConfig::default()
+    };
+    let server = Riptide::new(settings, log.clone())
+        .namespace("/", Namespace::new(|| Conformance { main: true }))
+        .namespace("/custom", Namespace::new(|| Conformance { main: false }))
+        .build();
+    let echo = Engine::new(
+        engine_config,
+        EchoFactory,
+        server.metrics(),
+        log,
+        usize::MAX,
+    );
+    server
+        .run_with(move |cfg| echo.mount("/engine.io/", cfg))
+        .await
+}

@@ -1,0 +1,135 @@
+//! The server the Node interop suite (`tests/interop/`) drives with the
+//! official `socket.io-client`. Listens on 127.0.0.1:$PORT; engine settings
+//! come from `config/` and `RIPTIDE__…` like the binary.
+//!
+//! - `/`: `welcome` on connect; `echo` (acks its arguments), `message` (emits
+//!   `message-back`), `join`/`leave` (ack with the sorted rooms), `publish`,
+//!   `publish-others`, `publish-except`, `broadcast`, `ask-client`
+//!   (server-to-client ack with a 2 s timeout), `disconnect-me`,
+//!   `close-connection`.
+//! - `/private`: connect middleware accepting only `auth = {token: "secret"}`.
+//! - `^/dyn-[a-z0-9]+$`: dynamic namespaces with `welcome` and `echo`.
+
+use std::time::Duration;
+
+use regex::Regex;
+use riptide::service::{config, logging};
+use riptide::{
+    ConnectError, Event, HandlerContext, Namespace, NamespaceHandler, Payload, Riptide, Socket,
+};
+use serde_json::{json, Value};
+
+struct Interop;
+
+fn welcome(socket: &Socket) {
+    let _ = socket.emit(
+        "welcome",
+        json!({ "sid": socket.id(), "nsp": socket.namespace(), "auth": socket.auth() }),
+    );
+}
+
+impl NamespaceHandler for Interop {
+    fn on_connect(&mut self, socket: &Socket, _ctx: &mut HandlerContext<Self>) {
+        welcome(socket);
+    }
+
+    fn on_event(&mut self, socket: &Socket, event: Event, ctx: &mut HandlerContext<Self>) {
+        let arg_str = |i: usize| event.str_arg(i).map(str::to_string);
+        match event.name.as_str() {
+            "echo" => {
+                if let Some(ack) = event.ack {
+                    ack.send(event.payload);
+                }
+            }
+            "message" => {
+                let _ = socket.emit("message-back", event.payload);
+            }
+            "join" | "leave" => {
+                let Some(room) = arg_str(0) else { return };
+                if event.name == "join" {
+                    socket.join(room);
+                } else {
+                    socket.leave(room);
+                }
+                if let Some(ack) = event.ack {
+                    let socket = socket.clone();
+                    riptide::handler::spawn(ctx, async move {
+                        let rooms = socket.rooms().await;
+                        ack.send(json!({ "rooms": rooms }));
+                    });
+                }
+            }
+            "publish" | "publish-others" => {
+                let Some(room) = arg_str(0) else { return };
+                let payload = rest(event.payload, 1);
+                let op = if event.name == "publish" {
+                    socket.within(room)
+                } else {
+                    socket.to(room)
+                };
+                let _ = op.emit("msg", payload);
+            }
+            "publish-except" => {
+                let (Some(room), Some(except)) = (arg_str(0), arg_str(1)) else {
+                    return;
+                };
+                let payload = rest(event.payload, 2);
+                let _ = socket.within(room).except(except).emit("msg", payload);
+            }
+            "broadcast" => {
+                let _ = socket.broadcast().emit("msg", event.payload);
+            }
+            "ask-client" => {
+                let Some(ack) = event.ack else { return };
+                let answer = socket.emit_with_ack(
+                    "question",
+                    vec![json!(1), json!("two")],
+                    Some(Duration::from_secs(2)),
+                );
+                riptide::handler::spawn(ctx, async move {
+                    match answer.await {
+                        Ok(p) => ack.send(json!({ "answer": p.args })),
+                        Err(_) => ack.send(json!({ "error": "timeout" })),
+                    }
+                });
+            }
+            "disconnect-me" => socket.disconnect(),
+            "close-connection" => socket.close_connection(),
+            _ => {}
+        }
+    }
+}
+
+/// The payload without its first `n` arguments (the routing ones).
+fn rest(mut payload: Payload, n: usize) -> Payload {
+    payload.args.drain(..n.min(payload.args.len()));
+    payload
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let mut settings = config::load(std::path::Path::new("config"))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    settings.server.host = "127.0.0.1".into();
+    if let Some(port) = std::env::var("PORT").ok().and_then(|p| p.parse().ok()) {
+        settings.server.port = port;
+    }
+    let log = logging::build_logger(&settings.log);
+    let private = Namespace::new(|| Interop).on_connect(|req| {
+        if req.auth.get("token") == Some(&Value::from("secret")) {
+            Ok(())
+        } else {
+            Err(ConnectError::new("unauthorized").with_data(json!({ "reason": "bad token" })))
+        }
+    });
+    Riptide::new(settings, log)
+        .namespace("/", Namespace::new(|| Interop))
+        .namespace("/private", private)
+        .dynamic_namespace(
+            Regex::new(r"^/dyn-[a-z0-9]+$").expect("valid pattern"),
+            Namespace::new(|| Interop),
+        )
+        .build()
+        .run()
+        .await
+}

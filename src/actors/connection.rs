@@ -1,0 +1,651 @@
+//! The connection actor's Socket.IO state.
+//!
+//! A [`Connection`] runs inside the Engine.IO session actor of one client
+//! (`SessionActor<Connection>`): it decodes Socket.IO packets, owns the
+//! client's sockets (one per namespace), their rooms and pending acks, and
+//! applies what handlers ask of a socket ([`Command`]). Room membership is
+//! decided here first, so a socket filters what rooms deliver to it against
+//! its own, authoritative, room set.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use serde_json::Value;
+use slog::{debug, warn};
+use tokio::sync::oneshot;
+
+use super::delivery::{Deliver, DisconnectSocket, Encoded};
+use super::handler::{local_handler, Dispatch};
+use super::registry::AddMember;
+use super::room::RoomKey;
+use crate::broadcast::{encode_ack, encode_event, encode_packet};
+use crate::engineio::session::Message as EngineMessage;
+use crate::engineio::{CloseReason, EngineApp, EngineCore, Handshake, SessionActor, Sid};
+use crate::handler::{ConnectError, ConnectRequest};
+use crate::server::{NamespaceRuntime, ServerShared};
+use crate::socket::{AckError, AckSender, DisconnectReason, Event, Payload, Socket, SocketInner};
+use crate::socketio::packet::{Decoder, Packet, PacketData};
+
+type Ctx = Context<SessionActor<Connection>>;
+type AckReply = oneshot::Sender<Result<Payload, AckError>>;
+
+struct SocketState {
+    socket: Socket,
+    runtime: Arc<NamespaceRuntime>,
+    /// Rooms joined explicitly; the socket's own id room is implicit.
+    rooms: HashSet<Arc<str>>,
+    acks: HashMap<u64, (AckReply, SpawnHandle)>,
+    next_ack: u64,
+    handler: Recipient<Dispatch>,
+}
+
+impl SocketState {
+    fn in_room(&self, room: &str) -> bool {
+        room == self.socket.inner.id.as_str() || self.rooms.contains(room)
+    }
+
+    /// Whether a delivery that came through a room is for this socket.
+    fn accepts(&self, d: &Deliver) -> bool {
+        match (&d.filter, &d.via) {
+            (None, None) => true,
+            (None, Some(via)) => self.in_room(via),
+            (Some(f), via) => {
+                if f.except_sid.as_ref() == Some(&self.socket.inner.id) {
+                    return false;
+                }
+                if f.except_rooms.iter().any(|r| self.in_room(r)) {
+                    return false;
+                }
+                match via {
+                    None => true,
+                    // Deliver only through the first target room the socket
+                    // is in: a member of several target rooms gets it once.
+                    Some(via) => f.rooms.iter().find(|r| self.in_room(r)) == Some(via),
+                }
+            }
+        }
+    }
+}
+
+/// The Socket.IO side of one client connection.
+pub struct Connection {
+    server: Arc<ServerShared>,
+    handshake: Arc<Handshake>,
+    decoder: Decoder,
+    sockets: HashMap<Arc<str>, SocketState>,
+    me: Option<Addr<SessionActor<Connection>>>,
+}
+
+impl Connection {
+    pub(crate) fn new(server: Arc<ServerShared>, handshake: Arc<Handshake>) -> Connection {
+        let decoder = Decoder::new(server.config.max_attachments);
+        Connection {
+            server,
+            handshake,
+            decoder,
+            sockets: HashMap::new(),
+            me: None,
+        }
+    }
+
+    fn me(&self) -> Addr<SessionActor<Connection>> {
+        self.me.clone().expect("set when the session opens")
+    }
+
+    fn send(core: &mut EngineCore, frames: &Encoded) {
+        for f in frames.iter() {
+            core.send(f.clone());
+        }
+    }
+
+    fn connect_error(&self, core: &mut EngineCore, ns: &str, err: ConnectError) {
+        let mut body = serde_json::Map::new();
+        body.insert("message".into(), Value::String(err.message));
+        if let Some(data) = err.data {
+            body.insert("data".into(), data);
+        }
+        let packet = Packet {
+            ns: ns.to_string(),
+            data: PacketData::ConnectError(Value::Object(body)),
+        };
+        Self::send(core, &encode_packet(&packet));
+    }
+
+    fn on_packet(&mut self, packet: Packet, core: &mut EngineCore, ctx: &mut Ctx) {
+        let ns = packet.ns;
+        match packet.data {
+            PacketData::Connect(auth) => self.on_connect(ns, auth, core, ctx),
+            PacketData::Event { data, id } => self.on_event(&ns, data, id, Vec::new(), core),
+            PacketData::BinaryEvent {
+                data,
+                id,
+                attachments,
+            } => self.on_event(&ns, data, id, attachments, core),
+            PacketData::Ack { data, id } => self.on_ack(&ns, id, data, Vec::new(), ctx),
+            PacketData::BinaryAck {
+                data,
+                id,
+                attachments,
+            } => self.on_ack(&ns, id, data, attachments, ctx),
+            PacketData::Disconnect => self.remove_socket(
+                &ns,
+                DisconnectReason::ClientNamespaceDisconnect,
+                false,
+                core,
+                ctx,
+            ),
+            PacketData::ConnectError(_) => {
+                // Only servers send CONNECT_ERROR.
+                self.server.metrics.bad_input("unexpected_packet");
+            }
+        }
+    }
+
+    fn on_connect(
+        &mut self,
+        ns: String,
+        auth: Option<Value>,
+        core: &mut EngineCore,
+        ctx: &mut Ctx,
+    ) {
+        let server = self.server.clone();
+        if self.sockets.contains_key(ns.as_str()) {
+            server.metrics.bad_input("duplicate_connect");
+            return self.connect_error(core, &ns, ConnectError::new("Already connected"));
+        }
+        if self.sockets.len() >= server.config.max_namespaces {
+            server.metrics.connect_error("namespace_limit");
+            return self.connect_error(core, &ns, ConnectError::new("Too many namespaces"));
+        }
+        let Some(runtime) = server.namespace(&ns) else {
+            server.metrics.bad_input("unknown_namespace");
+            server.metrics.connect_error("invalid_namespace");
+            debug!(core.log, "connect to unknown namespace"; "ns" => &ns);
+            return self.connect_error(core, &ns, ConnectError::new("Invalid namespace"));
+        };
+        let auth = auth.unwrap_or(Value::Null);
+        let mut req = ConnectRequest {
+            namespace: &ns,
+            auth: &auth,
+            handshake: &self.handshake,
+            user: None,
+        };
+        for mw in &runtime.spec.connect_middleware {
+            let verdict = catch_unwind(AssertUnwindSafe(|| mw(&mut req))).unwrap_or_else(|_| {
+                server.metrics.handler_panic();
+                warn!(core.log, "connect middleware panicked"; "ns" => &ns);
+                Err(ConnectError::new("Internal error"))
+            });
+            if let Err(e) = verdict {
+                server.metrics.connect_error("middleware");
+                return self.connect_error(core, &ns, e);
+            }
+        }
+        let user: Option<Arc<str>> = req.user.map(Into::into);
+        let sid = Sid::random();
+        let ns_name = runtime.name.clone();
+        let socket = Socket {
+            inner: Arc::new(SocketInner {
+                id: sid.clone(),
+                ns: ns_name.clone(),
+                conn: self.me(),
+                server: server.clone(),
+                handshake: self.handshake.clone(),
+                auth,
+                user: user.clone(),
+            }),
+        };
+        let me = self.me();
+        let member = || AddMember {
+            sid: sid.clone(),
+            ns: ns_name.clone(),
+            conn: me.clone().recipient(),
+            control: me.clone().recipient(),
+        };
+        runtime.sockets.write().insert(sid.clone(), socket.clone());
+        server.rooms.join(
+            &RoomKey {
+                ns: ns_name.clone(),
+                room: None,
+            },
+            member(),
+        );
+        if let Some(user) = &user {
+            server.users.join(user, member());
+        }
+        let handler = local_handler(runtime.spec.id, &*runtime.spec.start_handler);
+        handler.do_send(Dispatch::Connect(socket.clone()));
+        server.metrics.socket_connected(&ns_name);
+        let reply = Packet {
+            ns: ns_name.to_string(),
+            data: PacketData::Connect(Some(serde_json::json!({ "sid": sid.as_str() }))),
+        };
+        Self::send(core, &encode_packet(&reply));
+        self.sockets.insert(
+            ns_name,
+            SocketState {
+                socket,
+                runtime,
+                rooms: HashSet::new(),
+                acks: HashMap::new(),
+                next_ack: 0,
+                handler,
+            },
+        );
+        let _ = ctx;
+    }
+
+    fn on_event(
+        &mut self,
+        ns: &str,
+        data: Value,
+        id: Option<u64>,
+        binary: Vec<Bytes>,
+        core: &mut EngineCore,
+    ) {
+        let Some(state) = self.sockets.get(ns) else {
+            self.server.metrics.bad_input("unconnected_namespace");
+            return;
+        };
+        let Value::Array(mut args) = data else {
+            // The decoder guarantees an array; keep the invariant local.
+            self.server.metrics.bad_input("socket_decode");
+            return;
+        };
+        let name = match args.remove(0) {
+            Value::String(s) => s,
+            _ => {
+                self.server.metrics.bad_input("socket_decode");
+                return;
+            }
+        };
+        let socket = state.socket.clone();
+        let event = Event {
+            name,
+            payload: Payload { args, binary },
+            ack: id.map(|id| AckSender {
+                conn: socket.inner.conn.clone(),
+                ns: socket.inner.ns.clone(),
+                sid: socket.inner.id.clone(),
+                id,
+            }),
+        };
+        for mw in &state.runtime.spec.event_middleware {
+            let verdict =
+                catch_unwind(AssertUnwindSafe(|| mw(&socket, &event))).unwrap_or_else(|_| {
+                    self.server.metrics.handler_panic();
+                    Err(crate::handler::EventRefused::new("Internal error"))
+                });
+            if let Err(refused) = verdict {
+                self.server.metrics.event_refused("middleware");
+                let body = serde_json::json!({ "message": refused.message, "event": event.name });
+                let frames = match event.ack {
+                    Some(ack) => encode_ack(
+                        ns,
+                        ack.id,
+                        &Payload::new(vec![serde_json::json!({ "error": body })]),
+                    ),
+                    None => match encode_event(ns, "error", &Payload::new(vec![body]), None) {
+                        Ok(f) => f,
+                        Err(_) => return,
+                    },
+                };
+                Self::send(core, &frames);
+                return;
+            }
+        }
+        state.handler.do_send(Dispatch::Event(socket, event));
+    }
+
+    fn on_ack(&mut self, ns: &str, id: u64, data: Value, binary: Vec<Bytes>, ctx: &mut Ctx) {
+        let waiter = self.sockets.get_mut(ns).and_then(|s| s.acks.remove(&id));
+        let Some((reply, timer)) = waiter else {
+            self.server.metrics.bad_input("unknown_ack");
+            return;
+        };
+        ctx.cancel_future(timer);
+        let args = match data {
+            Value::Array(args) => args,
+            other => vec![other],
+        };
+        let _ = reply.send(Ok(Payload { args, binary }));
+    }
+
+    fn remove_socket(
+        &mut self,
+        ns: &str,
+        reason: DisconnectReason,
+        notify_client: bool,
+        core: &mut EngineCore,
+        ctx: &mut Ctx,
+    ) {
+        let Some(mut state) = self.sockets.remove(ns) else {
+            return;
+        };
+        for (_, (reply, timer)) in state.acks.drain() {
+            ctx.cancel_future(timer);
+            let _ = reply.send(Err(AckError::Disconnected));
+        }
+        if notify_client {
+            let packet = Packet {
+                ns: state.socket.inner.ns.to_string(),
+                data: PacketData::Disconnect,
+            };
+            Self::send(core, &encode_packet(&packet));
+        }
+        self.detach(state, reason);
+    }
+
+    /// Leave every room, the namespace and the user, then tell the handler.
+    fn detach(&self, mut state: SocketState, reason: DisconnectReason) {
+        let server = &self.server;
+        let sid = &state.socket.inner.id;
+        let ns_name = &state.socket.inner.ns;
+        for room in &state.rooms {
+            server.rooms.leave(
+                &RoomKey {
+                    ns: ns_name.clone(),
+                    room: Some(room.clone()),
+                },
+                sid.clone(),
+            );
+        }
+        server.rooms.leave(
+            &RoomKey {
+                ns: ns_name.clone(),
+                room: None,
+            },
+            sid.clone(),
+        );
+        if let Some(user) = &state.socket.inner.user {
+            server.users.leave(user, sid.clone());
+        }
+        state.runtime.sockets.write().remove(sid);
+        // Timers die with a stopping actor; whoever still waits learns now.
+        for (_, (reply, _)) in state.acks.drain() {
+            let _ = reply.send(Err(AckError::Disconnected));
+        }
+        server.metrics.socket_disconnected(ns_name, reason.as_str());
+        state
+            .handler
+            .do_send(Dispatch::Disconnect(state.socket, reason));
+    }
+}
+
+impl EngineApp for Connection {
+    fn on_open(&mut self, _core: &mut EngineCore, ctx: &mut Ctx) {
+        self.me = Some(ctx.address());
+        let timeout = self.server.config.connect_timeout;
+        ctx.run_later(timeout, |act, ctx| {
+            if act.app.sockets.is_empty() {
+                act.core.close(CloseReason::ConnectTimeout, ctx);
+            }
+        });
+    }
+
+    fn on_message(&mut self, msg: EngineMessage, core: &mut EngineCore, ctx: &mut Ctx) {
+        let decoded = match msg {
+            EngineMessage::Text(text) => self.decoder.decode_text(&text),
+            EngineMessage::Binary(bin) => self.decoder.decode_binary(bin),
+        };
+        match decoded {
+            Ok(Some(packet)) => self.on_packet(packet, core, ctx),
+            Ok(None) => {}
+            Err(e) => {
+                self.server.metrics.bad_input("socket_decode");
+                debug!(core.log, "closing on a packet that does not decode"; "error" => %e);
+                core.close(CloseReason::ParseError, ctx);
+            }
+        }
+    }
+
+    fn on_close(&mut self, reason: CloseReason, core: &mut EngineCore) {
+        let reason = match reason {
+            CloseReason::TransportClose => DisconnectReason::TransportClose,
+            CloseReason::TransportError => DisconnectReason::TransportError,
+            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            CloseReason::ParseError => DisconnectReason::ParseError,
+            CloseReason::ForcedClose | CloseReason::ConnectTimeout => DisconnectReason::ForcedClose,
+            CloseReason::ServerShutdown => DisconnectReason::ServerShuttingDown,
+        };
+        for (_, state) in std::mem::take(&mut self.sockets) {
+            self.detach(state, reason);
+        }
+        let _ = core;
+    }
+}
+
+// ---- what handlers ask of a socket -------------------------------------------
+
+/// An operation on one socket of this connection, from a [`Socket`] handle.
+/// Each names the socket's id, so a command for a socket that has since left
+/// (and perhaps reconnected under a new id) is ignored.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Command {
+    Send {
+        ns: Arc<str>,
+        sid: Sid,
+        frames: Encoded,
+        volatile: bool,
+    },
+    Ack {
+        ns: Arc<str>,
+        sid: Sid,
+        id: u64,
+        payload: Payload,
+    },
+    EmitWithAck {
+        ns: Arc<str>,
+        sid: Sid,
+        event: String,
+        payload: Payload,
+        timeout: Duration,
+        reply: AckReply,
+    },
+    Join {
+        ns: Arc<str>,
+        sid: Sid,
+        room: Arc<str>,
+    },
+    Leave {
+        ns: Arc<str>,
+        sid: Sid,
+        room: Arc<str>,
+    },
+    Disconnect {
+        ns: Arc<str>,
+        sid: Sid,
+        reason: DisconnectReason,
+    },
+}
+
+impl Handler<Command> for SessionActor<Connection> {
+    type Result = ();
+
+    fn handle(&mut self, cmd: Command, ctx: &mut Ctx) {
+        let SessionActor { core, app } = self;
+        let live = |ns: &Arc<str>, sid: &Sid| {
+            app.sockets
+                .get(ns)
+                .is_some_and(|s| &s.socket.inner.id == sid)
+        };
+        match cmd {
+            Command::Send {
+                ns,
+                sid,
+                frames,
+                volatile,
+            } => {
+                if !live(&ns, &sid) {
+                    return;
+                }
+                if volatile && !core.is_writable() {
+                    app.server.metrics.volatile_dropped();
+                    return;
+                }
+                Connection::send(core, &frames);
+            }
+            Command::Ack {
+                ns,
+                sid,
+                id,
+                payload,
+            } => {
+                if live(&ns, &sid) {
+                    Connection::send(core, &encode_ack(&ns, id, &payload));
+                }
+            }
+            Command::EmitWithAck {
+                ns,
+                sid,
+                event,
+                payload,
+                timeout,
+                reply,
+            } => {
+                if !live(&ns, &sid) {
+                    let _ = reply.send(Err(AckError::Disconnected));
+                    return;
+                }
+                let state = app.sockets.get_mut(&ns).expect("checked live");
+                let id = state.next_ack;
+                state.next_ack += 1;
+                let Ok(frames) = encode_event(&ns, &event, &payload, Some(id)) else {
+                    return;
+                };
+                let ns2 = ns.clone();
+                let timer = ctx.run_later(timeout, move |act, _| {
+                    if let Some(state) = act.app.sockets.get_mut(&ns2) {
+                        if let Some((reply, _)) = state.acks.remove(&id) {
+                            act.app.server.metrics.ack_timed_out();
+                            let _ = reply.send(Err(AckError::Timeout));
+                        }
+                    }
+                });
+                state.acks.insert(id, (reply, timer));
+                Connection::send(core, &frames);
+            }
+            Command::Join { ns, sid, room } => {
+                if !live(&ns, &sid) || room.as_ref() == sid.as_str() {
+                    return;
+                }
+                let me = app.me();
+                let max = app.server.config.max_rooms_per_socket;
+                let state = app.sockets.get_mut(&ns).expect("checked live");
+                if state.rooms.contains(&room) {
+                    return;
+                }
+                if state.rooms.len() >= max {
+                    app.server.metrics.event_refused("room_limit");
+                    warn!(core.log, "join refused: socket at max_rooms_per_socket";
+                        "ns" => &*ns, "room" => &*room, "max" => max);
+                    return;
+                }
+                state.rooms.insert(room.clone());
+                app.server.rooms.join(
+                    &RoomKey {
+                        ns: ns.clone(),
+                        room: Some(room),
+                    },
+                    AddMember {
+                        sid,
+                        ns,
+                        conn: me.clone().recipient(),
+                        control: me.recipient(),
+                    },
+                );
+            }
+            Command::Leave { ns, sid, room } => {
+                if !live(&ns, &sid) {
+                    return;
+                }
+                let state = app.sockets.get_mut(&ns).expect("checked live");
+                if state.rooms.remove(&room) {
+                    app.server.rooms.leave(
+                        &RoomKey {
+                            ns,
+                            room: Some(room),
+                        },
+                        sid,
+                    );
+                }
+            }
+            Command::Disconnect { ns, sid, reason } => {
+                if live(&ns, &sid) {
+                    app.remove_socket(&ns, reason, true, core, ctx);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Deliver> for SessionActor<Connection> {
+    type Result = ();
+
+    fn handle(&mut self, d: Deliver, _ctx: &mut Ctx) {
+        let Some(state) = self.app.sockets.get(&d.ns) else {
+            return;
+        };
+        if state.socket.inner.id != d.sid || !state.accepts(&d) {
+            return;
+        }
+        if d.volatile && !self.core.is_writable() {
+            self.app.server.metrics.volatile_dropped();
+            return;
+        }
+        Connection::send(&mut self.core, &d.frames);
+    }
+}
+
+impl Handler<DisconnectSocket> for SessionActor<Connection> {
+    type Result = ();
+
+    fn handle(&mut self, m: DisconnectSocket, ctx: &mut Ctx) {
+        let live = self
+            .app
+            .sockets
+            .get(&m.ns)
+            .is_some_and(|s| s.socket.inner.id == m.sid);
+        if live {
+            let SessionActor { core, app } = self;
+            app.remove_socket(
+                &m.ns,
+                DisconnectReason::ServerNamespaceDisconnect,
+                true,
+                core,
+                ctx,
+            );
+        }
+    }
+}
+
+/// The rooms of one socket, sorted, its own id room included.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct GetRooms {
+    pub ns: Arc<str>,
+    pub sid: Sid,
+}
+
+impl Handler<GetRooms> for SessionActor<Connection> {
+    type Result = MessageResult<GetRooms>;
+
+    fn handle(&mut self, q: GetRooms, _ctx: &mut Ctx) -> Self::Result {
+        let mut rooms: Vec<String> = match self.app.sockets.get(&q.ns) {
+            Some(s) if s.socket.inner.id == q.sid => s
+                .rooms
+                .iter()
+                .map(|r| r.to_string())
+                .chain(std::iter::once(q.sid.to_string()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        rooms.sort();
+        MessageResult(rooms)
+    }
+}

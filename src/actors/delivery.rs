@@ -1,0 +1,44 @@
+//! What travels from a room (or user, or a direct emit) to a connection.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::engineio::{Frame, Sid};
+
+/// Who, among a room's members, a broadcast is for. Absent on the hot path
+/// (one room, nobody excluded), so the common fan-out carries no filter.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// The target rooms, in order. A socket in several of them accepts the
+    /// delivery only from the first one it belongs to: no double delivery,
+    /// decided by the one party that knows its own rooms for sure.
+    pub rooms: Vec<Arc<str>>,
+    pub except_rooms: Vec<Arc<str>>,
+    pub except_sid: Option<Sid>,
+}
+
+/// An encoded packet: a text frame and its binary attachments, shared by
+/// every receiver of one emit.
+pub type Encoded = Arc<[Frame]>;
+
+/// One packet for one socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub ns: Arc<str>,
+    pub sid: Sid,
+    pub frames: Encoded,
+    /// The room it came through; `None` for namespace-wide and direct emits.
+    pub via: Option<Arc<str>>,
+    pub filter: Option<Arc<Filter>>,
+    pub volatile: bool,
+}
+
+/// Disconnect one socket from its namespace (administrative, user revocation).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DisconnectSocket {
+    pub ns: Arc<str>,
+    pub sid: Sid,
+}

@@ -1,0 +1,43 @@
+//! The Engine.IO layer's bounds and timings, resolved from [`crate::Settings`].
+
+use std::time::Duration;
+
+/// Everything a session needs to know about its limits; built once per node.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Largest polling body or WebSocket frame accepted (`maxHttpBufferSize`).
+    pub max_payload: usize,
+    /// How long a WebSocket may stay in the probe phase before it is dropped.
+    pub upgrade_timeout: Duration,
+    pub allow_polling: bool,
+    pub allow_websocket: bool,
+    /// Allowed CORS origins; empty sends no CORS headers, `*` allows any.
+    pub cors_origins: Vec<String>,
+    pub cors_credentials: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            upgrade_timeout: Duration::from_millis(10_000),
+            allow_polling: true,
+            allow_websocket: true,
+            cors_origins: Vec::new(),
+            cors_credentials: false,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The most packets one polling POST may carry: every packet is at least
+    /// one byte plus a separator, so this never refuses an honest body, and it
+    /// stops a hostile one from making us allocate per empty record.
+    pub fn max_packets_per_payload(&self) -> usize {
+        self.max_payload / 2 + 1
+    }
+}

@@ -1,0 +1,73 @@
+//! The HTTP errors of the Engine.IO protocol, answered as
+//! `{"code": N, "message": "..."}` like the reference server.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("Transport unknown")]
+    UnknownTransport,
+    #[error("Session ID unknown")]
+    UnknownSid,
+    #[error("Bad handshake method")]
+    BadHandshakeMethod,
+    #[error("Bad request")]
+    BadRequest,
+    #[error("Forbidden")]
+    Forbidden,
+    #[error("Unsupported protocol version")]
+    UnsupportedProtocolVersion,
+    /// A polling body over `max_payload`: answered 413 and the session closed.
+    #[error("Payload too large")]
+    PayloadTooLarge,
+    /// The node is at `max_connections`; the client retries with backoff.
+    #[error("Server at capacity")]
+    ServerFull,
+}
+
+impl EngineError {
+    /// The protocol's numeric code (the reference server's `Server.errors`).
+    pub fn code(self) -> u8 {
+        match self {
+            EngineError::UnknownTransport => 0,
+            EngineError::UnknownSid => 1,
+            EngineError::BadHandshakeMethod => 2,
+            EngineError::BadRequest => 3,
+            EngineError::Forbidden => 4,
+            EngineError::UnsupportedProtocolVersion => 5,
+            EngineError::PayloadTooLarge => 3,
+            EngineError::ServerFull => 4,
+        }
+    }
+
+    /// The label under which the error is counted in `riptide_bad_input_total`.
+    pub fn metric_kind(self) -> &'static str {
+        match self {
+            EngineError::UnknownTransport => "unknown_transport",
+            EngineError::UnknownSid => "unknown_sid",
+            EngineError::BadHandshakeMethod => "bad_handshake_method",
+            EngineError::BadRequest => "bad_request",
+            EngineError::Forbidden => "forbidden",
+            EngineError::UnsupportedProtocolVersion => "unsupported_protocol_version",
+            EngineError::PayloadTooLarge => "oversized",
+            EngineError::ServerFull => "server_full",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            EngineError::Forbidden => StatusCode::FORBIDDEN,
+            EngineError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            EngineError::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn response(self) -> HttpResponse {
+        HttpResponse::build(self.status()).json(serde_json::json!({
+            "code": self.code(),
+            "message": self.to_string(),
+        }))
+    }
+}

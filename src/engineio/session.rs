@@ -1,0 +1,719 @@
+//! The session actor: one per Engine.IO session, whatever its transport.
+//!
+//! It owns the session's transport state (a waiting long-poll, or the address
+//! of its WebSocket actor), the heartbeat, the upgrade, and the frames not yet
+//! written. The protocol above Engine.IO runs inside it as an [`EngineApp`], so
+//! a Socket.IO packet costs no extra actor hop between transport and protocol.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix::prelude::*;
+use actix_web::http::header::HeaderMap;
+use bytes::Bytes;
+use bytestring::ByteString;
+use parking_lot::RwLock;
+use slog::{debug, o, Logger};
+use tokio::sync::oneshot;
+
+use super::config::EngineConfig;
+use super::errors::EngineError;
+use super::packet::Packet;
+use super::sid::Sid;
+use super::websocket::{WsClose, WsSend, WsTransport};
+use crate::metrics::Metrics;
+
+/// One outbound Engine.IO message, already encoded: shared by every receiver of
+/// a broadcast, so a fan-out to N sockets encodes once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Text(ByteString),
+    Binary(Bytes),
+}
+
+impl Frame {
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(s) => s.len(),
+            Frame::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A `message` packet carrying `text` (`4` + text).
+    pub fn message(text: &str) -> Frame {
+        let mut s = String::with_capacity(text.len() + 1);
+        s.push('4');
+        s.push_str(text);
+        Frame::Text(s.into())
+    }
+
+    fn control(p: &Packet) -> Frame {
+        let mut s = String::with_capacity(8);
+        p.encode_text(&mut s);
+        Frame::Text(s.into())
+    }
+}
+
+/// An inbound Engine.IO message for the app.
+#[derive(Debug)]
+pub enum Message {
+    Text(String),
+    Binary(Bytes),
+}
+
+/// Why a session ended; the strings are the reference server's reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed the transport or sent a close packet.
+    TransportClose,
+    /// The transport failed (I/O error, oversized frame, bad WebSocket frame).
+    TransportError,
+    /// The client missed a pong.
+    PingTimeout,
+    /// The client sent a packet that could not be decoded.
+    ParseError,
+    /// The server closed it (application or slow consumer).
+    ForcedClose,
+    /// The node is stopping.
+    ServerShutdown,
+    /// The client never sent CONNECT within `connect_timeout`.
+    ConnectTimeout,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError => "transport error",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::ParseError => "parse error",
+            CloseReason::ForcedClose => "forced close",
+            CloseReason::ServerShutdown => "server shutting down",
+            CloseReason::ConnectTimeout => "connect timeout",
+        }
+    }
+
+    /// Whether the client should be told with a close packet (it did not
+    /// cause the close itself and may still be listening).
+    fn notify_client(self) -> bool {
+        matches!(
+            self,
+            CloseReason::ForcedClose | CloseReason::ServerShutdown | CloseReason::ConnectTimeout
+        )
+    }
+}
+
+/// What the transport layer knows about the client at handshake time.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub sid: Sid,
+    pub headers: HeaderMap,
+    /// The raw query string of the handshake request.
+    pub query: String,
+    pub remote_addr: Option<SocketAddr>,
+    pub issued: SystemTime,
+    pub transport: &'static str,
+}
+
+impl Handshake {
+    /// One query parameter of the handshake request, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        url_query_pairs(&self.query)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+pub(crate) fn url_query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    q.split('&').filter(|s| !s.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The protocol that runs on top of a session (Socket.IO, or a plain echo).
+///
+/// Its methods run inside the session actor, with the engine's state and the
+/// actor's context, so an app can send, close, and schedule timers itself.
+pub trait EngineApp: Sized + Unpin + 'static {
+    /// The session is open and its open packet is queued.
+    fn on_open(&mut self, _core: &mut EngineCore, _ctx: &mut Context<SessionActor<Self>>) {}
+    /// One message from the client, in the order the client sent it.
+    fn on_message(
+        &mut self,
+        msg: Message,
+        core: &mut EngineCore,
+        ctx: &mut Context<SessionActor<Self>>,
+    );
+    /// The session has ended; nothing can be sent any more.
+    fn on_close(&mut self, _reason: CloseReason, _core: &mut EngineCore) {}
+}
+
+/// Builds the app of each new session. Shared by every worker thread.
+pub trait EngineAppFactory: Send + Sync + 'static {
+    type App: EngineApp;
+    fn create(&self, handshake: &Arc<Handshake>) -> Self::App;
+}
+
+/// Where a session's frames go right now.
+enum Transport {
+    /// A WebSocket was opened without a sid and has not reported in yet.
+    Pending,
+    Polling {
+        /// A GET waiting for data: answered as soon as anything is queued.
+        waiting: Option<oneshot::Sender<PollReply>>,
+    },
+    WebSocket {
+        id: u64,
+        ws: Addr<WsTransport>,
+    },
+}
+
+pub type PollReply = Result<String, EngineError>;
+
+/// The engine half of a session, lent to the app on every call.
+pub struct EngineCore {
+    pub sid: Sid,
+    pub handshake: Arc<Handshake>,
+    pub config: Arc<EngineConfig>,
+    pub metrics: Metrics,
+    pub log: Logger,
+    transport: Transport,
+    /// Frames waiting for a poll (polling) or for the WebSocket to attach.
+    buffer: Vec<Frame>,
+    /// A WebSocket that sent `2probe` and has not yet sent `5`.
+    probe: Option<(u64, Addr<WsTransport>)>,
+    ping_timer: Option<SpawnHandle>,
+    pong_timer: Option<SpawnHandle>,
+    upgrade_timer: Option<SpawnHandle>,
+    close_reason: Option<CloseReason>,
+    registry: SessionRegistry,
+}
+
+impl EngineCore {
+    /// Queue or write one frame.
+    pub fn send(&mut self, frame: Frame) {
+        if self.close_reason.is_some() {
+            return;
+        }
+        self.metrics.packet_out(frame.len());
+        match &mut self.transport {
+            Transport::WebSocket { ws, .. } => ws.do_send(WsSend(frame)),
+            Transport::Polling { waiting } => {
+                self.buffer.push(frame);
+                if let Some(tx) = waiting.take() {
+                    let body = encode_poll_body(&mut self.buffer);
+                    let _ = tx.send(Ok(body));
+                }
+            }
+            Transport::Pending => self.buffer.push(frame),
+        }
+    }
+
+    /// Whether a frame sent now would leave at once rather than wait in a
+    /// buffer: `volatile` emits are dropped when this is false.
+    pub fn is_writable(&self) -> bool {
+        match &self.transport {
+            Transport::WebSocket { .. } => true,
+            Transport::Polling { waiting } => waiting.is_some(),
+            Transport::Pending => false,
+        }
+    }
+
+    pub fn transport_name(&self) -> &'static str {
+        match self.transport {
+            Transport::WebSocket { .. } => "websocket",
+            _ => "polling",
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.close_reason.is_some()
+    }
+
+    /// End the session; the app's `on_close` runs when the actor stops.
+    pub fn close<A: EngineApp>(&mut self, reason: CloseReason, ctx: &mut Context<SessionActor<A>>) {
+        if self.close_reason.is_some() {
+            return;
+        }
+        debug!(self.log, "closing session"; "reason" => reason.as_str());
+        if reason.notify_client() {
+            let close = Frame::control(&Packet::Close);
+            match &mut self.transport {
+                Transport::WebSocket { ws, .. } => ws.do_send(WsSend(close)),
+                Transport::Polling { waiting } => {
+                    self.buffer.push(close);
+                    if let Some(tx) = waiting.take() {
+                        let _ = tx.send(Ok(encode_poll_body(&mut self.buffer)));
+                    }
+                }
+                Transport::Pending => {}
+            }
+        }
+        self.close_reason = Some(reason);
+        ctx.stop();
+    }
+
+    fn schedule_ping<A: EngineApp>(&mut self, ctx: &mut Context<SessionActor<A>>) {
+        let interval = self.config.ping_interval;
+        self.ping_timer = Some(ctx.run_later(interval, |act, ctx| {
+            act.core.ping_timer = None;
+            act.core.send(Frame::control(&Packet::Ping(String::new())));
+            let timeout = act.core.config.ping_timeout;
+            act.core.pong_timer = Some(ctx.run_later(timeout, |act, ctx| {
+                act.core.pong_timer = None;
+                act.core.close(CloseReason::PingTimeout, ctx);
+            }));
+        }));
+    }
+
+    fn on_pong<A: EngineApp>(&mut self, ctx: &mut Context<SessionActor<A>>) {
+        // A pong with no ping outstanding is harmless: ignore it rather than
+        // let a chatty client push the next ping further away.
+        if let Some(h) = self.pong_timer.take() {
+            ctx.cancel_future(h);
+            self.schedule_ping(ctx);
+        }
+    }
+}
+
+/// Body of a polling GET response: records joined by the record separator,
+/// binary as `b` + base64.
+fn encode_poll_body(buffer: &mut Vec<Frame>) -> String {
+    use base64::Engine as _;
+    let mut out = String::with_capacity(buffer.iter().map(|f| f.len() + 1).sum());
+    for (i, f) in buffer.drain(..).enumerate() {
+        if i > 0 {
+            out.push('\x1e');
+        }
+        match f {
+            Frame::Text(t) => out.push_str(&t),
+            Frame::Binary(b) => {
+                out.push('b');
+                base64::engine::general_purpose::STANDARD.encode_string(&b, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// The session actor. `A` is the protocol running on top.
+pub struct SessionActor<A: EngineApp> {
+    pub core: EngineCore,
+    pub app: A,
+}
+
+impl<A: EngineApp> SessionActor<A> {
+    fn on_packet(&mut self, packet: Packet, from_ws: Option<u64>, ctx: &mut Context<Self>) {
+        match packet {
+            Packet::Message(text) => {
+                self.core.metrics.packet_in(text.len() + 1);
+                self.app
+                    .on_message(Message::Text(text), &mut self.core, ctx)
+            }
+            Packet::Binary(bin) => {
+                self.core.metrics.packet_in(bin.len());
+                self.app
+                    .on_message(Message::Binary(bin), &mut self.core, ctx)
+            }
+            Packet::Pong(_) => self.core.on_pong(ctx),
+            Packet::Ping(data) => {
+                // Only a WebSocket in its probe phase pings: answer on it, and
+                // release any waiting poll with a noop so the client can pause
+                // polling and finish the upgrade.
+                if let (Some(id), Some((probe_id, ws))) = (from_ws, &self.core.probe) {
+                    if id == *probe_id && data == "probe" {
+                        ws.do_send(WsSend(Frame::control(&Packet::Pong(data))));
+                        if let Transport::Polling { waiting } = &mut self.core.transport {
+                            if let Some(tx) = waiting.take() {
+                                self.core.buffer.push(Frame::control(&Packet::Noop));
+                                let _ = tx.send(Ok(encode_poll_body(&mut self.core.buffer)));
+                            }
+                        }
+                    }
+                }
+            }
+            Packet::Upgrade => {
+                let Some(id) = from_ws else { return };
+                match self.core.probe.take() {
+                    Some((probe_id, ws)) if probe_id == id => {
+                        if let Some(h) = self.core.upgrade_timer.take() {
+                            ctx.cancel_future(h);
+                        }
+                        if let Transport::Polling { waiting } = &mut self.core.transport {
+                            if let Some(tx) = waiting.take() {
+                                let _ = tx.send(Ok(Frame::control(&Packet::Noop).as_text()));
+                            }
+                        }
+                        for frame in self.core.buffer.drain(..) {
+                            ws.do_send(WsSend(frame));
+                        }
+                        self.core.transport = Transport::WebSocket { id, ws };
+                        self.core.metrics.session_upgraded();
+                        debug!(self.core.log, "upgraded to websocket");
+                    }
+                    other => self.core.probe = other,
+                }
+            }
+            Packet::Close => self.core.close(CloseReason::TransportClose, ctx),
+            Packet::Open(_) | Packet::Noop => {}
+        }
+    }
+}
+
+impl Frame {
+    fn as_text(&self) -> String {
+        match self {
+            Frame::Text(t) => t.to_string(),
+            Frame::Binary(_) => String::new(),
+        }
+    }
+}
+
+impl<A: EngineApp> Actor for SessionActor<A> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        self.core.registry.write().insert(
+            self.core.sid.clone(),
+            SessionHandle {
+                poll: me.clone().recipient(),
+                post: me.clone().recipient(),
+                ws: me.clone().recipient(),
+                close: me.recipient(),
+            },
+        );
+        let open = serde_json::json!({
+            "sid": self.core.sid.as_str(),
+            "upgrades": if self.core.config.allow_websocket && matches!(self.core.transport, Transport::Polling { .. }) {
+                vec!["websocket"]
+            } else {
+                vec![]
+            },
+            "pingInterval": self.core.config.ping_interval.as_millis() as u64,
+            "pingTimeout": self.core.config.ping_timeout.as_millis() as u64,
+            "maxPayload": self.core.config.max_payload,
+        });
+        self.core
+            .buffer
+            .push(Frame::control(&Packet::Open(open.to_string())));
+        self.core.schedule_ping(ctx);
+        self.app.on_open(&mut self.core, ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let reason = self
+            .core
+            .close_reason
+            .unwrap_or(CloseReason::TransportClose);
+        self.core.registry.write().remove(&self.core.sid);
+        self.core
+            .metrics
+            .session_closed(self.core.transport_name(), reason.as_str());
+        match std::mem::replace(&mut self.core.transport, Transport::Pending) {
+            Transport::WebSocket { ws, .. } => ws.do_send(WsClose),
+            Transport::Polling { waiting } => {
+                if let Some(tx) = waiting {
+                    // The client gets what was queued (with the close packet
+                    // when the server closed); otherwise it learns the session
+                    // is gone from its next request.
+                    let body = if self.core.buffer.is_empty() {
+                        Frame::control(&Packet::Close).as_text()
+                    } else {
+                        encode_poll_body(&mut self.core.buffer)
+                    };
+                    let _ = tx.send(Ok(body));
+                }
+            }
+            Transport::Pending => {}
+        }
+        if let Some((_, ws)) = self.core.probe.take() {
+            ws.do_send(WsClose);
+        }
+        self.core.close_reason = Some(reason);
+        self.app.on_close(reason, &mut self.core);
+    }
+}
+
+// ---- messages from the transports ------------------------------------------
+
+/// A polling GET: answered once data is queued.
+pub struct Poll(pub oneshot::Sender<PollReply>);
+impl actix::Message for Poll {
+    type Result = ();
+}
+
+impl<A: EngineApp> Handler<Poll> for SessionActor<A> {
+    type Result = ();
+    fn handle(&mut self, Poll(tx): Poll, ctx: &mut Context<Self>) {
+        match &mut self.core.transport {
+            Transport::Polling { waiting } => {
+                if waiting.is_some() {
+                    // Two GETs at once is a protocol violation: the reference
+                    // server answers 400 and closes the session.
+                    let _ = tx.send(Err(EngineError::BadRequest));
+                    self.core.metrics.bad_input("bad_request");
+                    self.core.close(CloseReason::TransportError, ctx);
+                    return;
+                }
+                if self.core.probe.is_some() && self.core.buffer.is_empty() {
+                    // Mid-upgrade: let the client's polling loop pause.
+                    let _ = tx.send(Ok(Frame::control(&Packet::Noop).as_text()));
+                } else if !self.core.buffer.is_empty() {
+                    let _ = tx.send(Ok(encode_poll_body(&mut self.core.buffer)));
+                } else {
+                    *waiting = Some(tx);
+                }
+            }
+            _ => {
+                let _ = tx.send(Err(EngineError::BadRequest));
+                self.core.metrics.bad_input("bad_request");
+            }
+        }
+    }
+}
+
+/// A polling POST's decoded packets, or the reason it could not be decoded.
+pub struct Post(pub Result<Vec<Packet>, PostError>);
+#[derive(Debug, Clone, Copy)]
+pub enum PostError {
+    Decode,
+    TooLarge,
+}
+impl actix::Message for Post {
+    type Result = Result<(), EngineError>;
+}
+
+impl<A: EngineApp> Handler<Post> for SessionActor<A> {
+    type Result = Result<(), EngineError>;
+    fn handle(&mut self, Post(packets): Post, ctx: &mut Context<Self>) -> Self::Result {
+        if !matches!(self.core.transport, Transport::Polling { .. }) {
+            self.core.metrics.bad_input("bad_request");
+            return Err(EngineError::BadRequest);
+        }
+        match packets {
+            Ok(packets) => {
+                for p in packets {
+                    if self.core.is_closing() {
+                        break;
+                    }
+                    self.on_packet(p, None, ctx);
+                }
+                Ok(())
+            }
+            Err(PostError::Decode) => {
+                self.core.metrics.bad_input("engine_decode");
+                self.core.close(CloseReason::ParseError, ctx);
+                Err(EngineError::BadRequest)
+            }
+            Err(PostError::TooLarge) => {
+                self.core.metrics.bad_input("oversized");
+                self.core.close(CloseReason::TransportError, ctx);
+                Err(EngineError::PayloadTooLarge)
+            }
+        }
+    }
+}
+
+/// What a WebSocket transport actor reports to its session.
+pub enum WsEvent {
+    /// The WebSocket actor started. `upgrade` is true when it was opened with
+    /// the sid of a polling session (the probe phase begins).
+    Attach {
+        id: u64,
+        ws: Addr<WsTransport>,
+        upgrade: bool,
+    },
+    Packet {
+        id: u64,
+        packet: Packet,
+    },
+    /// The frame could not be decoded, was too large, or was not valid UTF-8.
+    Invalid {
+        id: u64,
+        kind: &'static str,
+    },
+    Closed {
+        id: u64,
+    },
+}
+impl actix::Message for WsEvent {
+    type Result = ();
+}
+
+impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
+    type Result = ();
+    fn handle(&mut self, ev: WsEvent, ctx: &mut Context<Self>) {
+        match ev {
+            WsEvent::Attach { id, ws, upgrade } => {
+                if !upgrade {
+                    for frame in self.core.buffer.drain(..) {
+                        ws.do_send(WsSend(frame));
+                    }
+                    self.core.transport = Transport::WebSocket { id, ws };
+                } else if self.core.probe.is_some()
+                    || !matches!(self.core.transport, Transport::Polling { .. })
+                {
+                    // Only one upgrade, and only from polling.
+                    self.core.metrics.bad_input("bad_request");
+                    ws.do_send(WsClose);
+                } else {
+                    self.core.probe = Some((id, ws));
+                    let timeout = self.core.config.upgrade_timeout;
+                    self.core.upgrade_timer = Some(ctx.run_later(timeout, |act, _| {
+                        act.core.upgrade_timer = None;
+                        if let Some((_, ws)) = act.core.probe.take() {
+                            debug!(act.core.log, "upgrade timed out");
+                            ws.do_send(WsClose);
+                        }
+                    }));
+                }
+            }
+            WsEvent::Packet { id, packet } => {
+                let active =
+                    matches!(self.core.transport, Transport::WebSocket { id: a, .. } if a == id);
+                let probing = matches!(self.core.probe, Some((p, _)) if p == id);
+                if active {
+                    self.on_packet(packet, Some(id), ctx);
+                } else if probing {
+                    // During the probe only ping and upgrade are meaningful.
+                    if matches!(packet, Packet::Ping(_) | Packet::Upgrade) {
+                        self.on_packet(packet, Some(id), ctx);
+                    }
+                }
+            }
+            WsEvent::Invalid { id, kind } => {
+                self.core.metrics.bad_input(kind);
+                if matches!(self.core.transport, Transport::WebSocket { id: a, .. } if a == id) {
+                    let reason = if kind == "engine_decode" {
+                        CloseReason::ParseError
+                    } else {
+                        CloseReason::TransportError
+                    };
+                    self.core.close(reason, ctx);
+                } else if matches!(self.core.probe, Some((p, _)) if p == id) {
+                    if let Some((_, ws)) = self.core.probe.take() {
+                        ws.do_send(WsClose);
+                    }
+                }
+            }
+            WsEvent::Closed { id } => {
+                if matches!(self.core.transport, Transport::WebSocket { id: a, .. } if a == id) {
+                    self.core.close(CloseReason::TransportClose, ctx);
+                } else if matches!(self.core.probe, Some((p, _)) if p == id) {
+                    self.core.probe = None;
+                }
+            }
+        }
+    }
+}
+
+/// Close a session from outside (node shutdown, administrative close).
+pub struct CloseSession(pub CloseReason);
+impl actix::Message for CloseSession {
+    type Result = ();
+}
+
+impl<A: EngineApp> Handler<CloseSession> for SessionActor<A> {
+    type Result = ();
+    fn handle(&mut self, CloseSession(reason): CloseSession, ctx: &mut Context<Self>) {
+        self.core.close(reason, ctx);
+    }
+}
+
+// ---- the registry of live sessions -----------------------------------------
+
+/// How the HTTP routes reach a session, whatever its app type.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub poll: Recipient<Poll>,
+    pub post: Recipient<Post>,
+    pub ws: Recipient<WsEvent>,
+    pub close: Recipient<CloseSession>,
+}
+
+/// Every live session of one engine, by sid. Written on open and close only.
+pub type SessionRegistry = Arc<RwLock<HashMap<Sid, SessionHandle>>>;
+
+pub(crate) fn new_core(
+    handshake: Arc<Handshake>,
+    config: Arc<EngineConfig>,
+    metrics: Metrics,
+    log: &Logger,
+    registry: SessionRegistry,
+    polling: bool,
+) -> EngineCore {
+    EngineCore {
+        sid: handshake.sid.clone(),
+        log: log.new(o!("sid" => handshake.sid.to_string())),
+        handshake,
+        config,
+        metrics,
+        transport: if polling {
+            Transport::Polling { waiting: None }
+        } else {
+            Transport::Pending
+        },
+        buffer: Vec::new(),
+        probe: None,
+        ping_timer: None,
+        pong_timer: None,
+        upgrade_timer: None,
+        close_reason: None,
+        registry,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_body_joins_records_and_base64s_binary() {
+        let mut buf = vec![
+            Frame::Text("4hello".into()),
+            Frame::Binary(Bytes::from_static(&[1, 2, 3])),
+            Frame::Text("2".into()),
+        ];
+        assert_eq!(encode_poll_body(&mut buf), "4hello\x1ebAQID\x1e2");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn query_params_are_percent_decoded() {
+        let pairs: Vec<_> = url_query_pairs("EIO=4&transport=polling&token=a%20b%2Fc&x").collect();
+        assert_eq!(pairs[2], ("token".to_string(), "a b/c".to_string()));
+        assert_eq!(pairs[3], ("x".to_string(), String::new()));
+    }
+}

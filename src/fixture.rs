@@ -1,0 +1,53 @@
+//! The bench fixture application (`shared/FIXTURE.md`): the contract every
+//! load scenario drives, so one load generator measures Riptide and its peers.
+//!
+//! | event     | arguments          | what the server does                              |
+//! |-----------|--------------------|---------------------------------------------------|
+//! | `join`    | room, ack          | joins `room`, then acks (the join is in effect before the ack leaves) |
+//! | `publish` | room, payload      | emits `msg` with payload to every socket in `room` (the sender only if a member) |
+//! | `echo`    | payload, ack       | acks with `payload`                                |
+
+use crate::handler::{HandlerContext, NamespaceHandler};
+use crate::socket::{Event, Payload, Socket};
+
+/// The fixture's handler, served on `/` by the binary when `app.fixture` is on.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FixtureHandler;
+
+impl NamespaceHandler for FixtureHandler {
+    fn on_event(&mut self, socket: &Socket, event: Event, _ctx: &mut HandlerContext<Self>) {
+        match event.name.as_str() {
+            "join" => {
+                let Some(room) = event.str_arg(0) else { return };
+                // Join and ack travel through the same connection mailbox, in
+                // this order: the membership is registered before the ack is
+                // written, so a publish that follows the ack reaches us.
+                socket.join(room);
+                if let Some(ack) = event.ack {
+                    ack.send(());
+                }
+            }
+            "publish" => {
+                let mut args = event.payload.args;
+                if args.is_empty() {
+                    return;
+                }
+                let room = match args.remove(0) {
+                    serde_json::Value::String(r) => r,
+                    _ => return,
+                };
+                let payload = Payload {
+                    args,
+                    binary: event.payload.binary,
+                };
+                let _ = socket.within(room).emit("msg", payload);
+            }
+            "echo" => {
+                if let Some(ack) = event.ack {
+                    ack.send(event.payload);
+                }
+            }
+            _ => {}
+        }
+    }
+}

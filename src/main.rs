@@ -1,0 +1,35 @@
+//! The `riptide` service binary: serves the bench fixture application on `/`
+//! (when `app.fixture` is on) from `config/`, with `RIPTIDE__…` overrides.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use riptide::fixture::FixtureHandler;
+use riptide::service::{config, logging};
+use riptide::{Namespace, Riptide};
+
+fn main() -> ExitCode {
+    let dir = std::env::var_os("RIPTIDE_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("config"));
+    let settings = match config::load(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("riptide: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = logging::build_logger(&settings.log);
+    let mut node = Riptide::new(settings.clone(), log.clone());
+    if settings.app.fixture {
+        node = node.namespace("/", Namespace::new(|| FixtureHandler));
+    }
+    let result = actix_web::rt::System::new().block_on(node.build().run());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            slog::crit!(log, "riptide failed"; "error" => %e);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! Prometheus metrics for the engine, the Socket.IO layer and the actors.
+//!
+//! [`Metrics`] is one `Arc`: clone it into every actor. The per-packet methods
+//! (`packet_in`, `packet_out`, `bytes_in`, `bytes_out`, session changes) touch
+//! pre-resolved atomics only: no lock, no hash, no allocation. Methods with a
+//! dynamic namespace label allocate the label once per call; an actor that
+//! calls them often can keep a [`NamespaceMetrics`] handle instead.
+//!
+//! Every other label takes a `&'static str` from the caller's own vocabulary
+//! (`CloseReason::as_str()`, `DisconnectReason::as_str()`, a literal kind), so
+//! a label value never comes from client input and a client cannot grow the
+//! number of time series. The namespace label is the exception and must only
+//! carry namespaces the server accepted.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics text).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Prefix of every metric name, including those added through
+/// [`Metrics::with_registry`].
+pub const PREFIX: &str = "riptide";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: &'static str,
+}
+
+// `Cow` so a caller holding a `&'static str` namespace could skip the allocation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabel {
+    namespace: Cow<'static, str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// Every Riptide metric and the registry that exposes them. Cloning is one
+/// reference-count increment.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    inner: Arc<Instruments>,
+}
+
+#[derive(Debug)]
+struct Instruments {
+    // Behind a mutex only so later subsystems can register into it; the
+    // instruments below are updated without touching it.
+    registry: Mutex<Registry>,
+    polling_sessions: Gauge,
+    websocket_sessions: Gauge,
+    sessions_closed: Family<ReasonLabel, Counter>,
+    packets_in: Counter,
+    packets_out: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    polling_bytes_in: Counter,
+    polling_bytes_out: Counter,
+    sockets_connected: Family<NamespaceLabel, Gauge>,
+    connects: Family<NamespaceLabel, Counter>,
+    disconnects: Family<ReasonLabel, Counter>,
+    bad_input: Family<KindLabel, Counter>,
+    connect_errors: Family<ReasonLabel, Counter>,
+    events_refused: Family<ReasonLabel, Counter>,
+    volatile_dropped: Counter,
+    handler_panics: Counter,
+    actor_restarts: Family<KindLabel, Counter>,
+    acks_timed_out: Counter,
+    rooms: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers `metric` and hands it back, so construction reads as a list.
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let r = &mut registry;
+
+        let sessions: Family<TransportLabel, Gauge> = register(
+            r,
+            "engine_sessions",
+            "Engine.IO sessions currently open, by current transport",
+            Family::default(),
+        );
+        let sessions_closed = register(
+            r,
+            "engine_sessions_closed",
+            "Engine.IO sessions closed, by reason",
+            Family::default(),
+        );
+        let packets: Family<DirectionLabel, Counter> = register(
+            r,
+            "packets",
+            "Engine.IO packets received (in) and sent (out), all transports",
+            Family::default(),
+        );
+        let bytes: Family<DirectionLabel, Counter> = register(
+            r,
+            "bytes",
+            "Engine.IO packet bytes received (in) and sent (out), all transports",
+            Family::default(),
+        );
+        let polling_bytes: Family<DirectionLabel, Counter> = register(
+            r,
+            "polling_body_bytes",
+            "HTTP long-polling body bytes received (in) and sent (out), framing included",
+            Family::default(),
+        );
+        let sockets_connected = register(
+            r,
+            "sockets_connected",
+            "Socket.IO sockets currently connected, by namespace",
+            Family::default(),
+        );
+        let connects = register(
+            r,
+            "connects",
+            "Socket.IO namespace connections accepted, by namespace",
+            Family::default(),
+        );
+        let disconnects = register(
+            r,
+            "disconnects",
+            "Socket.IO sockets disconnected, by reason",
+            Family::default(),
+        );
+        let bad_input = register(
+            r,
+            "bad_input",
+            "Client input rejected, by kind",
+            Family::default(),
+        );
+        let connect_errors = register(
+            r,
+            "connect_errors",
+            "Socket.IO CONNECT requests refused, by reason",
+            Family::default(),
+        );
+        let events_refused = register(
+            r,
+            "events_refused",
+            "Client events or room joins refused, by reason",
+            Family::default(),
+        );
+        let volatile_dropped = register(
+            r,
+            "volatile_dropped",
+            "Volatile emits dropped because the client was not ready",
+            Counter::default(),
+        );
+        let handler_panics = register(
+            r,
+            "handler_panics",
+            "Event handlers that panicked",
+            Counter::default(),
+        );
+        let actor_restarts = register(
+            r,
+            "actor_restarts",
+            "Actors restarted by their supervisor, by kind",
+            Family::default(),
+        );
+        let acks_timed_out = register(
+            r,
+            "acks_timed_out",
+            "Server-to-client acks that were not answered in time",
+            Counter::default(),
+        );
+        let rooms = register(
+            r,
+            "rooms",
+            "Room actors alive on this node",
+            Gauge::default(),
+        );
+
+        // Resolved once here so the per-packet path is a bare atomic add, and so
+        // these series exist (at 0) from the first scrape: rate() needs a start.
+        let direction = |family: &Family<DirectionLabel, Counter>, direction| {
+            family.get_or_create_owned(&DirectionLabel { direction })
+        };
+        let transport = |transport| sessions.get_or_create_owned(&TransportLabel { transport });
+
+        Self {
+            inner: Arc::new(Instruments {
+                polling_sessions: transport("polling"),
+                websocket_sessions: transport("websocket"),
+                packets_in: direction(&packets, "in"),
+                packets_out: direction(&packets, "out"),
+                bytes_in: direction(&bytes, "in"),
+                bytes_out: direction(&bytes, "out"),
+                polling_bytes_in: direction(&polling_bytes, "in"),
+                polling_bytes_out: direction(&polling_bytes, "out"),
+                registry: Mutex::new(registry),
+                sessions_closed,
+                sockets_connected,
+                connects,
+                disconnects,
+                bad_input,
+                connect_errors,
+                events_refused,
+                volatile_dropped,
+                handler_panics,
+                actor_restarts,
+                acks_timed_out,
+                rooms,
+            }),
+        }
+    }
+
+    /// One Engine.IO packet of `bytes` bytes received, on either transport.
+    pub fn packet_in(&self, bytes: usize) {
+        self.inner.packets_in.inc();
+        self.inner.bytes_in.inc_by(bytes as u64);
+    }
+
+    /// One Engine.IO packet of `bytes` bytes sent, on either transport.
+    pub fn packet_out(&self, bytes: usize) {
+        self.inner.packets_out.inc();
+        self.inner.bytes_out.inc_by(bytes as u64);
+    }
+
+    /// A long-polling POST body of `bytes` bytes received. A separate series
+    /// from `packet_in`'s bytes, which already count the packets inside it.
+    pub fn bytes_in(&self, bytes: usize) {
+        self.inner.polling_bytes_in.inc_by(bytes as u64);
+    }
+
+    /// A long-polling GET response body of `bytes` bytes sent. See [`Metrics::bytes_in`].
+    pub fn bytes_out(&self, bytes: usize) {
+        self.inner.polling_bytes_out.inc_by(bytes as u64);
+    }
+
+    /// A session opened on `transport` (`"polling"` or `"websocket"`). Pair it
+    /// with [`Metrics::session_closed`] on the transport it has when it closes.
+    pub fn session_opened(&self, transport: &str) {
+        self.session_gauge(transport).inc();
+    }
+
+    /// A session closed. `transport` is its current one (after any upgrade);
+    /// `reason` is the Engine.IO close reason (`"ping timeout"`, ...).
+    pub fn session_closed(&self, transport: &str, reason: &'static str) {
+        self.session_gauge(transport).dec();
+        self.inner
+            .sessions_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A session moved from polling to WebSocket.
+    pub fn session_upgraded(&self) {
+        self.inner.polling_sessions.dec();
+        self.inner.websocket_sessions.inc();
+    }
+
+    // Only two transports exist; a session still negotiating counts as polling,
+    // the transport every Engine.IO session starts on unless it opens a WebSocket.
+    fn session_gauge(&self, transport: &str) -> &Gauge {
+        if transport == "websocket" {
+            &self.inner.websocket_sessions
+        } else {
+            &self.inner.polling_sessions
+        }
+    }
+
+    /// A socket joined `namespace` (CONNECT accepted).
+    pub fn socket_connected(&self, namespace: &str) {
+        self.namespace(namespace).socket_connected();
+    }
+
+    /// A socket left `namespace`; `reason` is the Socket.IO disconnect reason
+    /// (`"transport close"`, `"client namespace disconnect"`, ...). Counted per
+    /// socket: a closing connection with three namespaces counts three.
+    pub fn socket_disconnected(&self, namespace: &str, reason: &'static str) {
+        self.namespace(namespace).socket_disconnected(reason);
+    }
+
+    /// Handles for one namespace, resolved once so an actor can count connects
+    /// and disconnects without allocating the label each time.
+    pub fn namespace(&self, namespace: &str) -> NamespaceMetrics {
+        let label = NamespaceLabel {
+            namespace: Cow::Owned(namespace.to_owned()),
+        };
+        NamespaceMetrics {
+            connected: self.inner.sockets_connected.get_or_create_owned(&label),
+            connects: self.inner.connects.get_or_create_owned(&label),
+            disconnects: self.inner.disconnects.clone(),
+        }
+    }
+
+    /// Client input rejected; `kind` names what was wrong (`"engine_decode"`,
+    /// `"socket_decode"`, `"unknown_namespace"`, `"oversized"`, `"unknown_sid"`,
+    /// `"bad_request"`, ...).
+    pub fn bad_input(&self, kind: &'static str) {
+        self.inner
+            .bad_input
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// A CONNECT refused (`"invalid_namespace"`, `"middleware"`, ...). Not
+    /// labelled by namespace: a refused namespace name is client input.
+    pub fn connect_error(&self, reason: &'static str) {
+        self.inner
+            .connect_errors
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// An event or a room join refused (`"middleware"`, `"room_limit"`, ...).
+    pub fn event_refused(&self, reason: &'static str) {
+        self.inner
+            .events_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn volatile_dropped(&self) {
+        self.inner.volatile_dropped.inc();
+    }
+
+    pub fn handler_panic(&self) {
+        self.inner.handler_panics.inc();
+    }
+
+    /// `kind` is the actor kind: `"room"` or `"user"`.
+    pub fn actor_restart(&self, kind: &'static str) {
+        self.inner
+            .actor_restarts
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    pub fn ack_timed_out(&self) {
+        self.inner.acks_timed_out.inc();
+    }
+
+    pub fn room_started(&self) {
+        self.inner.rooms.inc();
+    }
+
+    pub fn room_stopped(&self) {
+        self.inner.rooms.dec();
+    }
+
+    /// Lets a later subsystem (the cluster adapter) register its own metrics.
+    /// Names get the `riptide_` prefix, like the built-in ones.
+    ///
+    /// ```text
+    /// metrics.with_registry(|r| r.register("cluster_published", "...", counter.clone()));
+    /// ```
+    pub fn with_registry<R>(&self, register: impl FnOnce(&mut Registry) -> R) -> R {
+        register(&mut self.registry())
+    }
+
+    /// The whole registry as OpenMetrics text (serve it with [`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String fails only if a registered metric's encoder does.
+        // Then the body lacks its `# EOF` line, the scraper rejects it, and the
+        // failure shows up as a failed scrape rather than a panicked worker.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry());
+        out
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic inside `with_registry` leaves the registry usable; metrics
+        // must not stop being served because of it.
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Per-namespace handles from [`Metrics::namespace`]; cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct NamespaceMetrics {
+    connected: Gauge,
+    connects: Counter,
+    disconnects: Family<ReasonLabel, Counter>,
+}
+
+impl NamespaceMetrics {
+    pub fn socket_connected(&self) {
+        self.connected.inc();
+        self.connects.inc();
+    }
+
+    /// See [`Metrics::socket_disconnected`].
+    pub fn socket_disconnected(&self, reason: &'static str) {
+        self.connected.dec();
+        self.disconnects
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_has(text: &str, line: &str) {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing line {line:?} in:\n{text}"
+        );
+    }
+
+    #[test]
+    fn fresh_metrics_expose_the_per_packet_series_at_zero() {
+        let text = Metrics::new().encode();
+        assert_has(&text, "riptide_packets_total{direction=\"in\"} 0");
+        assert_has(&text, "riptide_bytes_total{direction=\"out\"} 0");
+        assert_has(&text, "riptide_engine_sessions{transport=\"polling\"} 0");
+        assert_has(&text, "riptide_rooms 0");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn calls_show_up_in_the_exposition() {
+        let metrics = Metrics::new();
+        // A clone shares the instruments, as actors holding one will.
+        let engine = metrics.clone();
+
+        engine.session_opened("polling");
+        engine.session_opened("polling");
+        engine.session_upgraded();
+        engine.packet_in(10);
+        engine.packet_in(20);
+        engine.packet_out(7);
+        engine.bytes_in(33);
+        engine.bytes_out(9);
+        engine.session_opened("websocket");
+        engine.session_closed("websocket", "ping timeout");
+        engine.bad_input("engine_decode");
+        engine.bad_input("engine_decode");
+        engine.bad_input("unknown_sid");
+
+        metrics.socket_connected("/");
+        metrics.socket_connected("/");
+        metrics.socket_connected("/admin");
+        metrics.socket_disconnected("/", "ping timeout");
+        metrics.connect_error("middleware");
+        metrics.handler_panic();
+        metrics.actor_restart("room");
+        metrics.ack_timed_out();
+        metrics.event_refused("room_limit");
+        metrics.volatile_dropped();
+        metrics.room_started();
+        metrics.room_started();
+        metrics.room_stopped();
+
+        let text = metrics.encode();
+        for line in [
+            "# TYPE riptide_packets counter",
+            "riptide_packets_total{direction=\"in\"} 2",
+            "riptide_packets_total{direction=\"out\"} 1",
+            "riptide_bytes_total{direction=\"in\"} 30",
+            "riptide_bytes_total{direction=\"out\"} 7",
+            "# TYPE riptide_engine_sessions gauge",
+            "riptide_engine_sessions{transport=\"polling\"} 1",
+            "riptide_engine_sessions{transport=\"websocket\"} 1",
+            "riptide_sockets_connected{namespace=\"/\"} 1",
+            "riptide_sockets_connected{namespace=\"/admin\"} 1",
+            "riptide_connects_total{namespace=\"/\"} 2",
+            "riptide_disconnects_total{reason=\"ping timeout\"} 1",
+            "riptide_bad_input_total{kind=\"engine_decode\"} 2",
+            "riptide_bad_input_total{kind=\"unknown_sid\"} 1",
+            "riptide_connect_errors_total{reason=\"middleware\"} 1",
+            "riptide_handler_panics_total 1",
+            "riptide_actor_restarts_total{kind=\"room\"} 1",
+            "riptide_acks_timed_out_total 1",
+            "riptide_rooms 1",
+            "riptide_engine_sessions_closed_total{reason=\"ping timeout\"} 1",
+            "riptide_polling_body_bytes_total{direction=\"in\"} 33",
+            "riptide_polling_body_bytes_total{direction=\"out\"} 9",
+            "riptide_events_refused_total{reason=\"room_limit\"} 1",
+            "riptide_volatile_dropped_total 1",
+        ] {
+            assert_has(&text, line);
+        }
+    }
+
+    #[test]
+    fn namespace_handles_share_the_series() {
+        let metrics = Metrics::new();
+        let chat = metrics.namespace("/chat");
+        chat.socket_connected();
+        chat.socket_connected();
+        chat.socket_disconnected("transport close");
+        metrics.socket_connected("/chat");
+
+        let text = metrics.encode();
+        assert_has(&text, "riptide_sockets_connected{namespace=\"/chat\"} 2");
+        assert_has(&text, "riptide_connects_total{namespace=\"/chat\"} 3");
+        assert_has(
+            &text,
+            "riptide_disconnects_total{reason=\"transport close\"} 1",
+        );
+    }
+
+    #[test]
+    fn namespace_label_values_are_escaped() {
+        let metrics = Metrics::new();
+        metrics.socket_connected("/a\"b");
+        assert_has(
+            &metrics.encode(),
+            "riptide_sockets_connected{namespace=\"/a\\\"b\"} 1",
+        );
+    }
+
+    #[test]
+    fn later_subsystems_can_register_prefixed_metrics() {
+        let metrics = Metrics::new();
+        let published = Counter::<u64>::default();
+        metrics.with_registry(|registry| {
+            registry.register(
+                "cluster_published",
+                "Envelopes published to the broker",
+                published.clone(),
+            )
+        });
+        published.inc_by(5);
+        assert_has(&metrics.encode(), "riptide_cluster_published_total 5");
+    }
+}

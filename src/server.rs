@@ -1,0 +1,445 @@
+//! The node: namespaces, the room and user registries, and the HTTP server
+//! that serves the engine, `/health` and `/metrics`.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use parking_lot::RwLock;
+use regex::Regex;
+use slog::{info, o, Logger};
+
+use crate::actors::connection::Connection;
+use crate::actors::delivery::Deliver;
+use crate::actors::registry::Registry;
+use crate::actors::room::{InjectPanic, RoomActor, RoomKey};
+use crate::actors::user::{DisconnectUser, UserActor};
+use crate::broadcast::{BroadcastOperator, UserOperator};
+use crate::engineio::{CloseReason, Engine, EngineAppFactory, EngineConfig, Handshake, Sid};
+use crate::handler::Namespace;
+use crate::metrics::Metrics;
+use crate::service::config::Settings;
+use crate::socket::Socket;
+
+/// The Socket.IO layer's bounds, resolved from [`Settings`].
+#[derive(Debug, Clone)]
+pub(crate) struct SioConfig {
+    pub connect_timeout: Duration,
+    pub ack_timeout: Duration,
+    pub max_namespaces: usize,
+    pub max_rooms_per_socket: usize,
+    pub max_attachments: usize,
+}
+
+/// A namespace that has been connected to at least once on this node.
+pub(crate) struct NamespaceRuntime {
+    pub name: Arc<str>,
+    pub spec: Namespace,
+    /// The namespace's local sockets by id.
+    pub sockets: RwLock<HashMap<Sid, Socket>>,
+}
+
+/// State shared by every connection and handler of the node.
+pub(crate) struct ServerShared {
+    pub config: SioConfig,
+    namespaces: RwLock<HashMap<Arc<str>, Arc<NamespaceRuntime>>>,
+    dynamic: Vec<(Regex, Namespace)>,
+    pub rooms: Registry<RoomKey, RoomActor>,
+    pub users: Registry<Arc<str>, UserActor>,
+    pub metrics: Metrics,
+    pub log: Logger,
+}
+
+impl ServerShared {
+    /// The namespace called `name`: registered exactly, or created from the
+    /// first dynamic pattern it matches.
+    pub fn namespace(&self, name: &str) -> Option<Arc<NamespaceRuntime>> {
+        if let Some(ns) = self.namespaces.read().get(name) {
+            return Some(ns.clone());
+        }
+        let (_, spec) = self.dynamic.iter().find(|(re, _)| re.is_match(name))?;
+        let mut namespaces = self.namespaces.write();
+        let ns = namespaces
+            .entry(name.into())
+            .or_insert_with(|| Arc::new(NamespaceRuntime::new(name.into(), spec.clone())));
+        Some(ns.clone())
+    }
+
+    /// The connection of local socket `sid` in `ns`, if `sid` is one.
+    pub fn local_socket(&self, ns: &str, sid: &str) -> Option<Recipient<Deliver>> {
+        // Socket ids have one length: most room names are ruled out for free.
+        if sid.len() != 20 {
+            return None;
+        }
+        let namespaces = self.namespaces.read();
+        let socket = namespaces.get(ns)?.sockets.read().get(sid)?.clone();
+        Some(socket.inner.conn.clone().recipient())
+    }
+
+    fn local_sockets(&self, ns: &str) -> Vec<Socket> {
+        self.namespaces
+            .read()
+            .get(ns)
+            .map(|n| n.sockets.read().values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl NamespaceRuntime {
+    fn new(name: Arc<str>, spec: Namespace) -> NamespaceRuntime {
+        NamespaceRuntime {
+            name,
+            spec,
+            sockets: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+/// Builds each session's Socket.IO connection.
+pub struct SocketIoFactory {
+    shared: Arc<ServerShared>,
+}
+
+impl EngineAppFactory for SocketIoFactory {
+    type App = Connection;
+    fn create(&self, handshake: &Arc<Handshake>) -> Connection {
+        Connection::new(self.shared.clone(), handshake.clone())
+    }
+}
+
+/// Configures a node: settings, logger and namespaces.
+///
+/// ```no_run
+/// use riptide::{Event, HandlerContext, Namespace, NamespaceHandler, Riptide, Settings, Socket};
+///
+/// struct Echo;
+/// impl NamespaceHandler for Echo {
+///     fn on_event(&mut self, _s: &Socket, event: Event, _ctx: &mut HandlerContext<Self>) {
+///         if let Some(ack) = event.ack {
+///             ack.send(event.payload);
+///         }
+///     }
+/// }
+///
+/// #[actix_web::main]
+/// async fn main() -> std::io::Result<()> {
+///     let settings = Settings::default();
+///     let log = riptide::service::logging::build_logger(&settings.log);
+///     Riptide::new(settings, log)
+///         .namespace("/", Namespace::new(|| Echo))
+///         .build()
+///         .run()
+///         .await
+/// }
+/// ```
+pub struct Riptide {
+    settings: Settings,
+    log: Logger,
+    metrics: Metrics,
+    namespaces: Vec<(String, Namespace)>,
+    dynamic: Vec<(Regex, Namespace)>,
+}
+
+impl Riptide {
+    pub fn new(settings: Settings, log: Logger) -> Riptide {
+        Riptide {
+            settings,
+            log,
+            metrics: Metrics::new(),
+            namespaces: Vec::new(),
+            dynamic: Vec::new(),
+        }
+    }
+
+    /// Serve namespace `name` (for example `/` or `/chat`).
+    pub fn namespace(mut self, name: &str, ns: Namespace) -> Riptide {
+        self.namespaces.push((name.to_string(), ns));
+        self
+    }
+
+    /// Serve every namespace whose name matches `pattern` (anchor it: `^/room-\d+$`).
+    pub fn dynamic_namespace(mut self, pattern: Regex, ns: Namespace) -> Riptide {
+        self.dynamic.push((pattern, ns));
+        self
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn build(self) -> RiptideServer {
+        let s = &self.settings;
+        let ms = Duration::from_millis;
+        let engine_config = EngineConfig {
+            ping_interval: ms(s.engine.ping_interval_ms),
+            ping_timeout: ms(s.engine.ping_timeout_ms),
+            max_payload: s.engine.max_payload,
+            upgrade_timeout: ms(s.engine.upgrade_timeout_ms),
+            allow_polling: s.engine.transports.iter().any(|t| t == "polling"),
+            allow_websocket: s.engine.transports.iter().any(|t| t == "websocket"),
+            cors_origins: s.cors.allowed_origins.clone(),
+            cors_credentials: s.cors.allow_credentials,
+        };
+        let metrics = self.metrics.clone();
+        let log = self.log.clone();
+        let room_metrics = metrics.clone();
+        let room_log = log.new(o!("actor" => "room"));
+        let user_metrics = metrics.clone();
+        let user_log = log.new(o!("actor" => "user"));
+        let shared = Arc::new(ServerShared {
+            config: SioConfig {
+                connect_timeout: ms(s.socketio.connect_timeout_ms),
+                ack_timeout: ms(s.socketio.ack_timeout_ms),
+                max_namespaces: s.socketio.max_namespaces_per_connection,
+                max_rooms_per_socket: s.socketio.max_rooms_per_socket,
+                max_attachments: s.engine.max_attachments,
+            },
+            namespaces: RwLock::new(
+                self.namespaces
+                    .into_iter()
+                    .map(|(name, ns)| {
+                        let name: Arc<str> = name.into();
+                        (name.clone(), Arc::new(NamespaceRuntime::new(name, ns)))
+                    })
+                    .collect(),
+            ),
+            dynamic: self.dynamic,
+            rooms: Registry::new(move |key: &RoomKey| {
+                let (key, m, l) = (key.clone(), room_metrics.clone(), room_log.clone());
+                Supervisor::start(move |_| RoomActor::new(key, m, l))
+            }),
+            users: Registry::new(move |user: &Arc<str>| {
+                let (user, m, l) = (user.clone(), user_metrics.clone(), user_log.clone());
+                Supervisor::start(move |_| UserActor::new(user, m, l))
+            }),
+            metrics: metrics.clone(),
+            log: log.clone(),
+        });
+        let engine = Engine::new(
+            engine_config,
+            SocketIoFactory {
+                shared: shared.clone(),
+            },
+            metrics.clone(),
+            log.new(o!("layer" => "engine.io")),
+            s.server.max_connections,
+        );
+        RiptideServer {
+            settings: self.settings,
+            engine,
+            handle: ServerHandle { shared },
+            metrics,
+            log,
+        }
+    }
+}
+
+/// A built node, ready to serve.
+pub struct RiptideServer {
+    settings: Settings,
+    engine: Engine<SocketIoFactory>,
+    handle: ServerHandle,
+    metrics: Metrics,
+    log: Logger,
+}
+
+impl RiptideServer {
+    /// A handle for emitting and managing sockets from outside a handler.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The node's metrics, to register more figures or share with another
+    /// engine mounted beside this one.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    /// Mount the Socket.IO endpoint, `/health` and `/metrics` on an actix-web
+    /// app (to embed Riptide in an existing service).
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        self.engine.mount(&self.settings.server.path, cfg);
+        let metrics = self.metrics.clone();
+        let engine = self.engine.clone();
+        cfg.route(
+            "/health",
+            web::get().to(move || {
+                let sessions = engine.session_count();
+                async move {
+                    HttpResponse::Ok()
+                        .json(serde_json::json!({ "status": "ok", "sessions": sessions }))
+                }
+            }),
+        );
+        cfg.route(
+            "/metrics",
+            web::get().to(move || {
+                let body = metrics.encode();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+                        .body(body)
+                }
+            }),
+        );
+    }
+
+    /// Serve on the configured address until SIGINT or SIGTERM.
+    pub async fn run(self) -> io::Result<()> {
+        self.run_with(|_| {}).await
+    }
+
+    /// Serve, with extra routes mounted by `extra` on every worker's app.
+    pub async fn run_with<F>(self, extra: F) -> io::Result<()>
+    where
+        F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    {
+        let addr = (self.settings.server.host.clone(), self.settings.server.port);
+        let listener = std::net::TcpListener::bind(addr)?;
+        self.serve(listener, extra, wait_for_signal()).await
+    }
+
+    /// Serve on `listener` until `shutdown` resolves (then close every
+    /// session with "server shutting down" and stop). Tests use this with a
+    /// listener on port 0.
+    pub async fn serve<F, S>(
+        self,
+        listener: std::net::TcpListener,
+        extra: F,
+        shutdown: S,
+    ) -> io::Result<()>
+    where
+        F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+        S: std::future::Future<Output = &'static str> + 'static,
+    {
+        let s = &self.settings.server;
+        let workers = if s.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            s.workers
+        };
+        let shutdown_timeout = Duration::from_millis(s.shutdown_timeout_ms);
+        let local = listener.local_addr()?;
+        let this = Arc::new(self);
+        let app_this = this.clone();
+        let server = HttpServer::new(move || {
+            let this = app_this.clone();
+            let extra = extra.clone();
+            App::new().configure(move |cfg| {
+                this.configure(cfg);
+                extra(cfg);
+            })
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+        .listen(listener)?
+        .run();
+        info!(this.log, "riptide listening";
+            "addr" => local.to_string(),
+            "path" => &this.settings.server.path,
+            "workers" => workers,
+            "adapter" => &this.settings.adapter.kind);
+        let handle = server.handle();
+        let log = this.log.clone();
+        let engine = this.engine.clone();
+        actix_rt::spawn(async move {
+            let signal = shutdown.await;
+            info!(log, "stopping: closing sessions"; "signal" => signal,
+                "sessions" => engine.session_count());
+            engine.close_all(CloseReason::ServerShutdown);
+            // Let the close packets reach the clients before the sockets go.
+            let deadline =
+                tokio::time::Instant::now() + shutdown_timeout.min(Duration::from_secs(2));
+            while engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            handle.stop(true).await;
+        });
+        server.await?;
+        info!(this.log, "riptide stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}
+
+/// Emit to and manage the node's sockets from anywhere (a handler, a timer,
+/// an HTTP route).
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub(crate) shared: Arc<ServerShared>,
+}
+
+impl ServerHandle {
+    /// Broadcast in namespace `ns`: narrow with `.to(room)`, `.except(room)`.
+    pub fn of(&self, ns: &str) -> BroadcastOperator {
+        BroadcastOperator::new(self.shared.clone(), ns.into())
+    }
+
+    /// Emit to every socket of `user` in namespace `ns`, on every device.
+    pub fn to_user(&self, ns: &str, user: &str) -> UserOperator {
+        UserOperator {
+            server: self.shared.clone(),
+            ns: ns.into(),
+            user: user.into(),
+        }
+    }
+
+    /// Disconnect every socket of `user` (for example, its token was
+    /// revoked). Resolves to how many sockets were disconnected.
+    pub async fn disconnect_user(&self, user: &str) -> usize {
+        let Some(actor) = self.shared.users.get(&Arc::from(user)) else {
+            return 0;
+        };
+        actor.send(DisconnectUser).await.unwrap_or(0)
+    }
+
+    /// The local sockets of namespace `ns`.
+    pub fn sockets(&self, ns: &str) -> Vec<Socket> {
+        self.shared.local_sockets(ns)
+    }
+
+    /// How many room actors are alive on this node (namespaces included).
+    pub fn room_actor_count(&self) -> usize {
+        self.shared.rooms.len()
+    }
+
+    #[doc(hidden)]
+    /// Fault injection for the supervision tests.
+    pub fn inject_room_panic(&self, ns: &str, room: &str) -> bool {
+        let key = RoomKey {
+            ns: ns.into(),
+            room: Some(room.into()),
+        };
+        match self.shared.rooms.get(&key) {
+            Some(actor) => {
+                actor.do_send(InjectPanic);
+                true
+            }
+            None => false,
+        }
+    }
+}

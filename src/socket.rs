@@ -1,0 +1,324 @@
+//! What an application handler sees of one socket: its identity, its
+//! handshake, and the operations it may ask of the connection actor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::actors::connection::{Command, Connection};
+use crate::broadcast::BroadcastOperator;
+use crate::engineio::{Handshake, SessionActor, Sid};
+use crate::server::ServerShared;
+
+/// The arguments of an event or ack: JSON values, with binary attachments
+/// referenced from them by `{"_placeholder": true, "num": i}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Payload {
+    pub args: Vec<Value>,
+    pub binary: Vec<Bytes>,
+}
+
+impl Payload {
+    pub fn new(args: Vec<Value>) -> Payload {
+        Payload {
+            args,
+            binary: Vec::new(),
+        }
+    }
+
+    /// Adds a binary attachment and returns the placeholder to put where the
+    /// bytes belong (as an argument, or nested in one).
+    pub fn attach(&mut self, bytes: impl Into<Bytes>) -> Value {
+        let num = self.binary.len();
+        self.binary.push(bytes.into());
+        serde_json::json!({"_placeholder": true, "num": num})
+    }
+}
+
+impl From<Vec<Value>> for Payload {
+    fn from(args: Vec<Value>) -> Payload {
+        Payload::new(args)
+    }
+}
+
+impl From<Value> for Payload {
+    /// One argument.
+    fn from(v: Value) -> Payload {
+        Payload::new(vec![v])
+    }
+}
+
+impl From<()> for Payload {
+    fn from(_: ()) -> Payload {
+        Payload::default()
+    }
+}
+
+/// An event from a client.
+#[derive(Debug)]
+pub struct Event {
+    pub name: String,
+    pub payload: Payload,
+    /// Present when the client asked for an acknowledgement.
+    pub ack: Option<AckSender>,
+}
+
+impl Event {
+    /// The `i`-th argument, if any.
+    pub fn arg(&self, i: usize) -> Option<&Value> {
+        self.payload.args.get(i)
+    }
+
+    /// The `i`-th argument as a string, if it is one.
+    pub fn str_arg(&self, i: usize) -> Option<&str> {
+        self.arg(i).and_then(Value::as_str)
+    }
+}
+
+/// Answers one client acknowledgement; consumed by `send`, so an ack can only
+/// be answered once.
+#[derive(Debug)]
+pub struct AckSender {
+    pub(crate) conn: Addr<SessionActor<Connection>>,
+    pub(crate) ns: Arc<str>,
+    pub(crate) sid: Sid,
+    pub(crate) id: u64,
+}
+
+impl AckSender {
+    pub fn send(self, payload: impl Into<Payload>) {
+        self.conn.do_send(Command::Ack {
+            ns: self.ns,
+            sid: self.sid,
+            id: self.id,
+            payload: payload.into(),
+        });
+    }
+}
+
+/// Why a socket left its namespace; the strings are Socket.IO's reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    ClientNamespaceDisconnect,
+    ServerNamespaceDisconnect,
+    TransportClose,
+    TransportError,
+    PingTimeout,
+    ParseError,
+    ForcedClose,
+    ServerShuttingDown,
+    /// The application's handler panicked on one of this socket's events.
+    HandlerPanic,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
+            DisconnectReason::HandlerPanic => "handler panic",
+        }
+    }
+}
+
+/// Why an emit was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    #[error("`{0}` is a reserved event name")]
+    ReservedEvent(String),
+}
+
+/// Why an acknowledgement did not come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("the client did not acknowledge in time")]
+    Timeout,
+    #[error("the socket disconnected before acknowledging")]
+    Disconnected,
+}
+
+/// A handle to one socket (one client in one namespace). Cheap to clone; all
+/// operations are messages to the socket's connection actor, so they never
+/// block and are applied in the order they were made.
+#[derive(Clone)]
+pub struct Socket {
+    pub(crate) inner: Arc<SocketInner>,
+}
+
+pub(crate) struct SocketInner {
+    pub id: Sid,
+    pub ns: Arc<str>,
+    pub conn: Addr<SessionActor<Connection>>,
+    pub server: Arc<ServerShared>,
+    pub handshake: Arc<Handshake>,
+    pub auth: Value,
+    pub user: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.inner.id)
+            .field("ns", &self.inner.ns)
+            .finish()
+    }
+}
+
+impl Socket {
+    /// The socket id (also the name of the room only this socket is in).
+    pub fn id(&self) -> &str {
+        self.inner.id.as_str()
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.inner.ns
+    }
+
+    /// The Engine.IO session id, shared by the connection's sockets.
+    pub fn session_id(&self) -> &str {
+        self.inner.handshake.sid.as_str()
+    }
+
+    pub fn handshake(&self) -> &Handshake {
+        &self.inner.handshake
+    }
+
+    /// The CONNECT packet's auth payload (`null` when none was sent).
+    pub fn auth(&self) -> &Value {
+        &self.inner.auth
+    }
+
+    /// The user id the connect middleware authenticated, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.inner.user.as_deref()
+    }
+
+    /// Emit an event to this socket.
+    pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
+        let frames = crate::broadcast::encode_event(&self.inner.ns, event, &payload.into(), None)?;
+        self.inner.conn.do_send(Command::Send {
+            ns: self.inner.ns.clone(),
+            sid: self.inner.id.clone(),
+            frames,
+            volatile: false,
+        });
+        Ok(())
+    }
+
+    /// Emit an event that is dropped rather than queued if the client cannot
+    /// take it right now.
+    pub fn emit_volatile(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
+        let frames = crate::broadcast::encode_event(&self.inner.ns, event, &payload.into(), None)?;
+        self.inner.conn.do_send(Command::Send {
+            ns: self.inner.ns.clone(),
+            sid: self.inner.id.clone(),
+            frames,
+            volatile: true,
+        });
+        Ok(())
+    }
+
+    /// Emit an event and wait for the client's acknowledgement, at most
+    /// `timeout` (`None`: the configured `socketio.ack_timeout_ms`).
+    pub fn emit_with_ack(
+        &self,
+        event: &str,
+        payload: impl Into<Payload>,
+        timeout: Option<Duration>,
+    ) -> impl std::future::Future<Output = Result<Payload, AckError>> + 'static {
+        let (tx, rx) = oneshot::channel();
+        let checked = crate::broadcast::check_event_name(event);
+        if checked.is_ok() {
+            self.inner.conn.do_send(Command::EmitWithAck {
+                ns: self.inner.ns.clone(),
+                sid: self.inner.id.clone(),
+                event: event.to_string(),
+                payload: payload.into(),
+                timeout: timeout.unwrap_or(self.inner.server.config.ack_timeout),
+                reply: tx,
+            });
+        }
+        async move {
+            match rx.await {
+                Ok(r) => r,
+                Err(_) => Err(AckError::Disconnected),
+            }
+        }
+    }
+
+    /// Join a room. The join is in effect for every emit made after this call
+    /// returns, on any thread.
+    pub fn join(&self, room: impl Into<String>) {
+        self.inner.conn.do_send(Command::Join {
+            ns: self.inner.ns.clone(),
+            sid: self.inner.id.clone(),
+            room: room.into().into(),
+        });
+    }
+
+    pub fn leave(&self, room: impl Into<String>) {
+        self.inner.conn.do_send(Command::Leave {
+            ns: self.inner.ns.clone(),
+            sid: self.inner.id.clone(),
+            room: room.into().into(),
+        });
+    }
+
+    /// The rooms this socket is in (its own id room included), sorted.
+    pub async fn rooms(&self) -> Vec<String> {
+        self.inner
+            .conn
+            .send(crate::actors::connection::GetRooms {
+                ns: self.inner.ns.clone(),
+                sid: self.inner.id.clone(),
+            })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Emit to `room`'s members except this socket.
+    pub fn to(&self, room: impl Into<String>) -> BroadcastOperator {
+        BroadcastOperator::new(self.inner.server.clone(), self.inner.ns.clone())
+            .to(room)
+            .except_socket(self.inner.id.clone())
+    }
+
+    /// Emit to `room`'s members, this socket included if it is a member.
+    pub fn within(&self, room: impl Into<String>) -> BroadcastOperator {
+        BroadcastOperator::new(self.inner.server.clone(), self.inner.ns.clone()).to(room)
+    }
+
+    /// Emit to every socket of the namespace except this one.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.inner.server.clone(), self.inner.ns.clone())
+            .except_socket(self.inner.id.clone())
+    }
+
+    /// Disconnect this socket from its namespace (the client is told).
+    pub fn disconnect(&self) {
+        self.inner.conn.do_send(Command::Disconnect {
+            ns: self.inner.ns.clone(),
+            sid: self.inner.id.clone(),
+            reason: DisconnectReason::ServerNamespaceDisconnect,
+        });
+    }
+
+    /// Close the whole underlying connection (every namespace on it).
+    pub fn close_connection(&self) {
+        self.inner
+            .conn
+            .do_send(crate::engineio::session::CloseSession(
+                crate::engineio::CloseReason::ForcedClose,
+            ));
+    }
+}

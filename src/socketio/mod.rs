@@ -1,0 +1,3 @@
+//! Socket.IO v5 packets: encoding, and decoding with binary attachments.
+
+pub mod packet;
