@@ -5,7 +5,9 @@
 //!   goes back unchanged on the same session (the transport layer alone);
 //! - `/socket.io/`: namespaces `/` and `/custom`; on connect the server emits
 //!   `auth` with the CONNECT payload; in `/`, `message` is echoed as
-//!   `message-back` and `message-with-ack` is acked with its arguments.
+//!   `message-back`, `message-with-ack` is acked with its arguments, and
+//!   `emit-with-ack` is emitted back with an ack request whose answer is
+//!   emitted as `emit-with-ack`.
 //!
 //! pingInterval 300 ms, pingTimeout 200 ms, connectTimeout 1000 ms,
 //! maxPayload 1000000, port from env `PORT`.
@@ -55,7 +57,7 @@ impl NamespaceHandler for Conformance {
         let _ = socket.emit("auth", socket.auth().clone());
     }
 
-    fn on_event(&mut self, socket: &Socket, event: Event, _ctx: &mut HandlerContext<Self>) {
+    fn on_event(&mut self, socket: &Socket, event: Event, ctx: &mut HandlerContext<Self>) {
         if !self.main {
             return;
         }
@@ -67,6 +69,17 @@ impl NamespaceHandler for Conformance {
                 if let Some(ack) = event.ack {
                     ack.send(event.payload);
                 }
+            }
+            "emit-with-ack" => {
+                // Emit the arguments back with an ack request; when the client
+                // acks, emit its ack arguments as a plain event.
+                let reply = socket.emit_with_ack("emit-with-ack", event.payload, None);
+                let socket = socket.clone();
+                riptide::handler::spawn(ctx, async move {
+                    if let Ok(args) = reply.await {
+                        let _ = socket.emit("emit-with-ack", args);
+                    }
+                });
             }
             _ => {}
         }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test of Riptide on a fresh Debian machine: installs what is
+# missing (nats-server, redis-server, Node.js + npm for the interop and
+# conformance suites), builds, then runs lint, the Rust tests, the Node
+# interop suite against the real socket.io-client, and the official protocol
+# conformance suites. Exits non-zero on the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stage() { printf '\n==> %s\n' "$*"; }
+
+need=()
+command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+if [ ${#need[@]} -gt 0 ]; then
+  stage "installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+export PATH="$PATH:/usr/sbin"
+
+stage "build"
+cargo build --all-targets --locked
+
+stage "lint"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+stage "rust tests"
+cargo test --all-targets --locked
+cargo test --doc --locked
+
+stage "interop (official socket.io-client)"
+(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+if [ -x tests/conformance/run.sh ]; then
+  stage "protocol conformance (official test suites)"
+  tests/conformance/run.sh target/debug/examples/conformance
+fi
+
+stage "all tests passed"
