@@ -88,7 +88,12 @@ impl NamespaceHandler for Interop {
                 );
                 riptide::handler::spawn(ctx, async move {
                     match answer.await {
-                        Ok(p) => ack.send(json!({ "answer": p.args })),
+                        // Keep the client's binary attachments: its
+                        // placeholders still point at them.
+                        Ok(p) => ack.send(Payload {
+                            args: vec![json!({ "answer": p.args })],
+                            binary: p.binary,
+                        }),
                         Err(_) => ack.send(json!({ "error": "timeout" })),
                     }
                 });
