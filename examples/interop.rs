@@ -6,7 +6,8 @@
 //!   `message-back`), `join`/`leave` (ack with the sorted rooms), `publish`,
 //!   `publish-others`, `publish-except`, `broadcast`, `ask-client`
 //!   (server-to-client ack with a 2 s timeout), `disconnect-me`,
-//!   `close-connection`.
+//!   `close-connection` (every namespace disconnected, then the connection
+//!   closed: Socket.IO's `disconnect(true)`).
 //! - `/private`: connect middleware accepting only `auth = {token: "secret"}`.
 //! - `^/dyn-[a-z0-9]+$`: dynamic namespaces with `welcome` and `echo`.
 

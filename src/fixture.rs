@@ -19,9 +19,8 @@ impl NamespaceHandler for FixtureHandler {
         match event.name.as_str() {
             "join" => {
                 let Some(room) = event.str_arg(0) else { return };
-                // Join and ack travel through the same connection mailbox, in
-                // this order: the membership is registered before the ack is
-                // written, so a publish that follows the ack reaches us.
+                // `join` registers the membership before it returns, so a
+                // publish made after the ack (by anyone) reaches us.
                 socket.join(room);
                 if let Some(ack) = event.ack {
                     ack.send(());

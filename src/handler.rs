@@ -90,7 +90,7 @@ impl ConnectError {
 /// What connect middleware sees, and may annotate, before a socket exists.
 pub struct ConnectRequest<'a> {
     pub namespace: &'a str,
-    /// The CONNECT auth payload (`null` if none).
+    /// The CONNECT auth payload (`{}` if none).
     pub auth: &'a Value,
     pub handshake: &'a Handshake,
     pub(crate) user: Option<String>,

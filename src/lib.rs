@@ -54,10 +54,12 @@
 //! ```
 
 pub mod actors;
+pub mod adapter;
 pub mod broadcast;
 pub mod engineio;
 pub mod fixture;
 pub mod handler;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod service;

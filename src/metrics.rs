@@ -19,6 +19,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics text).
@@ -82,6 +83,8 @@ struct Instruments {
     connect_errors: Family<ReasonLabel, Counter>,
     events_refused: Family<ReasonLabel, Counter>,
     volatile_dropped: Counter,
+    slow_consumers: Counter,
+    queue_depth: Histogram,
     handler_panics: Counter,
     actor_restarts: Family<KindLabel, Counter>,
     acks_timed_out: Counter,
@@ -182,6 +185,20 @@ impl Metrics {
             "Volatile emits dropped because the client was not ready",
             Counter::default(),
         );
+        let slow_consumers = register(
+            r,
+            "slow_consumer_closes",
+            "Clients closed because they did not take their messages fast enough",
+            Counter::default(),
+        );
+        // Powers of four from 1 to 4096 frames: "healthy" (0-4), "busy" (16-64)
+        // and "about to be closed" (the default limit, 1024) land apart.
+        let queue_depth = register(
+            r,
+            "outbound_queue_depth",
+            "Frames waiting in a client's outbound queue, observed at each write",
+            Histogram::new(exponential_buckets(1.0, 4.0, 7)),
+        );
         let handler_panics = register(
             r,
             "handler_panics",
@@ -233,6 +250,8 @@ impl Metrics {
                 connect_errors,
                 events_refused,
                 volatile_dropped,
+                slow_consumers,
+                queue_depth,
                 handler_panics,
                 actor_restarts,
                 acks_timed_out,
@@ -350,6 +369,16 @@ impl Metrics {
 
     pub fn volatile_dropped(&self) {
         self.inner.volatile_dropped.inc();
+    }
+
+    /// A client closed as a slow consumer.
+    pub fn slow_consumer_closed(&self) {
+        self.inner.slow_consumers.inc();
+    }
+
+    /// A write left `depth` frames in the client's outbound queue.
+    pub fn queue_depth(&self, depth: usize) {
+        self.inner.queue_depth.observe(depth as f64);
     }
 
     pub fn handler_panic(&self) {

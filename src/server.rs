@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use regex::Regex;
 use slog::{info, o, Logger};
 
 use crate::actors::connection::Connection;
 use crate::actors::delivery::Deliver;
+use crate::actors::handler::Dispatch;
 use crate::actors::registry::Registry;
 use crate::actors::room::{InjectPanic, RoomActor, RoomKey};
 use crate::actors::user::{DisconnectUser, UserActor};
@@ -34,10 +35,17 @@ pub(crate) struct SioConfig {
     pub max_attachments: usize,
 }
 
-/// A namespace that has been connected to at least once on this node.
+/// A namespace with sockets on this node: every registered namespace, and each
+/// dynamic namespace while it has at least one socket.
 pub(crate) struct NamespaceRuntime {
     pub name: Arc<str>,
     pub spec: Namespace,
+    /// Created from a `dynamic_namespace` pattern: dropped with its last
+    /// socket, so clients cannot grow the node's namespaces without bound.
+    pub dynamic: bool,
+    /// The `namespace` label of its metrics: the name for a registered
+    /// namespace, the pattern for a dynamic one (bounded label cardinality).
+    pub metric_label: Arc<str>,
     /// The namespace's local sockets by id.
     pub sockets: RwLock<HashMap<Sid, Socket>>,
 }
@@ -49,23 +57,91 @@ pub(crate) struct ServerShared {
     dynamic: Vec<(Regex, Namespace)>,
     pub rooms: Registry<RoomKey, RoomActor>,
     pub users: Registry<Arc<str>, UserActor>,
+    /// Every handler actor started for this node, so shutdown can wait until
+    /// each has run the `on_disconnect`s it was sent.
+    pub handlers: Mutex<Vec<Recipient<Dispatch>>>,
     pub metrics: Metrics,
     pub log: Logger,
 }
 
 impl ServerShared {
-    /// The namespace called `name`: registered exactly, or created from the
-    /// first dynamic pattern it matches.
-    pub fn namespace(&self, name: &str) -> Option<Arc<NamespaceRuntime>> {
+    /// The spec serving namespace `name`: registered exactly, or the first
+    /// dynamic pattern it matches. Creates nothing: a namespace's runtime
+    /// exists once a socket is attached to it (see [`ServerShared::attach`]).
+    pub fn spec(&self, name: &str) -> Option<Namespace> {
         if let Some(ns) = self.namespaces.read().get(name) {
-            return Some(ns.clone());
+            return Some(ns.spec.clone());
         }
-        let (_, spec) = self.dynamic.iter().find(|(re, _)| re.is_match(name))?;
+        self.dynamic
+            .iter()
+            .find(|(re, _)| re.is_match(name))
+            .map(|(_, spec)| spec.clone())
+    }
+
+    /// Add `socket` to its namespace, creating a dynamic namespace's runtime
+    /// on its first socket. `None` if no namespace serves the name.
+    pub fn attach(&self, socket: &Socket) -> Option<Arc<NamespaceRuntime>> {
+        let name = &socket.inner.ns;
+        let sid = socket.inner.id.clone();
+        {
+            // Inserted under the map's read lock: `detach` cannot drop the
+            // runtime between the lookup and the insert.
+            let namespaces = self.namespaces.read();
+            if let Some(rt) = namespaces.get(name) {
+                rt.sockets.write().insert(sid, socket.clone());
+                return Some(rt.clone());
+            }
+        }
+        let (re, spec) = self.dynamic.iter().find(|(re, _)| re.is_match(name))?;
         let mut namespaces = self.namespaces.write();
-        let ns = namespaces
-            .entry(name.into())
-            .or_insert_with(|| Arc::new(NamespaceRuntime::new(name.into(), spec.clone())));
-        Some(ns.clone())
+        let rt = namespaces
+            .entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(NamespaceRuntime {
+                    name: name.clone(),
+                    spec: spec.clone(),
+                    dynamic: true,
+                    metric_label: re.as_str().into(),
+                    sockets: RwLock::new(HashMap::new()),
+                })
+            })
+            .clone();
+        rt.sockets.write().insert(sid, socket.clone());
+        Some(rt)
+    }
+
+    /// Remove socket `sid` from its namespace; a dynamic namespace left
+    /// without sockets is dropped.
+    pub fn detach(&self, rt: &Arc<NamespaceRuntime>, sid: &Sid) {
+        let now_empty = {
+            let mut sockets = rt.sockets.write();
+            sockets.remove(sid);
+            sockets.is_empty()
+        };
+        if now_empty && rt.dynamic {
+            let mut namespaces = self.namespaces.write();
+            let current = namespaces
+                .get(&rt.name)
+                .is_some_and(|cur| Arc::ptr_eq(cur, rt));
+            if current && rt.sockets.read().is_empty() {
+                namespaces.remove(&rt.name);
+            }
+        }
+    }
+
+    /// How many namespaces have a runtime on this node (registered ones
+    /// included).
+    pub fn namespace_count(&self) -> usize {
+        self.namespaces.read().len()
+    }
+
+    /// How many sockets are attached on this node, all namespaces together.
+    pub fn socket_count(&self) -> usize {
+        self.namespaces
+            .read()
+            .values()
+            .map(|n| n.sockets.read().len())
+            .sum()
     }
 
     /// The connection of local socket `sid` in `ns`, if `sid` is one.
@@ -89,12 +165,32 @@ impl ServerShared {
 }
 
 impl NamespaceRuntime {
-    fn new(name: Arc<str>, spec: Namespace) -> NamespaceRuntime {
+    fn registered(name: Arc<str>, spec: Namespace) -> NamespaceRuntime {
         NamespaceRuntime {
+            metric_label: name.clone(),
             name,
             spec,
+            dynamic: false,
             sockets: RwLock::new(HashMap::new()),
         }
+    }
+}
+
+/// The Engine.IO layer's settings resolved from the node's [`Settings`].
+pub fn engine_config(s: &Settings) -> EngineConfig {
+    let ms = Duration::from_millis;
+    EngineConfig {
+        ping_interval: ms(s.engine.ping_interval_ms),
+        ping_timeout: ms(s.engine.ping_timeout_ms),
+        max_payload: s.engine.max_payload,
+        upgrade_timeout: ms(s.engine.upgrade_timeout_ms),
+        allow_polling: s.engine.transports.iter().any(|t| t == "polling"),
+        allow_websocket: s.engine.transports.iter().any(|t| t == "websocket"),
+        cors_origins: s.cors.allowed_origins.clone(),
+        cors_credentials: s.cors.allow_credentials,
+        max_queued_frames: s.limits.max_queued_frames,
+        max_queued_bytes: s.limits.max_queued_bytes,
+        slow_consumer_grace: ms(s.limits.slow_consumer_grace_ms),
     }
 }
 
@@ -172,17 +268,8 @@ impl Riptide {
 
     pub fn build(self) -> RiptideServer {
         let s = &self.settings;
+        let engine_config = engine_config(s);
         let ms = Duration::from_millis;
-        let engine_config = EngineConfig {
-            ping_interval: ms(s.engine.ping_interval_ms),
-            ping_timeout: ms(s.engine.ping_timeout_ms),
-            max_payload: s.engine.max_payload,
-            upgrade_timeout: ms(s.engine.upgrade_timeout_ms),
-            allow_polling: s.engine.transports.iter().any(|t| t == "polling"),
-            allow_websocket: s.engine.transports.iter().any(|t| t == "websocket"),
-            cors_origins: s.cors.allowed_origins.clone(),
-            cors_credentials: s.cors.allow_credentials,
-        };
         let metrics = self.metrics.clone();
         let log = self.log.clone();
         let room_metrics = metrics.clone();
@@ -202,7 +289,10 @@ impl Riptide {
                     .into_iter()
                     .map(|(name, ns)| {
                         let name: Arc<str> = name.into();
-                        (name.clone(), Arc::new(NamespaceRuntime::new(name, ns)))
+                        (
+                            name.clone(),
+                            Arc::new(NamespaceRuntime::registered(name, ns)),
+                        )
                     })
                     .collect(),
             ),
@@ -215,6 +305,7 @@ impl Riptide {
                 let (user, m, l) = (user.clone(), user_metrics.clone(), user_log.clone());
                 Supervisor::start(move |_| UserActor::new(user, m, l))
             }),
+            handlers: Mutex::new(Vec::new()),
             metrics: metrics.clone(),
             log: log.clone(),
         });
@@ -339,6 +430,9 @@ impl RiptideServer {
         })
         .workers(workers)
         .disable_signals()
+        // A client's EOF ends its connection at once, so a long-poll whose
+        // client went away is noticed now, not at the ping timeout.
+        .h1_allow_half_closed(false)
         .shutdown_timeout(shutdown_timeout.as_secs().max(1))
         .listen(listener)?
         .run();
@@ -350,6 +444,7 @@ impl RiptideServer {
         let handle = server.handle();
         let log = this.log.clone();
         let engine = this.engine.clone();
+        let shared = this.handle.shared.clone();
         actix_rt::spawn(async move {
             let signal = shutdown.await;
             info!(log, "stopping: closing sessions"; "signal" => signal,
@@ -358,10 +453,32 @@ impl RiptideServer {
             // Let the close packets reach the clients before the sockets go.
             let deadline =
                 tokio::time::Instant::now() + shutdown_timeout.min(Duration::from_secs(2));
-            while engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
+            while (engine.session_count() > 0 || shared.socket_count() > 0)
+                && tokio::time::Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            handle.stop(true).await;
+            // Every socket is detached and its `on_disconnect` sent: let each
+            // handler run them before the workers stop.
+            let handlers = shared.handlers.lock().clone();
+            for h in handlers {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let _ = tokio::time::timeout(left, h.send(Dispatch::Barrier)).await;
+            }
+            // Graceful stop waits for open connections; a second signal, or
+            // the shutdown timeout, stops at once.
+            let graceful = handle.stop(true);
+            tokio::select! {
+                _ = graceful => {}
+                _ = tokio::time::sleep(shutdown_timeout + Duration::from_secs(1)) => {
+                    slog::warn!(log, "graceful stop timed out; stopping now");
+                    handle.stop(false).await;
+                }
+                _ = wait_for_signal() => {
+                    slog::warn!(log, "second signal; stopping now");
+                    handle.stop(false).await;
+                }
+            }
         });
         server.await?;
         info!(this.log, "riptide stopped");
@@ -420,6 +537,12 @@ impl ServerHandle {
     /// The local sockets of namespace `ns`.
     pub fn sockets(&self, ns: &str) -> Vec<Socket> {
         self.shared.local_sockets(ns)
+    }
+
+    /// How many namespaces are alive on this node: the registered ones, plus
+    /// each dynamic namespace that has sockets.
+    pub fn namespace_count(&self) -> usize {
+        self.shared.namespace_count()
     }
 
     /// How many room actors are alive on this node (namespaces included).

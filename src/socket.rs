@@ -1,15 +1,20 @@
 //! What an application handler sees of one socket: its identity, its
 //! handshake, and the operations it may ask of the connection actor.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use serde_json::Value;
+use slog::warn;
 use tokio::sync::oneshot;
 
 use crate::actors::connection::{Command, Connection};
+use crate::actors::registry::AddMember;
+use crate::actors::room::RoomKey;
 use crate::broadcast::BroadcastOperator;
 use crate::engineio::{Handshake, SessionActor, Sid};
 use crate::server::ServerShared;
@@ -113,6 +118,8 @@ pub enum DisconnectReason {
     ServerShuttingDown,
     /// The application's handler panicked on one of this socket's events.
     HandlerPanic,
+    /// The client did not take its messages fast enough and was closed.
+    SlowConsumer,
 }
 
 impl DisconnectReason {
@@ -127,6 +134,7 @@ impl DisconnectReason {
             DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::ServerShuttingDown => "server shutting down",
             DisconnectReason::HandlerPanic => "handler panic",
+            DisconnectReason::SlowConsumer => "slow consumer",
         }
     }
 }
@@ -163,6 +171,24 @@ pub(crate) struct SocketInner {
     pub handshake: Arc<Handshake>,
     pub auth: Value,
     pub user: Option<Arc<str>>,
+    /// The rooms joined explicitly (the own id room is implicit). Shared by
+    /// the handles and the connection, so a join is in effect as soon as
+    /// `join` returns; `closed` once the socket has left, so a late join
+    /// cannot leave a membership behind.
+    pub rooms: Mutex<RoomSet>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RoomSet {
+    pub rooms: HashSet<Arc<str>>,
+    pub closed: bool,
+}
+
+impl SocketInner {
+    /// Whether the socket is in `room` (its own id included).
+    pub fn in_room(&self, room: &str) -> bool {
+        room == self.id.as_str() || self.rooms.lock().rooms.contains(room)
+    }
 }
 
 impl std::fmt::Debug for Socket {
@@ -193,7 +219,8 @@ impl Socket {
         &self.inner.handshake
     }
 
-    /// The CONNECT packet's auth payload (`null` when none was sent).
+    /// The CONNECT packet's auth payload (`{}` when none was sent, as in
+    /// the reference server).
     pub fn auth(&self) -> &Value {
         &self.inner.auth
     }
@@ -257,33 +284,71 @@ impl Socket {
     }
 
     /// Join a room. The join is in effect for every emit made after this call
-    /// returns, on any thread.
+    /// returns, on any thread. Refused (and counted in
+    /// `riptide_events_refused_total{reason="room_limit"}`) past
+    /// `socketio.max_rooms_per_socket`, which counts the socket's own room.
     pub fn join(&self, room: impl Into<String>) {
-        self.inner.conn.do_send(Command::Join {
-            ns: self.inner.ns.clone(),
-            sid: self.inner.id.clone(),
-            room: room.into().into(),
-        });
+        let room: Arc<str> = room.into().into();
+        let inner = &self.inner;
+        let mut set = inner.rooms.lock();
+        if set.closed || room.as_ref() == inner.id.as_str() || set.rooms.contains(&room) {
+            return;
+        }
+        let max = inner.server.config.max_rooms_per_socket;
+        if set.rooms.len() + 1 >= max {
+            inner.server.metrics.event_refused("room_limit");
+            warn!(inner.server.log, "join refused: socket at max_rooms_per_socket";
+                "ns" => &*inner.ns, "room" => &*room, "max" => max);
+            return;
+        }
+        set.rooms.insert(room.clone());
+        // Registered while the room set is locked: a concurrent disconnect
+        // either sees this room and leaves it, or refuses the join.
+        inner.server.rooms.join(
+            &RoomKey {
+                ns: inner.ns.clone(),
+                room: Some(room),
+            },
+            AddMember {
+                sid: inner.id.clone(),
+                ns: inner.ns.clone(),
+                conn: inner.conn.clone().recipient(),
+                control: inner.conn.clone().recipient(),
+            },
+        );
     }
 
+    /// Leave a room; emits made after this call returns do not reach it.
     pub fn leave(&self, room: impl Into<String>) {
-        self.inner.conn.do_send(Command::Leave {
-            ns: self.inner.ns.clone(),
-            sid: self.inner.id.clone(),
-            room: room.into().into(),
-        });
+        let room: Arc<str> = room.into().into();
+        let inner = &self.inner;
+        let mut set = inner.rooms.lock();
+        if set.rooms.remove(&room) {
+            inner.server.rooms.leave(
+                &RoomKey {
+                    ns: inner.ns.clone(),
+                    room: Some(room),
+                },
+                inner.id.clone(),
+            );
+        }
     }
 
-    /// The rooms this socket is in (its own id room included), sorted.
+    /// The rooms this socket is in (its own id room included), sorted; empty
+    /// once the socket has disconnected.
     pub async fn rooms(&self) -> Vec<String> {
-        self.inner
-            .conn
-            .send(crate::actors::connection::GetRooms {
-                ns: self.inner.ns.clone(),
-                sid: self.inner.id.clone(),
-            })
-            .await
-            .unwrap_or_default()
+        let set = self.inner.rooms.lock();
+        if set.closed {
+            return Vec::new();
+        }
+        let mut rooms: Vec<String> = set
+            .rooms
+            .iter()
+            .map(|r| r.to_string())
+            .chain(std::iter::once(self.inner.id.to_string()))
+            .collect();
+        rooms.sort();
+        rooms
     }
 
     /// Emit to `room`'s members except this socket.
@@ -313,12 +378,15 @@ impl Socket {
         });
     }
 
-    /// Close the whole underlying connection (every namespace on it).
+    /// Close the whole underlying connection: like the reference server's
+    /// `disconnect(true)`, every namespace of the connection is told (`41`)
+    /// and disconnected with "server namespace disconnect", then the
+    /// Engine.IO session is closed. Does nothing if this socket has already
+    /// left.
     pub fn close_connection(&self) {
-        self.inner
-            .conn
-            .do_send(crate::engineio::session::CloseSession(
-                crate::engineio::CloseReason::ForcedClose,
-            ));
+        self.inner.conn.do_send(Command::CloseConnection {
+            ns: self.inner.ns.clone(),
+            sid: self.inner.id.clone(),
+        });
     }
 }

@@ -2,14 +2,17 @@
 //! with `RIPTIDE__…` overrides, validated at start with an error naming the
 //! key, `/health` and `/metrics`, JSON logs, graceful stop on SIGTERM.
 
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn riptide(envs: &[(&str, &str)]) -> Command {
@@ -50,7 +53,10 @@ mod reqwest {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         let status = out
@@ -58,7 +64,10 @@ mod reqwest {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Ok((status, body))
     }
 }
@@ -95,14 +104,22 @@ fn serves_health_and_metrics_and_stops_on_sigterm() {
         "riptide_packets_total",
         "riptide_bytes_total",
     ] {
-        assert!(metrics.contains(series), "{series} missing from /metrics:\n{metrics}");
+        assert!(
+            metrics.contains(series),
+            "{series} missing from /metrics:\n{metrics}"
+        );
     }
     // The embedded default serves the bench fixture on `/`.
-    let (status, open) = reqwest::blocking_get(port, "/socket.io/?EIO=4&transport=polling").unwrap();
+    let (status, open) =
+        reqwest::blocking_get(port, "/socket.io/?EIO=4&transport=polling").unwrap();
     assert_eq!(status, 200);
     assert!(open.contains("\"sid\""), "{open}");
     sigterm(&child);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0), "graceful exit");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)),
+        Some(0),
+        "graceful exit"
+    );
 }
 
 #[test]
@@ -129,14 +146,19 @@ fn sigterm_tells_connected_clients_the_server_is_going_away() {
                 _ => {}
             }
         }
-        assert!(saw_close_packet, "an Engine.IO close packet before the socket closed");
+        assert!(
+            saw_close_packet,
+            "an Engine.IO close packet before the socket closed"
+        );
     });
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
 }
 
 #[test]
 fn a_bad_value_is_refused_at_start_naming_its_key() {
-    let out = riptide(&[("RIPTIDE__SERVER__PORT", "not-a-port")]).output().unwrap();
+    let out = riptide(&[("RIPTIDE__SERVER__PORT", "not-a-port")])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("server.port"), "stderr: {err}");
@@ -144,7 +166,9 @@ fn a_bad_value_is_refused_at_start_naming_its_key() {
 
 #[test]
 fn an_unknown_key_is_refused_naming_it() {
-    let out = riptide(&[("RIPTIDE__SERVER__PROT", "4000")]).output().unwrap();
+    let out = riptide(&[("RIPTIDE__SERVER__PROT", "4000")])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("prot"), "stderr: {err}");
@@ -152,7 +176,9 @@ fn an_unknown_key_is_refused_naming_it() {
 
 #[test]
 fn an_invalid_combination_is_refused_naming_its_key() {
-    let out = riptide(&[("RIPTIDE__ENGINE__PING_TIMEOUT_MS", "0")]).output().unwrap();
+    let out = riptide(&[("RIPTIDE__ENGINE__PING_TIMEOUT_MS", "0")])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("engine.ping_timeout_ms"), "stderr: {err}");

@@ -7,13 +7,14 @@
 //! decided here first, so a socket filters what rooms deliver to it against
 //! its own, authoritative, room set.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use serde_json::Value;
 use slog::{debug, warn};
 use tokio::sync::oneshot;
@@ -27,8 +28,10 @@ use crate::engineio::session::Message as EngineMessage;
 use crate::engineio::{CloseReason, EngineApp, EngineCore, Handshake, SessionActor, Sid};
 use crate::handler::{ConnectError, ConnectRequest};
 use crate::server::{NamespaceRuntime, ServerShared};
-use crate::socket::{AckError, AckSender, DisconnectReason, Event, Payload, Socket, SocketInner};
-use crate::socketio::packet::{Decoder, Packet, PacketData};
+use crate::socket::{
+    AckError, AckSender, DisconnectReason, Event, Payload, RoomSet, Socket, SocketInner,
+};
+use crate::socketio::packet::{is_reserved_event, Decoder, Packet, PacketData};
 
 type Ctx = Context<SessionActor<Connection>>;
 type AckReply = oneshot::Sender<Result<Payload, AckError>>;
@@ -36,35 +39,34 @@ type AckReply = oneshot::Sender<Result<Payload, AckError>>;
 struct SocketState {
     socket: Socket,
     runtime: Arc<NamespaceRuntime>,
-    /// Rooms joined explicitly; the socket's own id room is implicit.
-    rooms: HashSet<Arc<str>>,
     acks: HashMap<u64, (AckReply, SpawnHandle)>,
     next_ack: u64,
     handler: Recipient<Dispatch>,
 }
 
 impl SocketState {
-    fn in_room(&self, room: &str) -> bool {
-        room == self.socket.inner.id.as_str() || self.rooms.contains(room)
-    }
-
-    /// Whether a delivery that came through a room is for this socket.
+    /// Whether a delivery that came through a room is for this socket. The
+    /// socket's room set is the authority: a delivery through a room it has
+    /// left since the fan-out is dropped.
     fn accepts(&self, d: &Deliver) -> bool {
+        let inner = &self.socket.inner;
         match (&d.filter, &d.via) {
             (None, None) => true,
-            (None, Some(via)) => self.in_room(via),
+            (None, Some(via)) => inner.in_room(via),
             (Some(f), via) => {
-                if f.except_sid.as_ref() == Some(&self.socket.inner.id) {
+                if f.except_sid.as_ref() == Some(&inner.id) {
                     return false;
                 }
-                if f.except_rooms.iter().any(|r| self.in_room(r)) {
+                let set = inner.rooms.lock();
+                let in_room = |room: &str| room == inner.id.as_str() || set.rooms.contains(room);
+                if f.except_rooms.iter().any(|r| in_room(r)) {
                     return false;
                 }
                 match via {
                     None => true,
                     // Deliver only through the first target room the socket
                     // is in: a member of several target rooms gets it once.
-                    Some(via) => f.rooms.iter().find(|r| self.in_room(r)) == Some(via),
+                    Some(via) => f.rooms.iter().find(|r| in_room(r)) == Some(via),
                 }
             }
         }
@@ -77,6 +79,13 @@ pub struct Connection {
     handshake: Arc<Handshake>,
     decoder: Decoder,
     sockets: HashMap<Arc<str>, SocketState>,
+    /// Namespaces this connection had a socket on, most recent last, at most
+    /// `max_namespaces`: a packet the client sent for one before it learned
+    /// that the server disconnected it is dropped, not a protocol violation.
+    left: VecDeque<Arc<str>>,
+    /// Closes the connection if no CONNECT succeeds in time; cancelled by
+    /// the first that does.
+    connect_timer: Option<SpawnHandle>,
     me: Option<Addr<SessionActor<Connection>>>,
 }
 
@@ -88,6 +97,8 @@ impl Connection {
             handshake,
             decoder,
             sockets: HashMap::new(),
+            left: VecDeque::new(),
+            connect_timer: None,
             me: None,
         }
     }
@@ -115,16 +126,38 @@ impl Connection {
         Self::send(core, &encode_packet(&packet));
     }
 
+    /// A packet that is well formed but makes no sense now: like the
+    /// reference server ("invalid state"), close the connection.
+    fn invalid(&self, kind: &'static str, ns: &str, core: &mut EngineCore, ctx: &mut Ctx) {
+        self.server.metrics.bad_input(kind);
+        debug!(core.log, "closing on a packet invalid in this state"; "kind" => kind, "ns" => ns);
+        core.close(CloseReason::ParseError, ctx);
+    }
+
     fn on_packet(&mut self, packet: Packet, core: &mut EngineCore, ctx: &mut Ctx) {
         let ns = packet.ns;
+        let connected = self.sockets.contains_key(ns.as_str());
         match packet.data {
+            PacketData::Connect(_) if connected => {
+                self.invalid("duplicate_connect", &ns, core, ctx)
+            }
             PacketData::Connect(auth) => self.on_connect(ns, auth, core, ctx),
-            PacketData::Event { data, id } => self.on_event(&ns, data, id, Vec::new(), core),
+            // Only servers send CONNECT_ERROR.
+            PacketData::ConnectError(_) => self.invalid("unexpected_packet", &ns, core, ctx),
+            _ if !connected => {
+                if self.left.iter().any(|l| **l == *ns) {
+                    // In flight when the server disconnected the socket.
+                    self.server.metrics.bad_input("stale_namespace");
+                } else {
+                    self.invalid("unconnected_namespace", &ns, core, ctx);
+                }
+            }
+            PacketData::Event { data, id } => self.on_event(&ns, data, id, Vec::new(), core, ctx),
             PacketData::BinaryEvent {
                 data,
                 id,
                 attachments,
-            } => self.on_event(&ns, data, id, attachments, core),
+            } => self.on_event(&ns, data, id, attachments, core, ctx),
             PacketData::Ack { data, id } => self.on_ack(&ns, id, data, Vec::new(), ctx),
             PacketData::BinaryAck {
                 data,
@@ -138,10 +171,6 @@ impl Connection {
                 core,
                 ctx,
             ),
-            PacketData::ConnectError(_) => {
-                // Only servers send CONNECT_ERROR.
-                self.server.metrics.bad_input("unexpected_packet");
-            }
         }
     }
 
@@ -153,28 +182,25 @@ impl Connection {
         ctx: &mut Ctx,
     ) {
         let server = self.server.clone();
-        if self.sockets.contains_key(ns.as_str()) {
-            server.metrics.bad_input("duplicate_connect");
-            return self.connect_error(core, &ns, ConnectError::new("Already connected"));
-        }
         if self.sockets.len() >= server.config.max_namespaces {
             server.metrics.connect_error("namespace_limit");
             return self.connect_error(core, &ns, ConnectError::new("Too many namespaces"));
         }
-        let Some(runtime) = server.namespace(&ns) else {
+        let Some(spec) = server.spec(&ns) else {
             server.metrics.bad_input("unknown_namespace");
             server.metrics.connect_error("invalid_namespace");
             debug!(core.log, "connect to unknown namespace"; "ns" => &ns);
             return self.connect_error(core, &ns, ConnectError::new("Invalid namespace"));
         };
-        let auth = auth.unwrap_or(Value::Null);
+        // The reference server hands handlers `{}` when the client sent no auth.
+        let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
         let mut req = ConnectRequest {
             namespace: &ns,
             auth: &auth,
             handshake: &self.handshake,
             user: None,
         };
-        for mw in &runtime.spec.connect_middleware {
+        for mw in &spec.connect_middleware {
             let verdict = catch_unwind(AssertUnwindSafe(|| mw(&mut req))).unwrap_or_else(|_| {
                 server.metrics.handler_panic();
                 warn!(core.log, "connect middleware panicked"; "ns" => &ns);
@@ -187,7 +213,7 @@ impl Connection {
         }
         let user: Option<Arc<str>> = req.user.map(Into::into);
         let sid = Sid::random();
-        let ns_name = runtime.name.clone();
+        let ns_name: Arc<str> = ns.as_str().into();
         let socket = Socket {
             inner: Arc::new(SocketInner {
                 id: sid.clone(),
@@ -197,8 +223,17 @@ impl Connection {
                 handshake: self.handshake.clone(),
                 auth,
                 user: user.clone(),
+                rooms: Mutex::new(RoomSet::default()),
             }),
         };
+        let Some(runtime) = server.attach(&socket) else {
+            // Unreachable: `spec` found a namespace for this name.
+            server.metrics.connect_error("invalid_namespace");
+            return self.connect_error(core, &ns, ConnectError::new("Invalid namespace"));
+        };
+        if let Some(timer) = self.connect_timer.take() {
+            ctx.cancel_future(timer);
+        }
         let me = self.me();
         let member = || AddMember {
             sid: sid.clone(),
@@ -206,7 +241,6 @@ impl Connection {
             conn: me.clone().recipient(),
             control: me.clone().recipient(),
         };
-        runtime.sockets.write().insert(sid.clone(), socket.clone());
         server.rooms.join(
             &RoomKey {
                 ns: ns_name.clone(),
@@ -217,9 +251,13 @@ impl Connection {
         if let Some(user) = &user {
             server.users.join(user, member());
         }
-        let handler = local_handler(runtime.spec.id, &*runtime.spec.start_handler);
+        let handler = local_handler(runtime.spec.id, &*runtime.spec.start_handler, |h| {
+            let mut handlers = server.handlers.lock();
+            handlers.retain(|h| h.connected());
+            handlers.push(h.clone());
+        });
         handler.do_send(Dispatch::Connect(socket.clone()));
-        server.metrics.socket_connected(&ns_name);
+        server.metrics.socket_connected(&runtime.metric_label);
         let reply = Packet {
             ns: ns_name.to_string(),
             data: PacketData::Connect(Some(serde_json::json!({ "sid": sid.as_str() }))),
@@ -230,13 +268,12 @@ impl Connection {
             SocketState {
                 socket,
                 runtime,
-                rooms: HashSet::new(),
                 acks: HashMap::new(),
-                next_ack: 0,
+                // Ids start at 1, like the official protocol test suite expects.
+                next_ack: 1,
                 handler,
             },
         );
-        let _ = ctx;
     }
 
     fn on_event(
@@ -246,23 +283,24 @@ impl Connection {
         id: Option<u64>,
         binary: Vec<Bytes>,
         core: &mut EngineCore,
+        ctx: &mut Ctx,
     ) {
         let Some(state) = self.sockets.get(ns) else {
-            self.server.metrics.bad_input("unconnected_namespace");
             return;
         };
-        let Value::Array(mut args) = data else {
-            // The decoder guarantees an array; keep the invariant local.
-            self.server.metrics.bad_input("socket_decode");
+        // The decoder guarantees an array led by a string; keep the
+        // invariant local rather than panic on it.
+        let mut args = match data {
+            Value::Array(args) if matches!(args.first(), Some(Value::String(_))) => args,
+            _ => return self.invalid("socket_decode", ns, core, ctx),
+        };
+        let Value::String(name) = args.remove(0) else {
             return;
         };
-        let name = match args.remove(0) {
-            Value::String(s) => s,
-            _ => {
-                self.server.metrics.bad_input("socket_decode");
-                return;
-            }
-        };
+        if is_reserved_event(&name) {
+            // socket.io-parser v4 rejects these as an invalid payload.
+            return self.invalid("reserved_event", ns, core, ctx);
+        }
         let socket = state.socket.clone();
         let event = Event {
             name,
@@ -304,6 +342,7 @@ impl Connection {
     fn on_ack(&mut self, ns: &str, id: u64, data: Value, binary: Vec<Bytes>, ctx: &mut Ctx) {
         let waiter = self.sockets.get_mut(ns).and_then(|s| s.acks.remove(&id));
         let Some((reply, timer)) = waiter else {
+            // Late (timed out) or never asked for: harmless.
             self.server.metrics.bad_input("unknown_ack");
             return;
         };
@@ -337,6 +376,12 @@ impl Connection {
             };
             Self::send(core, &encode_packet(&packet));
         }
+        let name = state.socket.inner.ns.clone();
+        self.left.retain(|l| *l != name);
+        self.left.push_back(name);
+        while self.left.len() > self.server.config.max_namespaces {
+            self.left.pop_front();
+        }
         self.detach(state, reason);
     }
 
@@ -345,11 +390,16 @@ impl Connection {
         let server = &self.server;
         let sid = &state.socket.inner.id;
         let ns_name = &state.socket.inner.ns;
-        for room in &state.rooms {
+        let rooms = {
+            let mut set = state.socket.inner.rooms.lock();
+            set.closed = true;
+            std::mem::take(&mut set.rooms)
+        };
+        for room in rooms {
             server.rooms.leave(
                 &RoomKey {
                     ns: ns_name.clone(),
-                    room: Some(room.clone()),
+                    room: Some(room),
                 },
                 sid.clone(),
             );
@@ -364,15 +414,19 @@ impl Connection {
         if let Some(user) = &state.socket.inner.user {
             server.users.leave(user, sid.clone());
         }
-        state.runtime.sockets.write().remove(sid);
         // Timers die with a stopping actor; whoever still waits learns now.
         for (_, (reply, _)) in state.acks.drain() {
             let _ = reply.send(Err(AckError::Disconnected));
         }
-        server.metrics.socket_disconnected(ns_name, reason.as_str());
+        server
+            .metrics
+            .socket_disconnected(&state.runtime.metric_label, reason.as_str());
+        // The handler runs on this thread, so it sees the socket gone from
+        // its namespace when it runs `on_disconnect`.
         state
             .handler
-            .do_send(Dispatch::Disconnect(state.socket, reason));
+            .do_send(Dispatch::Disconnect(state.socket.clone(), reason));
+        server.detach(&state.runtime, sid);
     }
 }
 
@@ -380,11 +434,10 @@ impl EngineApp for Connection {
     fn on_open(&mut self, _core: &mut EngineCore, ctx: &mut Ctx) {
         self.me = Some(ctx.address());
         let timeout = self.server.config.connect_timeout;
-        ctx.run_later(timeout, |act, ctx| {
-            if act.app.sockets.is_empty() {
-                act.core.close(CloseReason::ConnectTimeout, ctx);
-            }
-        });
+        self.connect_timer = Some(ctx.run_later(timeout, |act, ctx| {
+            act.app.connect_timer = None;
+            act.core.close(CloseReason::ConnectTimeout, ctx);
+        }));
     }
 
     fn on_message(&mut self, msg: EngineMessage, core: &mut EngineCore, ctx: &mut Ctx) {
@@ -411,6 +464,7 @@ impl EngineApp for Connection {
             CloseReason::ParseError => DisconnectReason::ParseError,
             CloseReason::ForcedClose | CloseReason::ConnectTimeout => DisconnectReason::ForcedClose,
             CloseReason::ServerShutdown => DisconnectReason::ServerShuttingDown,
+            CloseReason::SlowConsumer => DisconnectReason::SlowConsumer,
         };
         for (_, state) in std::mem::take(&mut self.sockets) {
             self.detach(state, reason);
@@ -447,16 +501,8 @@ pub enum Command {
         timeout: Duration,
         reply: AckReply,
     },
-    Join {
-        ns: Arc<str>,
-        sid: Sid,
-        room: Arc<str>,
-    },
-    Leave {
-        ns: Arc<str>,
-        sid: Sid,
-        room: Arc<str>,
-    },
+    /// Disconnect every namespace of the connection, then close it.
+    CloseConnection { ns: Arc<str>, sid: Sid },
     Disconnect {
         ns: Arc<str>,
         sid: Sid,
@@ -530,50 +576,21 @@ impl Handler<Command> for SessionActor<Connection> {
                 state.acks.insert(id, (reply, timer));
                 Connection::send(core, &frames);
             }
-            Command::Join { ns, sid, room } => {
-                if !live(&ns, &sid) || room.as_ref() == sid.as_str() {
-                    return;
-                }
-                let me = app.me();
-                let max = app.server.config.max_rooms_per_socket;
-                let state = app.sockets.get_mut(&ns).expect("checked live");
-                if state.rooms.contains(&room) {
-                    return;
-                }
-                if state.rooms.len() >= max {
-                    app.server.metrics.event_refused("room_limit");
-                    warn!(core.log, "join refused: socket at max_rooms_per_socket";
-                        "ns" => &*ns, "room" => &*room, "max" => max);
-                    return;
-                }
-                state.rooms.insert(room.clone());
-                app.server.rooms.join(
-                    &RoomKey {
-                        ns: ns.clone(),
-                        room: Some(room),
-                    },
-                    AddMember {
-                        sid,
-                        ns,
-                        conn: me.clone().recipient(),
-                        control: me.recipient(),
-                    },
-                );
-            }
-            Command::Leave { ns, sid, room } => {
+            Command::CloseConnection { ns, sid } => {
                 if !live(&ns, &sid) {
                     return;
                 }
-                let state = app.sockets.get_mut(&ns).expect("checked live");
-                if state.rooms.remove(&room) {
-                    app.server.rooms.leave(
-                        &RoomKey {
-                            ns,
-                            room: Some(room),
-                        },
-                        sid,
+                let namespaces: Vec<Arc<str>> = app.sockets.keys().cloned().collect();
+                for ns in namespaces {
+                    app.remove_socket(
+                        &ns,
+                        DisconnectReason::ServerNamespaceDisconnect,
+                        true,
+                        core,
+                        ctx,
                     );
                 }
+                core.close(CloseReason::ForcedClose, ctx);
             }
             Command::Disconnect { ns, sid, reason } => {
                 if live(&ns, &sid) {
@@ -621,31 +638,5 @@ impl Handler<DisconnectSocket> for SessionActor<Connection> {
                 ctx,
             );
         }
-    }
-}
-
-/// The rooms of one socket, sorted, its own id room included.
-#[derive(Message)]
-#[rtype(result = "Vec<String>")]
-pub struct GetRooms {
-    pub ns: Arc<str>,
-    pub sid: Sid,
-}
-
-impl Handler<GetRooms> for SessionActor<Connection> {
-    type Result = MessageResult<GetRooms>;
-
-    fn handle(&mut self, q: GetRooms, _ctx: &mut Ctx) -> Self::Result {
-        let mut rooms: Vec<String> = match self.app.sockets.get(&q.ns) {
-            Some(s) if s.socket.inner.id == q.sid => s
-                .rooms
-                .iter()
-                .map(|r| r.to_string())
-                .chain(std::iter::once(q.sid.to_string()))
-                .collect(),
-            _ => Vec::new(),
-        };
-        rooms.sort();
-        MessageResult(rooms)
     }
 }

@@ -16,6 +16,10 @@ pub enum Dispatch {
     Connect(Socket),
     Event(Socket, Event),
     Disconnect(Socket, DisconnectReason),
+    /// Does nothing: answered once everything sent before it has run (node
+    /// shutdown waits on it).
+    #[doc(hidden)]
+    Barrier,
 }
 
 /// Runs one handler instance. A panic in the handler is caught: the socket
@@ -56,6 +60,7 @@ impl<H: NamespaceHandler> Handler<Dispatch> for HandlerActor<H> {
                 }));
                 (socket, r)
             }
+            Dispatch::Barrier => return,
         };
         if let Err(panic) = result {
             let what = panic
@@ -85,10 +90,12 @@ thread_local! {
     static LOCAL_HANDLERS: RefCell<HashMap<usize, Recipient<Dispatch>>> = RefCell::new(HashMap::new());
 }
 
-/// The handler of namespace `id` on the current thread, started if needed.
+/// The handler of namespace `id` on the current thread, started if needed;
+/// `started` is told of each one it starts.
 pub(crate) fn local_handler(
     id: usize,
     start: &dyn Fn() -> Recipient<Dispatch>,
+    started: impl FnOnce(&Recipient<Dispatch>),
 ) -> Recipient<Dispatch> {
     LOCAL_HANDLERS.with(|h| {
         let mut h = h.borrow_mut();
@@ -96,6 +103,7 @@ pub(crate) fn local_handler(
             Some(r) if r.connected() => r.clone(),
             _ => {
                 let r = start();
+                started(&r);
                 h.insert(id, r.clone());
                 r
             }

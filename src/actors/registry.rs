@@ -37,10 +37,13 @@ struct Entry<A: Actor> {
     members: usize,
 }
 
+/// Starts the actor of one key.
+type Starter<K, A> = Box<dyn Fn(&K) -> Addr<A> + Send + Sync>;
+
 /// A map from key to a supervised actor, counted by membership.
 pub struct Registry<K, A: Actor> {
     entries: RwLock<HashMap<K, Entry<A>>>,
-    start: Box<dyn Fn(&K) -> Addr<A> + Send + Sync>,
+    start: Starter<K, A>,
 }
 
 impl<K, A> Registry<K, A>

@@ -16,6 +16,12 @@ pub struct EngineConfig {
     /// Allowed CORS origins; empty sends no CORS headers, `*` allows any.
     pub cors_origins: Vec<String>,
     pub cors_credentials: bool,
+    /// Outbound frames queued for a client before it counts as full.
+    pub max_queued_frames: usize,
+    /// Outbound bytes queued for a client past which it is closed at once.
+    pub max_queued_bytes: usize,
+    /// How long a client may stay full before it is closed as a slow consumer.
+    pub slow_consumer_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -29,6 +35,9 @@ impl Default for EngineConfig {
             allow_websocket: true,
             cors_origins: Vec::new(),
             cors_credentials: false,
+            max_queued_frames: 1024,
+            max_queued_bytes: 8 * 1024 * 1024,
+            slow_consumer_grace: Duration::from_millis(5_000),
         }
     }
 }
@@ -37,6 +46,15 @@ impl EngineConfig {
     /// The most packets one polling POST may carry: every packet is at least
     /// one byte plus a separator, so this never refuses an honest body, and it
     /// stops a hostile one from making us allocate per empty record.
+    /// The WebSocket transport's bounds.
+    pub fn ws_limits(&self) -> super::websocket::WsLimits {
+        super::websocket::WsLimits {
+            max_payload: self.max_payload,
+            max_frames: self.max_queued_frames,
+            max_bytes: self.max_queued_bytes,
+        }
+    }
+
     pub fn max_packets_per_payload(&self) -> usize {
         self.max_payload / 2 + 1
     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use actix::prelude::*;
-use actix_web::http::{header, Method};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actix_web_actors::ws;
 use futures_util::StreamExt;
@@ -16,11 +17,10 @@ use super::config::EngineConfig;
 use super::errors::EngineError;
 use super::packet::decode_payload;
 use super::session::{
-    new_core, url_query_pairs, CloseReason, CloseSession, EngineAppFactory, Handshake, Poll, Post,
-    PostError, SessionActor, SessionHandle, SessionRegistry,
+    new_core, url_query_pairs, CloseReason, CloseSession, EngineAppFactory, Handshake, Poll,
+    PollAborted, Post, PostError, SessionActor, SessionHandle, SessionRegistry,
 };
 use super::sid::Sid;
-use super::websocket::WsTransport;
 use crate::metrics::Metrics;
 
 /// One Engine.IO endpoint: its settings, its app factory and its sessions.
@@ -93,6 +93,11 @@ impl<F: EngineAppFactory> Engine<F> {
 
     /// Mount the endpoint at `path` (for example `/socket.io/`); both the path
     /// with and without its trailing slash answer, like the reference server.
+    ///
+    /// Serve it with `HttpServer::h1_allow_half_closed(false)` (as
+    /// [`crate::RiptideServer`] does): otherwise actix keeps a long-poll
+    /// whose client hung up (FIN) running, and the session only ends at the
+    /// ping timeout instead of at once.
     pub fn mount(&self, path: &str, cfg: &mut web::ServiceConfig) {
         let trimmed = path.trim_end_matches('/');
         let routes = [format!("{trimmed}/"), trimmed.to_string()];
@@ -105,8 +110,16 @@ impl<F: EngineAppFactory> Engine<F> {
         }
     }
 
+    /// Refuse a request: count it in `riptide_bad_input_total` and answer
+    /// the protocol's error.
     fn error(&self, req: &HttpRequest, e: EngineError) -> HttpResponse {
         self.inner.metrics.bad_input(e.metric_kind());
+        self.refuse(req, e)
+    }
+
+    /// Answer an error the session actor already counted (under its own,
+    /// more precise kind), so one bad request counts once.
+    fn refuse(&self, req: &HttpRequest, e: EngineError) -> HttpResponse {
         debug!(self.inner.log, "engine.io request refused";
             "error" => %e, "uri" => %req.uri(), "peer" => ?req.peer_addr());
         let mut resp = e.response();
@@ -114,40 +127,51 @@ impl<F: EngineAppFactory> Engine<F> {
         resp
     }
 
-    fn cors_origin(&self, req: &HttpRequest) -> Option<header::HeaderValue> {
-        let origins = &self.inner.config.cors_origins;
+    /// The CORS headers of an answer to `req`; the bool says whether its
+    /// origin is allowed. None at all when CORS is off (no origins listed).
+    ///
+    /// `*` without credentials answers `*`, the same for everyone. Otherwise
+    /// the answer depends on the Origin (`Vary: Origin`, even when it is
+    /// refused, so a cache never serves one origin's answer to another) and
+    /// only a listed origin (any, for `*` with credentials, where browsers
+    /// refuse a literal `*`) is echoed.
+    fn cors_headers(&self, req: &HttpRequest) -> (bool, Vec<(HeaderName, HeaderValue)>) {
+        let config = &self.inner.config;
+        let origins = &config.cors_origins;
         if origins.is_empty() {
-            return None;
+            return (false, Vec::new());
         }
-        let origin = req.headers().get(header::ORIGIN)?;
-        let allowed = origins
-            .iter()
-            .any(|o| o == "*" || o.as_bytes() == origin.as_bytes());
-        allowed.then(|| origin.clone())
+        let any = origins.iter().any(|o| o == "*");
+        if any && !config.cors_credentials {
+            let star = HeaderValue::from_static("*");
+            return (true, vec![(header::ACCESS_CONTROL_ALLOW_ORIGIN, star)]);
+        }
+        let mut out = vec![(header::VARY, HeaderValue::from_static("Origin"))];
+        let Some(origin) = req.headers().get(header::ORIGIN) else {
+            return (false, out);
+        };
+        if !any && !origins.iter().any(|o| o.as_bytes() == origin.as_bytes()) {
+            return (false, out);
+        }
+        out.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
+        if config.cors_credentials {
+            let yes = HeaderValue::from_static("true");
+            out.push((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, yes));
+        }
+        (true, out)
     }
 
     fn apply_cors(&self, req: &HttpRequest, headers: &mut header::HeaderMap) {
-        if let Some(origin) = self.cors_origin(req) {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
-            if self.inner.config.cors_credentials {
-                headers.insert(
-                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                    header::HeaderValue::from_static("true"),
-                );
-            }
+        for (name, value) in self.cors_headers(req).1 {
+            headers.insert(name, value);
         }
     }
 
     fn ok(&self, req: &HttpRequest, content_type: &'static str) -> HttpResponseBuilder {
         let mut b = HttpResponse::Ok();
         b.insert_header((header::CONTENT_TYPE, content_type));
-        if let Some(origin) = self.cors_origin(req) {
-            b.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin));
-            b.insert_header((header::VARY, "Origin"));
-            if self.inner.config.cors_credentials {
-                b.insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"));
-            }
+        for h in self.cors_headers(req).1 {
+            b.insert_header(h);
         }
         b
     }
@@ -203,12 +227,18 @@ fn parse_query(q: &str) -> Query {
         sid: None,
     };
     for (k, v) in url_query_pairs(q) {
-        match k.as_str() {
-            "EIO" => out.eio = Some(v),
-            "transport" => out.transport = Some(v),
-            "sid" => out.sid = Some(v),
-            _ => {}
-        }
+        let slot = match k.as_str() {
+            "EIO" => &mut out.eio,
+            "transport" => &mut out.transport,
+            "sid" => &mut out.sid,
+            _ => continue,
+        };
+        // A repeated parameter is not guessed at: like the reference
+        // server's (whose parser makes it an array), it matches nothing.
+        *slot = match slot {
+            None => Some(v),
+            Some(_) => Some(String::new()),
+        };
     }
     out
 }
@@ -251,9 +281,7 @@ async fn handle_request<F: EngineAppFactory>(
                     if req.method() != Method::GET {
                         return engine.error(&req, EngineError::BadRequest);
                     }
-                    let transport =
-                        WsTransport::new(handle.ws.clone(), true, engine.inner.config.max_payload);
-                    websocket(&engine, &req, payload, transport)
+                    websocket(&engine, &req, payload, handle.ws.clone(), true)
                 }
             }
         }
@@ -280,6 +308,7 @@ async fn handshake<F: EngineAppFactory>(
         TransportKind::Polling => {
             let handle = SessionHandle {
                 poll: session.clone().recipient(),
+                poll_aborted: session.clone().recipient(),
                 post: session.clone().recipient(),
                 ws: session.clone().recipient(),
                 close: session.recipient(),
@@ -287,12 +316,7 @@ async fn handshake<F: EngineAppFactory>(
             poll(&engine, &req, &handle).await
         }
         TransportKind::WebSocket => {
-            let transport = WsTransport::new(
-                session.clone().recipient(),
-                false,
-                engine.inner.config.max_payload,
-            );
-            let resp = websocket(&engine, &req, payload, transport);
+            let resp = websocket(&engine, &req, payload, session.clone().recipient(), false);
             if !resp.status().is_informational() {
                 session.do_send(CloseSession(CloseReason::TransportError));
             }
@@ -307,16 +331,35 @@ async fn poll<F: EngineAppFactory>(
     handle: &SessionHandle,
 ) -> HttpResponse {
     let (tx, rx) = oneshot::channel();
-    if handle.poll.try_send(Poll(tx)).is_err() {
+    // Armed until the GET is answered: if actix drops this future first (the
+    // client's connection died), the session hears of it at once.
+    let mut guard = PollGuard(Some(handle.poll_aborted.clone()));
+    // `send`, not `try_send`: a busy session's full mailbox is no reason to
+    // refuse the poll; only a stopped session is.
+    if handle.poll.send(Poll(tx)).await.is_err() {
+        guard.0 = None;
         return engine.error(req, EngineError::UnknownSid);
     }
-    match rx.await {
+    let reply = rx.await;
+    guard.0 = None;
+    match reply {
         Ok(Ok(body)) => {
             engine.inner.metrics.bytes_out(body.len());
             engine.ok(req, "text/plain; charset=UTF-8").body(body)
         }
-        Ok(Err(e)) => engine.error(req, e),
+        Ok(Err(e)) => engine.refuse(req, e),
         Err(_) => engine.error(req, EngineError::UnknownSid),
+    }
+}
+
+/// Tells the session when a waiting GET's request is dropped unanswered.
+struct PollGuard(Option<Recipient<PollAborted>>);
+
+impl Drop for PollGuard {
+    fn drop(&mut self) {
+        if let Some(session) = self.0.take() {
+            session.do_send(PollAborted);
+        }
     }
 }
 
@@ -354,12 +397,12 @@ async fn post<F: EngineAppFactory>(
         match std::str::from_utf8(&body) {
             Ok(text) => decode_payload(text, engine.inner.config.max_packets_per_payload())
                 .map_err(|_| PostError::Decode),
-            Err(_) => Err(PostError::Decode),
+            Err(_) => Err(PostError::InvalidUtf8),
         }
     };
     match handle.post.send(Post(packets)).await {
         Ok(Ok(())) => engine.ok(req, "text/html").body("ok"),
-        Ok(Err(e)) => engine.error(req, e),
+        Ok(Err(e)) => engine.refuse(req, e),
         Err(_) => engine.error(req, EngineError::UnknownSid),
     }
 }
@@ -368,28 +411,31 @@ fn websocket<F: EngineAppFactory>(
     engine: &Engine<F>,
     req: &HttpRequest,
     payload: web::Payload,
-    transport: WsTransport,
+    session: Recipient<super::session::WsEvent>,
+    upgrade: bool,
 ) -> HttpResponse {
-    match ws::WsResponseBuilder::new(transport, req, payload)
-        .frame_size(engine.inner.config.max_payload)
-        .start()
-    {
-        Ok(resp) => resp,
+    match super::websocket::accept(
+        req,
+        payload,
+        session,
+        upgrade,
+        engine.inner.config.ws_limits(),
+    ) {
+        Ok((resp, _sink)) => resp,
         Err(_) => engine.error(req, EngineError::BadRequest),
     }
 }
 
 fn preflight<F: EngineAppFactory>(engine: &Engine<F>, req: &HttpRequest) -> HttpResponse {
     let mut b = HttpResponse::NoContent();
-    if let Some(origin) = engine.cors_origin(req) {
-        b.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin));
-        b.insert_header((header::VARY, "Origin"));
+    let (allowed, headers) = engine.cors_headers(req);
+    for h in headers {
+        b.insert_header(h);
+    }
+    if allowed {
         b.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"));
         if let Some(h) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
             b.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, h.clone()));
-        }
-        if engine.inner.config.cors_credentials {
-            b.insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"));
         }
     }
     b.finish()

@@ -22,8 +22,9 @@ use super::config::EngineConfig;
 use super::errors::EngineError;
 use super::packet::Packet;
 use super::sid::Sid;
-use super::websocket::{WsClose, WsSend, WsTransport};
+use super::websocket::{SendOutcome, WsSink};
 use crate::metrics::Metrics;
+use actix_http::ws::CloseCode;
 
 /// One outbound Engine.IO message, already encoded: shared by every receiver of
 /// a broadcast, so a fan-out to N sockets encodes once.
@@ -84,6 +85,9 @@ pub enum CloseReason {
     ServerShutdown,
     /// The client never sent CONNECT within `connect_timeout`.
     ConnectTimeout,
+    /// The client did not take its messages fast enough (its outbound queue
+    /// stayed full past the grace, or went over the byte cap).
+    SlowConsumer,
 }
 
 impl CloseReason {
@@ -96,15 +100,20 @@ impl CloseReason {
             CloseReason::ForcedClose => "forced close",
             CloseReason::ServerShutdown => "server shutting down",
             CloseReason::ConnectTimeout => "connect timeout",
+            CloseReason::SlowConsumer => "slow consumer",
         }
     }
 
     /// Whether the client should be told with a close packet (it did not
     /// cause the close itself and may still be listening).
+    ///
+    /// Like the reference server: a close the client or its transport caused
+    /// releases a waiting poll with a noop; a close the server decided (ping
+    /// timeout, parse error, forced, shutdown) sends the close packet.
     fn notify_client(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            CloseReason::ForcedClose | CloseReason::ServerShutdown | CloseReason::ConnectTimeout
+            CloseReason::TransportClose | CloseReason::TransportError
         )
     }
 }
@@ -161,6 +170,9 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// How long a GET that arrives mid-upgrade waits before its noop.
+const UPGRADE_NOOP_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The protocol that runs on top of a session (Socket.IO, or a plain echo).
 ///
 /// Its methods run inside the session actor, with the engine's state and the
@@ -195,7 +207,7 @@ enum Transport {
     },
     WebSocket {
         id: u64,
-        ws: Addr<WsTransport>,
+        ws: WsSink,
     },
 }
 
@@ -212,12 +224,25 @@ pub struct EngineCore {
     /// Frames waiting for a poll (polling) or for the WebSocket to attach.
     buffer: Vec<Frame>,
     /// A WebSocket that sent `2probe` and has not yet sent `5`.
-    probe: Option<(u64, Addr<WsTransport>)>,
+    probe: Option<(u64, WsSink)>,
     ping_timer: Option<SpawnHandle>,
     pong_timer: Option<SpawnHandle>,
+    /// When the outstanding ping's pong is due. Requests are checked against
+    /// it too, so a timed-out session is refused exactly at the deadline even
+    /// if its timer has not fired yet on a busy worker.
+    pong_deadline: Option<std::time::Instant>,
     upgrade_timer: Option<SpawnHandle>,
     close_reason: Option<CloseReason>,
     registry: SessionRegistry,
+    /// Bytes in `buffer` (polling).
+    buffer_bytes: usize,
+    /// The waiting GET arrived while an upgrade was in progress.
+    waiting_since_probe: bool,
+    /// A slow-consumer check is scheduled.
+    grace_armed: bool,
+    /// This session's own address, for what must happen outside a call that
+    /// has no actor context (closing a slow consumer found while sending).
+    me: Option<Recipient<Backpressure>>,
 }
 
 impl EngineCore {
@@ -227,16 +252,89 @@ impl EngineCore {
             return;
         }
         self.metrics.packet_out(frame.len());
-        match &mut self.transport {
-            Transport::WebSocket { ws, .. } => ws.do_send(WsSend(frame)),
-            Transport::Polling { waiting } => {
-                self.buffer.push(frame);
-                if let Some(tx) = waiting.take() {
-                    let body = encode_poll_body(&mut self.buffer);
-                    let _ = tx.send(Ok(body));
+        if let Transport::WebSocket { ws, .. } = &self.transport {
+            match ws.send(&frame, false) {
+                SendOutcome::Queued { depth } => self.metrics.queue_depth(depth),
+                SendOutcome::QueuedFull { depth } => {
+                    self.metrics.queue_depth(depth);
+                    self.arm_slow_consumer_grace();
                 }
+                SendOutcome::OverBytes => {
+                    self.slow_consumer("queued bytes over limits.max_queued_bytes")
+                }
+                SendOutcome::DroppedVolatile | SendOutcome::Closed => {}
             }
-            Transport::Pending => self.buffer.push(frame),
+            return;
+        }
+        // Every drain of the buffer empties it, so an empty buffer holds no bytes.
+        if self.buffer.is_empty() {
+            self.buffer_bytes = 0;
+        }
+        self.buffer_bytes += frame.len();
+        self.buffer.push(frame);
+        let (frames, bytes) = (self.buffer.len(), self.buffer_bytes);
+        self.flush_poll();
+        if !self.buffer.is_empty() {
+            self.metrics.queue_depth(frames);
+            if bytes > self.config.max_queued_bytes {
+                self.slow_consumer("queued bytes over limits.max_queued_bytes");
+            } else if frames > self.config.max_queued_frames {
+                self.arm_slow_consumer_grace();
+            }
+        }
+    }
+
+    /// The client's queue is full: close it if it still is after the grace.
+    fn arm_slow_consumer_grace(&mut self) {
+        if !self.grace_armed {
+            self.grace_armed = true;
+            if let Some(me) = &self.me {
+                me.do_send(Backpressure::Arm);
+            }
+        }
+    }
+
+    /// Close the client as a slow consumer: its queue is dropped, not flushed.
+    fn slow_consumer(&mut self, why: &'static str) {
+        if let Transport::WebSocket { ws, .. } = &self.transport {
+            ws.kill();
+        }
+        self.buffer.clear();
+        if let Some(me) = &self.me {
+            me.do_send(Backpressure::Close(why));
+        }
+    }
+
+    /// Whether the client's outbound queue is over `max_queued_frames`.
+    fn is_full(&self) -> bool {
+        match &self.transport {
+            Transport::WebSocket { ws, .. } => ws.is_full(),
+            _ => self.buffer.len() > self.config.max_queued_frames,
+        }
+    }
+
+    /// The waiting GET, if its client is still there to be answered. A GET
+    /// whose request went away stays in place for [`PollAborted`] to find,
+    /// and what would have been written to it stays queued.
+    fn take_waiting(&mut self) -> Option<oneshot::Sender<PollReply>> {
+        match &mut self.transport {
+            Transport::Polling { waiting }
+                if waiting.as_ref().is_some_and(|tx| !tx.is_closed()) =>
+            {
+                self.waiting_since_probe = false;
+                waiting.take()
+            }
+            _ => None,
+        }
+    }
+
+    /// Answer the waiting GET, if any, with everything queued.
+    fn flush_poll(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        if let Some(tx) = self.take_waiting() {
+            let _ = tx.send(Ok(encode_poll_body(&mut self.buffer)));
         }
     }
 
@@ -244,8 +342,8 @@ impl EngineCore {
     /// buffer: `volatile` emits are dropped when this is false.
     pub fn is_writable(&self) -> bool {
         match &self.transport {
-            Transport::WebSocket { .. } => true,
-            Transport::Polling { waiting } => waiting.is_some(),
+            Transport::WebSocket { ws, .. } => !ws.is_full(),
+            Transport::Polling { waiting } => waiting.as_ref().is_some_and(|tx| !tx.is_closed()),
             Transport::Pending => false,
         }
     }
@@ -269,13 +367,13 @@ impl EngineCore {
         debug!(self.log, "closing session"; "reason" => reason.as_str());
         if reason.notify_client() {
             let close = Frame::control(&Packet::Close);
-            match &mut self.transport {
-                Transport::WebSocket { ws, .. } => ws.do_send(WsSend(close)),
-                Transport::Polling { waiting } => {
+            match &self.transport {
+                Transport::WebSocket { ws, .. } => {
+                    ws.send(&close, false);
+                }
+                Transport::Polling { .. } => {
                     self.buffer.push(close);
-                    if let Some(tx) = waiting.take() {
-                        let _ = tx.send(Ok(encode_poll_body(&mut self.buffer)));
-                    }
+                    self.flush_poll();
                 }
                 Transport::Pending => {}
             }
@@ -290,6 +388,7 @@ impl EngineCore {
             act.core.ping_timer = None;
             act.core.send(Frame::control(&Packet::Ping(String::new())));
             let timeout = act.core.config.ping_timeout;
+            act.core.pong_deadline = Some(std::time::Instant::now() + timeout);
             act.core.pong_timer = Some(ctx.run_later(timeout, |act, ctx| {
                 act.core.pong_timer = None;
                 act.core.close(CloseReason::PingTimeout, ctx);
@@ -302,8 +401,36 @@ impl EngineCore {
         // let a chatty client push the next ping further away.
         if let Some(h) = self.pong_timer.take() {
             ctx.cancel_future(h);
+            self.pong_deadline = None;
             self.schedule_ping(ctx);
         }
+    }
+
+    /// Abandon the upgrade attempt of WebSocket `id`, if it is the current
+    /// one: close it and cancel its timer (so the timer cannot cut a later
+    /// attempt short). The session stays on polling.
+    fn end_probe<A: EngineApp>(&mut self, id: u64, ctx: &mut Context<SessionActor<A>>) {
+        if !matches!(self.probe, Some((p, _)) if p == id) {
+            return;
+        }
+        if let Some((_, ws)) = self.probe.take() {
+            ws.close(CloseCode::Normal, "");
+        }
+        if let Some(h) = self.upgrade_timer.take() {
+            ctx.cancel_future(h);
+        }
+    }
+
+    /// Close the session if its pong is overdue; true when it was.
+    fn pong_overdue<A: EngineApp>(&mut self, ctx: &mut Context<SessionActor<A>>) -> bool {
+        if self
+            .pong_deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            self.close(CloseReason::PingTimeout, ctx);
+            return true;
+        }
+        false
     }
 }
 
@@ -353,11 +480,15 @@ impl<A: EngineApp> SessionActor<A> {
                 // polling and finish the upgrade.
                 if let (Some(id), Some((probe_id, ws))) = (from_ws, &self.core.probe) {
                     if id == *probe_id && data == "probe" {
-                        ws.do_send(WsSend(Frame::control(&Packet::Pong(data))));
-                        if let Transport::Polling { waiting } = &mut self.core.transport {
-                            if let Some(tx) = waiting.take() {
-                                self.core.buffer.push(Frame::control(&Packet::Noop));
-                                let _ = tx.send(Ok(encode_poll_body(&mut self.core.buffer)));
+                        ws.send(&Frame::control(&Packet::Pong(data)), false);
+                        // A waiting GET means nothing is queued. Only one
+                        // that was waiting before the upgrade WebSocket came
+                        // is released now; a later one is the client's after
+                        // its `5` (on another connection, so it may be handled
+                        // first) and gets its answer from the upgrade.
+                        if !self.core.waiting_since_probe {
+                            if let Some(tx) = self.core.take_waiting() {
+                                let _ = tx.send(Ok(Frame::control(&Packet::Noop).as_text()));
                             }
                         }
                     }
@@ -370,13 +501,15 @@ impl<A: EngineApp> SessionActor<A> {
                         if let Some(h) = self.core.upgrade_timer.take() {
                             ctx.cancel_future(h);
                         }
-                        if let Transport::Polling { waiting } = &mut self.core.transport {
-                            if let Some(tx) = waiting.take() {
-                                let _ = tx.send(Ok(Frame::control(&Packet::Noop).as_text()));
-                            }
+                        // The GET that was waiting when the probe began was
+                        // released then; one waiting now came after the
+                        // client's `5`: polling is over for this session.
+                        if let Some(tx) = self.core.take_waiting() {
+                            self.core.metrics.bad_input("bad_request");
+                            let _ = tx.send(Err(EngineError::BadRequest));
                         }
                         for frame in self.core.buffer.drain(..) {
-                            ws.do_send(WsSend(frame));
+                            ws.send(&frame, false);
                         }
                         self.core.transport = Transport::WebSocket { id, ws };
                         self.core.metrics.session_upgraded();
@@ -405,10 +538,12 @@ impl<A: EngineApp> Actor for SessionActor<A> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let me = ctx.address();
+        self.core.me = Some(me.clone().recipient());
         self.core.registry.write().insert(
             self.core.sid.clone(),
             SessionHandle {
                 poll: me.clone().recipient(),
+                poll_aborted: me.clone().recipient(),
                 post: me.clone().recipient(),
                 ws: me.clone().recipient(),
                 close: me.recipient(),
@@ -442,16 +577,20 @@ impl<A: EngineApp> Actor for SessionActor<A> {
             .metrics
             .session_closed(self.core.transport_name(), reason.as_str());
         match std::mem::replace(&mut self.core.transport, Transport::Pending) {
-            Transport::WebSocket { ws, .. } => ws.do_send(WsClose),
+            Transport::WebSocket { ws, .. } => ws.close(CloseCode::Normal, ""),
             Transport::Polling { waiting } => {
                 if let Some(tx) = waiting {
-                    // The client gets what was queued (with the close packet
-                    // when the server closed); otherwise it learns the session
-                    // is gone from its next request.
-                    let body = if self.core.buffer.is_empty() {
-                        Frame::control(&Packet::Close).as_text()
-                    } else {
+                    // Like the reference server: the client gets what was
+                    // queued (with the close packet when the server closed
+                    // it); a client that closed itself gets a noop (its
+                    // close packet needs no answer); any other end (ping
+                    // timeout, parse or transport error) a close packet.
+                    let body = if !self.core.buffer.is_empty() {
                         encode_poll_body(&mut self.core.buffer)
+                    } else if reason == CloseReason::TransportClose {
+                        Frame::control(&Packet::Noop).as_text()
+                    } else {
+                        Frame::control(&Packet::Close).as_text()
                     };
                     let _ = tx.send(Ok(body));
                 }
@@ -459,7 +598,7 @@ impl<A: EngineApp> Actor for SessionActor<A> {
             Transport::Pending => {}
         }
         if let Some((_, ws)) = self.core.probe.take() {
-            ws.do_send(WsClose);
+            ws.close(CloseCode::Normal, "");
         }
         self.core.close_reason = Some(reason);
         self.app.on_close(reason, &mut self.core);
@@ -477,19 +616,41 @@ impl actix::Message for Poll {
 impl<A: EngineApp> Handler<Poll> for SessionActor<A> {
     type Result = ();
     fn handle(&mut self, Poll(tx): Poll, ctx: &mut Context<Self>) {
+        if self.core.pong_overdue(ctx) {
+            self.core
+                .metrics
+                .bad_input(EngineError::UnknownSid.metric_kind());
+            let _ = tx.send(Err(EngineError::UnknownSid));
+            return;
+        }
         match &mut self.core.transport {
             Transport::Polling { waiting } => {
-                if waiting.is_some() {
+                // A waiting GET whose client went away is simply replaced.
+                if waiting.as_ref().is_some_and(|w| !w.is_closed()) {
                     // Two GETs at once is a protocol violation: the reference
-                    // server answers 400 and closes the session.
+                    // server answers 400 and closes the session; the waiting
+                    // GET carries the close packet.
                     let _ = tx.send(Err(EngineError::BadRequest));
                     self.core.metrics.bad_input("bad_request");
+                    self.core.buffer.push(Frame::control(&Packet::Close));
                     self.core.close(CloseReason::TransportError, ctx);
                     return;
                 }
                 if self.core.probe.is_some() && self.core.buffer.is_empty() {
-                    // Mid-upgrade: let the client's polling loop pause.
-                    let _ = tx.send(Ok(Frame::control(&Packet::Noop).as_text()));
+                    // Mid-upgrade. A client pausing its polling loop gets a
+                    // noop shortly (the reference server ticks every 100 ms);
+                    // a GET sent after the client's `5` but handled before
+                    // it (they travel on different connections) is still
+                    // parked when the upgrade lands and is refused there.
+                    *waiting = Some(tx);
+                    self.core.waiting_since_probe = true;
+                    ctx.run_later(UPGRADE_NOOP_DELAY, |act, _| {
+                        if act.core.probe.is_some() {
+                            if let Some(tx) = act.core.take_waiting() {
+                                let _ = tx.send(Ok(Frame::control(&Packet::Noop).as_text()));
+                            }
+                        }
+                    });
                 } else if !self.core.buffer.is_empty() {
                     let _ = tx.send(Ok(encode_poll_body(&mut self.core.buffer)));
                 } else {
@@ -504,11 +665,34 @@ impl<A: EngineApp> Handler<Poll> for SessionActor<A> {
     }
 }
 
+/// The request of a polling GET went away before it was answered: the
+/// client dropped its connection mid-poll. Like the reference server ("poll
+/// connection closed prematurely"), that ends the session as a transport
+/// error, at once rather than at the ping timeout.
+pub struct PollAborted;
+impl actix::Message for PollAborted {
+    type Result = ();
+}
+
+impl<A: EngineApp> Handler<PollAborted> for SessionActor<A> {
+    type Result = ();
+    fn handle(&mut self, _: PollAborted, ctx: &mut Context<Self>) {
+        if let Transport::Polling { waiting } = &mut self.core.transport {
+            if waiting.as_ref().is_some_and(|tx| tx.is_closed()) {
+                *waiting = None;
+                debug!(self.core.log, "poll connection closed prematurely");
+                self.core.close(CloseReason::TransportError, ctx);
+            }
+        }
+    }
+}
+
 /// A polling POST's decoded packets, or the reason it could not be decoded.
 pub struct Post(pub Result<Vec<Packet>, PostError>);
 #[derive(Debug, Clone, Copy)]
 pub enum PostError {
     Decode,
+    InvalidUtf8,
     TooLarge,
 }
 impl actix::Message for Post {
@@ -518,6 +702,12 @@ impl actix::Message for Post {
 impl<A: EngineApp> Handler<Post> for SessionActor<A> {
     type Result = Result<(), EngineError>;
     fn handle(&mut self, Post(packets): Post, ctx: &mut Context<Self>) -> Self::Result {
+        if self.core.pong_overdue(ctx) {
+            self.core
+                .metrics
+                .bad_input(EngineError::UnknownSid.metric_kind());
+            return Err(EngineError::UnknownSid);
+        }
         if !matches!(self.core.transport, Transport::Polling { .. }) {
             self.core.metrics.bad_input("bad_request");
             return Err(EngineError::BadRequest);
@@ -532,8 +722,11 @@ impl<A: EngineApp> Handler<Post> for SessionActor<A> {
                 }
                 Ok(())
             }
-            Err(PostError::Decode) => {
-                self.core.metrics.bad_input("engine_decode");
+            Err(e @ (PostError::Decode | PostError::InvalidUtf8)) => {
+                self.core.metrics.bad_input(match e {
+                    PostError::InvalidUtf8 => "invalid_utf8",
+                    _ => "engine_decode",
+                });
                 self.core.close(CloseReason::ParseError, ctx);
                 Err(EngineError::BadRequest)
             }
@@ -552,7 +745,7 @@ pub enum WsEvent {
     /// the sid of a polling session (the probe phase begins).
     Attach {
         id: u64,
-        ws: Addr<WsTransport>,
+        ws: WsSink,
         upgrade: bool,
     },
     Packet {
@@ -567,6 +760,8 @@ pub enum WsEvent {
     Closed {
         id: u64,
     },
+    /// Sent behind `Attach`: its failing to arrive means the session is gone.
+    Alive,
 }
 impl actix::Message for WsEvent {
     type Result = ();
@@ -579,7 +774,7 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
             WsEvent::Attach { id, ws, upgrade } => {
                 if !upgrade {
                     for frame in self.core.buffer.drain(..) {
-                        ws.do_send(WsSend(frame));
+                        ws.send(&frame, false);
                     }
                     self.core.transport = Transport::WebSocket { id, ws };
                 } else if self.core.probe.is_some()
@@ -587,16 +782,14 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                 {
                     // Only one upgrade, and only from polling.
                     self.core.metrics.bad_input("bad_request");
-                    ws.do_send(WsClose);
+                    ws.close(CloseCode::Normal, "");
                 } else {
                     self.core.probe = Some((id, ws));
                     let timeout = self.core.config.upgrade_timeout;
-                    self.core.upgrade_timer = Some(ctx.run_later(timeout, |act, _| {
+                    self.core.upgrade_timer = Some(ctx.run_later(timeout, move |act, ctx| {
                         act.core.upgrade_timer = None;
-                        if let Some((_, ws)) = act.core.probe.take() {
-                            debug!(act.core.log, "upgrade timed out");
-                            ws.do_send(WsClose);
-                        }
+                        debug!(act.core.log, "upgrade timed out");
+                        act.core.end_probe(id, ctx);
                     }));
                 }
             }
@@ -607,9 +800,14 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                 if active {
                     self.on_packet(packet, Some(id), ctx);
                 } else if probing {
-                    // During the probe only ping and upgrade are meaningful.
+                    // During the probe only ping and upgrade are meaningful;
+                    // anything else aborts the upgrade, like the reference
+                    // server (the session stays on polling).
                     if matches!(packet, Packet::Ping(_) | Packet::Upgrade) {
                         self.on_packet(packet, Some(id), ctx);
+                    } else {
+                        self.core.metrics.bad_input("bad_request");
+                        self.core.end_probe(id, ctx);
                     }
                 }
             }
@@ -622,17 +820,16 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                         CloseReason::TransportError
                     };
                     self.core.close(reason, ctx);
-                } else if matches!(self.core.probe, Some((p, _)) if p == id) {
-                    if let Some((_, ws)) = self.core.probe.take() {
-                        ws.do_send(WsClose);
-                    }
+                } else {
+                    self.core.end_probe(id, ctx);
                 }
             }
+            WsEvent::Alive => {}
             WsEvent::Closed { id } => {
                 if matches!(self.core.transport, Transport::WebSocket { id: a, .. } if a == id) {
                     self.core.close(CloseReason::TransportClose, ctx);
-                } else if matches!(self.core.probe, Some((p, _)) if p == id) {
-                    self.core.probe = None;
+                } else {
+                    self.core.end_probe(id, ctx);
                 }
             }
         }
@@ -652,12 +849,65 @@ impl<A: EngineApp> Handler<CloseSession> for SessionActor<A> {
     }
 }
 
+/// Slow-consumer handling, sent by a session to itself.
+pub enum Backpressure {
+    /// The queue went over `max_queued_frames`: check again after the grace.
+    Arm,
+    /// Close now as a slow consumer.
+    Close(&'static str),
+}
+impl actix::Message for Backpressure {
+    type Result = ();
+}
+
+impl<A: EngineApp> Handler<Backpressure> for SessionActor<A> {
+    type Result = ();
+    fn handle(&mut self, msg: Backpressure, ctx: &mut Context<Self>) {
+        match msg {
+            Backpressure::Arm => {
+                let grace = self.core.config.slow_consumer_grace;
+                ctx.run_later(grace, |act, ctx| {
+                    act.core.grace_armed = false;
+                    if act.core.is_full() {
+                        act.core.slow_consumer_close(
+                            "queue full past limits.slow_consumer_grace_ms",
+                            ctx,
+                        );
+                    }
+                });
+            }
+            Backpressure::Close(why) => self.core.slow_consumer_close(why, ctx),
+        }
+    }
+}
+
+impl EngineCore {
+    fn slow_consumer_close<A: EngineApp>(
+        &mut self,
+        why: &'static str,
+        ctx: &mut Context<SessionActor<A>>,
+    ) {
+        if self.close_reason.is_some() {
+            return;
+        }
+        slog::warn!(self.log, "closing slow consumer"; "why" => why,
+            "transport" => self.transport_name());
+        self.metrics.slow_consumer_closed();
+        if let Transport::WebSocket { ws, .. } = &self.transport {
+            ws.kill();
+        }
+        self.buffer.clear();
+        self.close(CloseReason::SlowConsumer, ctx);
+    }
+}
+
 // ---- the registry of live sessions -----------------------------------------
 
 /// How the HTTP routes reach a session, whatever its app type.
 #[derive(Clone)]
 pub struct SessionHandle {
     pub poll: Recipient<Poll>,
+    pub poll_aborted: Recipient<PollAborted>,
     pub post: Recipient<Post>,
     pub ws: Recipient<WsEvent>,
     pub close: Recipient<CloseSession>,
@@ -689,9 +939,14 @@ pub(crate) fn new_core(
         probe: None,
         ping_timer: None,
         pong_timer: None,
+        pong_deadline: None,
         upgrade_timer: None,
         close_reason: None,
         registry,
+        buffer_bytes: 0,
+        waiting_since_probe: false,
+        grace_armed: false,
+        me: None,
     }
 }
 

@@ -1,180 +1,406 @@
-//! The WebSocket transport, on actix-web-actors.
+//! The WebSocket transport.
 //!
-//! Every WebSocket detail lives in this module: the session actor only sends
-//! [`WsSend`] / [`WsClose`] and receives [`WsEvent`]s, so the transport can be
-//! swapped (see docs/decisions.md) without touching the layers above.
+//! Every WebSocket detail lives in this module. The session writes through a
+//! [`WsSink`] (a queue bounded in frames and bytes) and receives [`WsEvent`]s
+//! from a reader task; the layers above never see WebSocket frames.
+//!
+//! Why not an actix-web-actors `WebsocketContext` (nor `actix-ws`): both
+//! queue outbound messages without a bound and can only end the response body
+//! gracefully, so actix-web keeps trying to flush to a peer that stopped
+//! reading and the connection, its memory and its file descriptor stay until
+//! the kernel gives up (docs/decisions.md has the evidence). Here the response
+//! body is our own stream over a bounded queue, and a killed sink makes the
+//! body fail, which makes actix-web drop the connection at once. The handshake
+//! is still actix-web-actors' and the framing is actix-http's codec.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use actix::prelude::*;
-use actix_web_actors::ws;
-use bytes::{Bytes, BytesMut};
+use actix_codec::Decoder;
+use actix_http::ws::{CloseCode, CloseReason, Codec, Frame as WsFrame, Item};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use parking_lot::Mutex;
 
 use super::packet::Packet;
 use super::session::{Frame, WsEvent};
 
 static NEXT_WS_ID: AtomicU64 = AtomicU64::new(1);
 
-/// One WebSocket connection. It decodes frames into Engine.IO packets for its
-/// session and writes the session's frames; it holds no protocol state.
-pub struct WsTransport {
+/// Bounds of one WebSocket's outbound queue.
+#[derive(Debug, Clone, Copy)]
+pub struct WsLimits {
+    /// Largest inbound frame (and reassembled message).
+    pub max_payload: usize,
+    /// Frames queued before the client counts as full.
+    pub max_frames: usize,
+    /// Bytes queued past which the client is closed at once.
+    pub max_bytes: usize,
+}
+
+/// What happened to a frame handed to [`WsSink::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Queued; `depth` frames are now waiting.
+    Queued { depth: usize },
+    /// Queued, but the queue now holds more than `max_frames`.
+    QueuedFull { depth: usize },
+    /// Volatile and the queue was full: not queued.
+    DroppedVolatile,
+    /// Queued bytes exceed `max_bytes`: the sink is dead, close the session.
+    OverBytes,
+    /// The sink is closed or killed: nothing is written any more.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// A close frame is queued; the body ends after it.
+    Closing,
+    /// The body fails on its next poll, which drops the TCP connection.
+    Killed,
+}
+
+struct Outbound {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+    frames: usize,
+    /// Chunks that end a frame, so frames can be counted as they leave.
+    frame_ends: VecDeque<usize>,
+    sent_chunks: usize,
+    state: State,
+    waker: Option<Waker>,
+}
+
+/// The writing half of a WebSocket, held by its session. Cheap to clone.
+#[derive(Clone)]
+pub struct WsSink {
     id: u64,
+    limits: WsLimits,
+    out: Arc<Mutex<Outbound>>,
+}
+
+impl std::fmt::Debug for WsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsSink").field("id", &self.id).finish()
+    }
+}
+
+/// RFC 6455 frame header for an unmasked, final server frame.
+fn header(opcode: u8, len: usize) -> Bytes {
+    let mut h = BytesMut::with_capacity(10);
+    h.put_u8(0x80 | opcode);
+    if len < 126 {
+        h.put_u8(len as u8);
+    } else if len <= u16::MAX as usize {
+        h.put_u8(126);
+        h.put_u16(len as u16);
+    } else {
+        h.put_u8(127);
+        h.put_u64(len as u64);
+    }
+    h.freeze()
+}
+
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PONG: u8 = 0xA;
+
+impl WsSink {
+    fn new(limits: WsLimits) -> WsSink {
+        WsSink {
+            id: NEXT_WS_ID.fetch_add(1, Ordering::Relaxed),
+            limits,
+            out: Arc::new(Mutex::new(Outbound {
+                chunks: VecDeque::new(),
+                bytes: 0,
+                frames: 0,
+                frame_ends: VecDeque::new(),
+                sent_chunks: 0,
+                state: State::Open,
+                waker: None,
+            })),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Frames queued and not yet handed to actix-web.
+    pub fn queued_frames(&self) -> usize {
+        self.out.lock().frames
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.out.lock().bytes
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.out.lock().frames >= self.limits.max_frames
+    }
+
+    /// Queue one Engine.IO frame. The payload is shared, not copied: a
+    /// broadcast's frame bytes are queued by reference for every receiver.
+    pub fn send(&self, frame: &Frame, volatile: bool) -> SendOutcome {
+        let (opcode, payload) = match frame {
+            Frame::Text(t) => (OP_TEXT, t.as_bytes().clone()),
+            Frame::Binary(b) => (OP_BINARY, b.clone()),
+        };
+        self.push(opcode, payload, volatile)
+    }
+
+    fn push(&self, opcode: u8, payload: Bytes, volatile: bool) -> SendOutcome {
+        let mut out = self.out.lock();
+        if out.state != State::Open {
+            return SendOutcome::Closed;
+        }
+        if volatile && out.frames >= self.limits.max_frames {
+            return SendOutcome::DroppedVolatile;
+        }
+        let len = payload.len();
+        out.chunks.push_back(header(opcode, len));
+        out.chunks.push_back(payload);
+        out.bytes += len + 2;
+        out.frames += 1;
+        let end = out.sent_chunks + out.chunks.len();
+        out.frame_ends.push_back(end);
+        if let Some(w) = out.waker.take() {
+            w.wake();
+        }
+        if out.bytes > self.limits.max_bytes {
+            out.state = State::Killed;
+            SendOutcome::OverBytes
+        } else if out.frames > self.limits.max_frames {
+            SendOutcome::QueuedFull { depth: out.frames }
+        } else {
+            SendOutcome::Queued { depth: out.frames }
+        }
+    }
+
+    /// Queue a close frame; the connection ends once it is written.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        let mut out = self.out.lock();
+        if out.state != State::Open {
+            return;
+        }
+        let mut payload = BytesMut::with_capacity(2 + reason.len());
+        payload.put_u16(u16::from(code));
+        payload.put_slice(reason.as_bytes());
+        let payload = payload.freeze();
+        out.chunks.push_back(header(OP_CLOSE, payload.len()));
+        out.chunks.push_back(payload);
+        out.state = State::Closing;
+        if let Some(w) = out.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Drop the connection now, without flushing: for a peer that stopped
+    /// reading, whose queued frames would never leave.
+    pub fn kill(&self) {
+        let mut out = self.out.lock();
+        out.state = State::Killed;
+        out.chunks.clear();
+        out.bytes = 0;
+        out.frames = 0;
+        if let Some(w) = out.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn pong(&self, data: Bytes) {
+        let mut out = self.out.lock();
+        if out.state == State::Open {
+            out.chunks.push_back(header(OP_PONG, data.len()));
+            out.chunks.push_back(data);
+            if let Some(w) = out.waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// The response body: drains the sink's queue into actix-web.
+struct Body {
+    out: Arc<Mutex<Outbound>>,
+}
+
+impl Stream for Body {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut out = self.out.lock();
+        if out.state == State::Killed {
+            return Poll::Ready(Some(Err(std::io::Error::other(
+                "websocket closed by the server",
+            ))));
+        }
+        if let Some(chunk) = out.chunks.pop_front() {
+            out.sent_chunks += 1;
+            let sent = out.sent_chunks;
+            if chunk.len() <= out.bytes {
+                out.bytes -= chunk.len();
+            } else {
+                out.bytes = 0;
+            }
+            while out.frame_ends.front().is_some_and(|&e| e <= sent) {
+                out.frame_ends.pop_front();
+                out.frames = out.frames.saturating_sub(1);
+            }
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        if out.state == State::Closing {
+            return Poll::Ready(None);
+        }
+        out.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Accept a WebSocket request for a session: the response to return, and the
+/// sink the session writes to. Inbound frames go to `session` as
+/// [`WsEvent`]s from a task on the current worker.
+pub fn accept(
+    req: &HttpRequest,
+    payload: web::Payload,
     session: Recipient<WsEvent>,
     upgrade: bool,
-    max_payload: usize,
-    /// A fragmented message being reassembled (text flag, bytes so far).
-    partial: Option<(bool, BytesMut)>,
+    limits: WsLimits,
+) -> Result<(HttpResponse, WsSink), actix_web_actors::ws::HandshakeError> {
+    let mut builder = actix_web_actors::ws::handshake(req)?;
+    let sink = WsSink::new(limits);
+    let body = Body {
+        out: sink.out.clone(),
+    };
+    session.do_send(WsEvent::Attach {
+        id: sink.id,
+        ws: sink.clone(),
+        upgrade,
+    });
+    actix_rt::spawn(read_loop(
+        payload,
+        session,
+        sink.clone(),
+        limits.max_payload,
+    ));
+    Ok((builder.streaming(body), sink))
 }
 
-impl WsTransport {
-    pub fn new(session: Recipient<WsEvent>, upgrade: bool, max_payload: usize) -> WsTransport {
-        WsTransport {
-            id: NEXT_WS_ID.fetch_add(1, Ordering::Relaxed),
-            session,
-            upgrade,
-            max_payload,
-            partial: None,
-        }
+/// Decode inbound frames and hand them to the session, one at a time: the
+/// socket is read only as fast as the session takes its packets.
+async fn read_loop(
+    mut payload: web::Payload,
+    session: Recipient<WsEvent>,
+    sink: WsSink,
+    max: usize,
+) {
+    let id = sink.id;
+    // Queued behind `Attach`: if it cannot be delivered the session is gone,
+    // and the WebSocket must not stay open with nobody behind it.
+    if session.send(WsEvent::Alive).await.is_err() {
+        sink.close(CloseCode::Away, "session closed");
+        return;
     }
-
-    fn deliver_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        match Packet::decode_text(text) {
-            Ok(packet) => self.session.do_send(WsEvent::Packet {
-                id: self.id,
-                packet,
-            }),
-            Err(_) => self.fail("engine_decode", ws::CloseCode::Invalid, ctx),
-        }
-    }
-
-    fn deliver_binary(&mut self, bin: Bytes) {
-        self.session.do_send(WsEvent::Packet {
-            id: self.id,
-            packet: Packet::decode_ws_binary(bin),
-        });
-    }
-
-    fn fail(
-        &mut self,
-        kind: &'static str,
-        code: ws::CloseCode,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        self.session.do_send(WsEvent::Invalid { id: self.id, kind });
-        ctx.close(Some(ws::CloseReason {
-            code,
-            description: Some(kind.to_string()),
-        }));
-        ctx.stop();
-    }
-}
-
-impl Actor for WsTransport {
-    type Context = ws::WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.session.do_send(WsEvent::Attach {
-            id: self.id,
-            ws: ctx.address(),
-            upgrade: self.upgrade,
-        });
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.session.do_send(WsEvent::Closed { id: self.id });
-    }
-}
-
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsTransport {
-    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        match item {
-            Ok(ws::Message::Text(text)) => self.deliver_text(&text, ctx),
-            Ok(ws::Message::Binary(bin)) => self.deliver_binary(bin),
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
-            Ok(ws::Message::Continuation(item)) => self.continuation(item, ctx),
-            Ok(ws::Message::Close(_)) => {
-                ctx.close(None);
-                ctx.stop();
-            }
-            Err(ws::ProtocolError::Overflow) => self.fail("oversized", ws::CloseCode::Size, ctx),
-            Err(ws::ProtocolError::Io(_)) => ctx.stop(),
-            // Invalid UTF-8 in a text frame arrives as an I/O-wrapped error
-            // above; everything else is a framing violation.
-            Err(_) => self.fail("bad_frame", ws::CloseCode::Protocol, ctx),
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl WsTransport {
-    /// Reassemble fragmented messages ourselves: actix-web-actors hands the
-    /// fragments over raw. The total is bounded by `max_payload` like a frame.
-    fn continuation(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
-        let (first_text, chunk, last) = match item {
-            actix_http::ws::Item::FirstText(b) => (Some(true), b, false),
-            actix_http::ws::Item::FirstBinary(b) => (Some(false), b, false),
-            actix_http::ws::Item::Continue(b) => (None, b, false),
-            actix_http::ws::Item::Last(b) => (None, b, true),
-        };
-        match (first_text, &mut self.partial) {
-            (Some(text), None) => self.partial = Some((text, BytesMut::from(&chunk[..]))),
-            (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
-            _ => return self.fail("bad_frame", ws::CloseCode::Protocol, ctx),
-        }
-        if self
-            .partial
-            .as_ref()
-            .is_some_and(|(_, b)| b.len() > self.max_payload)
-        {
-            return self.fail("oversized", ws::CloseCode::Size, ctx);
-        }
-        if last {
-            let (text, buf) = self.partial.take().expect("checked above");
-            if text {
-                match std::str::from_utf8(&buf) {
-                    Ok(s) => {
-                        let s = s.to_owned();
-                        self.deliver_text(&s, ctx)
+    let mut codec = Codec::new().max_size(max);
+    let mut buf = BytesMut::new();
+    let mut partial: Option<(bool, BytesMut)> = None;
+    let fail = |kind: &'static str, code: CloseCode| {
+        session.do_send(WsEvent::Invalid { id, kind });
+        sink.close(code, kind);
+    };
+    // actix-http's codec does not check UTF-8; text is checked below.
+    'read: loop {
+        loop {
+            let frame = match codec.decode(&mut buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(actix_http::ws::ProtocolError::Overflow) => {
+                    fail("oversized", CloseCode::Size);
+                    break 'read;
+                }
+                Err(_) => {
+                    fail("bad_frame", CloseCode::Protocol);
+                    break 'read;
+                }
+            };
+            let message = match frame {
+                WsFrame::Text(b) => Some((true, b)),
+                WsFrame::Binary(b) => Some((false, b)),
+                WsFrame::Continuation(item) => {
+                    let (first, chunk, last) = match item {
+                        Item::FirstText(b) => (Some(true), b, false),
+                        Item::FirstBinary(b) => (Some(false), b, false),
+                        Item::Continue(b) => (None, b, false),
+                        Item::Last(b) => (None, b, true),
+                    };
+                    match (first, &mut partial) {
+                        (Some(text), None) => partial = Some((text, BytesMut::from(&chunk[..]))),
+                        (None, Some((_, acc))) => acc.extend_from_slice(&chunk),
+                        _ => {
+                            fail("bad_frame", CloseCode::Protocol);
+                            break 'read;
+                        }
                     }
-                    Err(_) => self.fail("invalid_utf8", ws::CloseCode::Invalid, ctx),
+                    if partial.as_ref().is_some_and(|(_, acc)| acc.len() > max) {
+                        fail("oversized", CloseCode::Size);
+                        break 'read;
+                    }
+                    if last {
+                        partial.take().map(|(text, acc)| (text, acc.freeze()))
+                    } else {
+                        None
+                    }
+                }
+                WsFrame::Ping(p) => {
+                    sink.pong(p);
+                    None
+                }
+                WsFrame::Pong(_) => None,
+                WsFrame::Close(reason) => {
+                    let code = reason.map_or(CloseCode::Normal, |r: CloseReason| r.code);
+                    sink.close(code, "");
+                    break 'read;
+                }
+            };
+            let Some((text, data)) = message else {
+                continue;
+            };
+            let packet = if text {
+                match std::str::from_utf8(&data) {
+                    Ok(s) => match Packet::decode_text(s) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            fail("engine_decode", CloseCode::Invalid);
+                            break 'read;
+                        }
+                    },
+                    Err(_) => {
+                        fail("invalid_utf8", CloseCode::Invalid);
+                        break 'read;
+                    }
                 }
             } else {
-                self.deliver_binary(buf.freeze());
+                Packet::decode_ws_binary(data)
+            };
+            if session.send(WsEvent::Packet { id, packet }).await.is_err() {
+                break 'read;
             }
         }
-    }
-}
-
-/// Write one frame.
-pub struct WsSend(pub Frame);
-impl Message for WsSend {
-    type Result = ();
-}
-
-impl Handler<WsSend> for WsTransport {
-    type Result = ();
-    fn handle(&mut self, WsSend(frame): WsSend, ctx: &mut Self::Context) {
-        match frame {
-            Frame::Text(t) => ctx.text(t),
-            Frame::Binary(b) => ctx.binary(b),
+        match payload.next().await {
+            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            Some(Err(_)) | None => break,
         }
     }
-}
-
-/// Close the WebSocket (normal closure) after what was already written.
-pub struct WsClose;
-impl Message for WsClose {
-    type Result = ();
-}
-
-impl Handler<WsClose> for WsTransport {
-    type Result = ();
-    fn handle(&mut self, _: WsClose, ctx: &mut Self::Context) {
-        ctx.close(Some(ws::CloseCode::Normal.into()));
-        ctx.stop();
-    }
+    // Whatever ended the read side (the peer closed, a bad frame, the
+    // session went away) ends the write side too.
+    sink.close(CloseCode::Normal, "");
+    session.do_send(WsEvent::Closed { id });
 }

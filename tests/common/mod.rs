@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod brokers;
+
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -38,7 +40,10 @@ pub fn test_settings() -> Settings {
 
 impl TestServer {
     /// Start a node built by `build` from `settings`.
-    pub fn start(settings: Settings, build: impl FnOnce(Riptide) -> Riptide + Send + 'static) -> TestServer {
+    pub fn start(
+        settings: Settings,
+        build: impl FnOnce(Riptide) -> Riptide + Send + 'static,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let port = listener.local_addr().unwrap().port();
         let (handle_tx, handle_rx) = mpsc::channel();
@@ -235,7 +240,11 @@ impl WsClient {
     }
 
     pub async fn sio_connect(&mut self, ns: &str, auth: Option<Value>) -> String {
-        let prefix = if ns == "/" { String::new() } else { format!("{ns},") };
+        let prefix = if ns == "/" {
+            String::new()
+        } else {
+            format!("{ns},")
+        };
         let auth = auth.map(|a| a.to_string()).unwrap_or_default();
         self.send(&format!("40{prefix}{auth}")).await;
         let reply = self.recv_text().await;
@@ -246,11 +255,17 @@ impl WsClient {
     }
 
     pub async fn send(&mut self, text: &str) {
-        self.ws.send(WsMessage::Text(text.into())).await.expect("send");
+        self.ws
+            .send(WsMessage::Text(text.into()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_binary(&mut self, bin: Vec<u8>) {
-        self.ws.send(WsMessage::Binary(bin.into())).await.expect("send");
+        self.ws
+            .send(WsMessage::Binary(bin.into()))
+            .await
+            .expect("send");
     }
 
     /// Next frame that is not an Engine.IO ping (answered unless disabled).
@@ -269,11 +284,10 @@ impl WsClient {
                 Ok(Some(Ok(m))) => m,
             };
             match msg {
-                WsMessage::Text(t) if t.as_str() == "2" => {
-                    if self.answer_pings {
-                        self.send("3").await;
-                    }
+                WsMessage::Text(t) if t.as_str() == "2" && self.answer_pings => {
+                    self.send("3").await;
                 }
+                WsMessage::Text(t) if t.as_str() == "2" => {}
                 WsMessage::Text(t) => return Some(Frame::Text(t.to_string())),
                 WsMessage::Binary(b) => return Some(Frame::Binary(b.to_vec())),
                 WsMessage::Close(c) => {
@@ -316,8 +330,659 @@ impl WsClient {
 
     /// Emit an event (`42[...]`), optionally with an ack id.
     pub async fn emit(&mut self, ns: &str, args: Value, ack: Option<u64>) {
-        let prefix = if ns == "/" { String::new() } else { format!("{ns},") };
+        let prefix = if ns == "/" {
+            String::new()
+        } else {
+            format!("{ns},")
+        };
         let id = ack.map(|i| i.to_string()).unwrap_or_default();
         self.send(&format!("42{prefix}{id}{args}")).await;
+    }
+}
+
+// ---- Engine.IO-level helpers (added for the engineio_* / transport tests) --------------
+
+/// A plain Engine.IO echo app: every message, text or binary, goes back
+/// unchanged on the same session. Mounted at `/engine.io/` by
+/// [`TestServer::start_echo`] to test the transport layer on its own.
+pub struct Echo;
+
+impl riptide::engineio::EngineApp for Echo {
+    fn on_message(
+        &mut self,
+        msg: riptide::engineio::session::Message,
+        core: &mut riptide::engineio::EngineCore,
+        _ctx: &mut actix::Context<riptide::engineio::SessionActor<Self>>,
+    ) {
+        use riptide::engineio::session::Message;
+        use riptide::engineio::Frame as EFrame;
+        match msg {
+            Message::Text(text) => core.send(EFrame::message(&text)),
+            Message::Binary(bin) => core.send(EFrame::Binary(bin)),
+        }
+    }
+}
+
+pub struct EchoFactory;
+
+impl riptide::engineio::EngineAppFactory for EchoFactory {
+    type App = Echo;
+    fn create(&self, _handshake: &std::sync::Arc<riptide::engineio::Handshake>) -> Echo {
+        Echo
+    }
+}
+
+/// The Engine.IO settings of `s`, resolved as `Riptide::build` resolves them.
+pub fn engine_config(s: &Settings) -> riptide::engineio::EngineConfig {
+    riptide::server::engine_config(s)
+}
+
+/// The Engine.IO echo endpoint's path on a [`TestServer::start_echo`] node.
+pub const ECHO: &str = "/engine.io/";
+/// The Socket.IO endpoint's path.
+pub const SIO: &str = "/socket.io/";
+
+impl TestServer {
+    /// A node serving the fixture on `/socket.io/` and an Engine.IO echo on
+    /// `/engine.io/` (same settings, same metrics).
+    pub fn start_echo(settings: Settings) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = listener.local_addr().unwrap().port();
+        let (handle_tx, handle_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let log = riptide::service::logging::build_logger(&settings.log);
+                let config = engine_config(&settings);
+                let server = Riptide::new(settings, log.clone())
+                    .namespace(
+                        "/",
+                        riptide::Namespace::new(|| riptide::fixture::FixtureHandler),
+                    )
+                    .build();
+                let echo = riptide::engineio::Engine::new(
+                    config,
+                    EchoFactory,
+                    server.metrics(),
+                    log,
+                    usize::MAX,
+                );
+                handle_tx.send(server.handle()).unwrap();
+                server
+                    .serve(listener, move |cfg| echo.mount(ECHO, cfg), async move {
+                        let _ = stop_rx.await;
+                        "test end"
+                    })
+                    .await
+                    .expect("server runs");
+            });
+        });
+        let handle = handle_rx.recv_timeout(WAIT).expect("server starts");
+        TestServer {
+            port,
+            handle,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>?<query>`.
+    pub fn url_at(&self, path: &str, query: &str) -> String {
+        format!("http://127.0.0.1:{}{}?{}", self.port, path, query)
+    }
+
+    /// `ws://127.0.0.1:<port><path>?<query>`.
+    pub fn ws_url_at(&self, path: &str, query: &str) -> String {
+        format!("ws://127.0.0.1:{}{}?{}", self.port, path, query)
+    }
+
+    /// One raw request; returns (status, headers, body). Bounded by [`WAIT`].
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut req = reqwest::Client::new().request(method, url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = tokio::time::timeout(WAIT, req.send())
+            .await
+            .expect("answered in time")
+            .expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (status, headers, resp.text().await.unwrap_or_default())
+    }
+
+    /// `riptide_engine_sessions` summed over both transports.
+    pub async fn engine_sessions(&self) -> f64 {
+        self.metric("riptide_engine_sessions{transport=\"polling\"}")
+            .await
+            + self
+                .metric("riptide_engine_sessions{transport=\"websocket\"}")
+                .await
+    }
+
+    /// Poll until both session gauges sum to `value`; returns the last sum.
+    pub async fn wait_engine_sessions(&self, value: f64, wait: Duration) -> f64 {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let v = self.engine_sessions().await;
+            if v == value || tokio::time::Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `riptide_bad_input_total{kind="<kind>"}`.
+    pub async fn bad_input(&self, kind: &str) -> f64 {
+        self.metric(&format!("riptide_bad_input_total{{kind=\"{kind}\"}}"))
+            .await
+    }
+}
+
+/// Assert an Engine.IO protocol error: status, and the exact JSON body.
+pub fn assert_engine_error(status: u16, body: &str, want_status: u16, code: u8, message: &str) {
+    assert_eq!(status, want_status, "status of {body:?}");
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("JSON body, got {body:?}"));
+    assert_eq!(
+        v,
+        serde_json::json!({ "code": code, "message": message }),
+        "error body"
+    );
+}
+
+impl PollingClient {
+    /// Open a polling session on the endpoint mounted at `path`.
+    pub async fn open_at(server: &TestServer, path: &str) -> PollingClient {
+        let http = reqwest::Client::new();
+        let base = server.url_at(path, "EIO=4&transport=polling");
+        let resp = tokio::time::timeout(WAIT, http.get(&base).send())
+            .await
+            .expect("handshake in time")
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "handshake status");
+        let body = resp.text().await.unwrap();
+        assert!(body.starts_with('0'), "open packet, got {body:?}");
+        let handshake: Value = serde_json::from_str(&body[1..]).unwrap();
+        let sid = handshake["sid"].as_str().unwrap().to_string();
+        PollingClient {
+            http,
+            base,
+            sid,
+            handshake,
+        }
+    }
+
+    /// One GET with its own deadline; `None` if it is still pending then.
+    pub async fn get_within(&self, wait: Duration) -> Option<(u16, String)> {
+        let resp = tokio::time::timeout(wait, self.http.get(self.session_url()).send())
+            .await
+            .ok()?
+            .unwrap();
+        Some((resp.status().as_u16(), resp.text().await.unwrap()))
+    }
+
+    /// One POST, bounded by [`WAIT`]; returns (status, headers, body).
+    pub async fn post_full(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let resp = tokio::time::timeout(
+            WAIT,
+            self.http
+                .post(self.session_url())
+                .header("content-type", "text/plain;charset=UTF-8")
+                .body(body)
+                .send(),
+        )
+        .await
+        .expect("POST answered in time")
+        .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (status, headers, resp.text().await.unwrap())
+    }
+}
+
+impl WsClient {
+    /// Open a WebSocket-only session on the endpoint mounted at `path`.
+    pub async fn open_at(server: &TestServer, path: &str) -> WsClient {
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::connect_async(server.ws_url_at(path, "EIO=4&transport=websocket")),
+        )
+        .await
+        .expect("websocket handshake in time")
+        .expect("websocket handshake");
+        let mut c = WsClient {
+            ws,
+            sid: String::new(),
+            answer_pings: true,
+        };
+        let open = c.recv_text().await;
+        assert!(open.starts_with('0'), "open packet, got {open:?}");
+        let hs: Value = serde_json::from_str(&open[1..]).unwrap();
+        c.sid = hs["sid"].as_str().unwrap().to_string();
+        c
+    }
+
+    /// Open the upgrade WebSocket of polling session `sid` (no open packet
+    /// is expected on it).
+    pub async fn upgrade_at(server: &TestServer, path: &str, sid: &str) -> WsClient {
+        let url = server.ws_url_at(path, &format!("EIO=4&transport=websocket&sid={sid}"));
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("websocket handshake in time")
+            .expect("websocket handshake");
+        WsClient {
+            ws,
+            sid: sid.to_string(),
+            answer_pings: true,
+        }
+    }
+
+    /// Send one text frame whose payload is `bytes`, valid UTF-8 or not.
+    pub async fn send_raw_text(&mut self, bytes: Vec<u8>) {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+        self.ws
+            .send(WsMessage::Frame(WsFrame::message(
+                bytes,
+                OpCode::Data(Data::Text),
+                true,
+            )))
+            .await
+            .expect("send");
+    }
+}
+
+// ---- Socket.IO-level helpers (added for the Socket.IO behaviour tests) ---------
+
+/// What a [`TestApp`] handler saw, in the order it saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    Connect {
+        ns: String,
+        sid: String,
+        user: Option<String>,
+        auth: Value,
+    },
+    Event {
+        ns: String,
+        sid: String,
+        name: String,
+        args: Vec<Value>,
+        binary: Vec<Vec<u8>>,
+        ack: bool,
+    },
+    Disconnect {
+        ns: String,
+        sid: String,
+        reason: String,
+    },
+    /// How an `ask` ended: `{"ok": args, "binary": n}` or `{"error": ...}`.
+    Answer {
+        ns: String,
+        sid: String,
+        result: Value,
+    },
+}
+
+/// The receiving end of what [`TestApp`] handlers saw.
+pub struct Recorder {
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Seen>,
+}
+
+pub type SeenTx = tokio::sync::mpsc::UnboundedSender<Seen>;
+
+/// A channel for [`TestApp`]: give the sender to [`TestApp::namespace`].
+pub fn recorder() -> (SeenTx, Recorder) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (tx, Recorder { rx })
+}
+
+impl Recorder {
+    /// The next record; panics if none comes within [`WAIT`].
+    pub async fn next(&mut self) -> Seen {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("a handler record in time")
+            .expect("recorder open")
+    }
+
+    /// The next record that is not a `Connect`.
+    pub async fn next_non_connect(&mut self) -> Seen {
+        loop {
+            match self.next().await {
+                Seen::Connect { .. } => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The next `Disconnect`, as (ns, sid, reason), skipping other records.
+    pub async fn next_disconnect(&mut self) -> (String, String, String) {
+        loop {
+            if let Seen::Disconnect { ns, sid, reason } = self.next().await {
+                return (ns, sid, reason);
+            }
+        }
+    }
+
+    /// Assert nothing is recorded for `wait`.
+    pub async fn expect_none(&mut self, wait: Duration) {
+        if let Ok(Some(s)) = tokio::time::timeout(wait, self.rx.recv()).await {
+            panic!("expected no handler record, got {s:?}");
+        }
+    }
+
+    /// Everything recorded so far, without waiting.
+    pub fn drain(&mut self) -> Vec<Seen> {
+        let mut out = Vec::new();
+        while let Ok(s) = self.rx.try_recv() {
+            out.push(s);
+        }
+        out
+    }
+}
+
+/// A scripted handler for the Socket.IO tests. It records every call in
+/// its [`Recorder`] channel, then acts on the event name:
+///
+/// | event | args | action |
+/// |---|---|---|
+/// | `echo` | any | acks with the payload (binary included), or emits `echo` back |
+/// | `join` / `leave` | room (or array of rooms) | joins / leaves, then acks with the sorted rooms |
+/// | `publish` | room, payload... | `socket.within(room).emit("msg", payload)` |
+/// | `publish-others` | room, payload... | `socket.to(room).emit("msg", payload)` |
+/// | `broadcast` | payload... | `socket.broadcast().emit("msg", payload)` |
+/// | `ask` | timeout ms, payload... | `emit_with_ack("question", payload)`, then records [`Seen::Answer`] and emits `answer` with `{"ok": args, "binary": n}` or `{"error": "Timeout"\|"Disconnected"}` |
+/// | `binary` | n | emits `bin` with `n` attachments `[i; i+1]` (placeholders as args) |
+/// | `volatile` | payload... | `emit_volatile("v", payload)` |
+/// | `panic` | - | panics |
+/// | `disconnect-me` | - | `socket.disconnect()` |
+/// | `close-connection` | - | `socket.close_connection()` |
+pub struct TestApp {
+    tx: SeenTx,
+}
+
+impl TestApp {
+    pub fn namespace(tx: &SeenTx) -> riptide::Namespace {
+        let tx = tx.clone();
+        riptide::Namespace::new(move || TestApp { tx: tx.clone() })
+    }
+}
+
+fn rest_payload(mut p: riptide::Payload, n: usize) -> riptide::Payload {
+    p.args.drain(..n.min(p.args.len()));
+    p
+}
+
+impl riptide::NamespaceHandler for TestApp {
+    fn on_connect(&mut self, socket: &riptide::Socket, _ctx: &mut riptide::HandlerContext<Self>) {
+        let _ = self.tx.send(Seen::Connect {
+            ns: socket.namespace().to_string(),
+            sid: socket.id().to_string(),
+            user: socket.user().map(str::to_string),
+            auth: socket.auth().clone(),
+        });
+    }
+
+    fn on_event(
+        &mut self,
+        socket: &riptide::Socket,
+        event: riptide::Event,
+        ctx: &mut riptide::HandlerContext<Self>,
+    ) {
+        use serde_json::json;
+        let _ = self.tx.send(Seen::Event {
+            ns: socket.namespace().to_string(),
+            sid: socket.id().to_string(),
+            name: event.name.clone(),
+            args: event.payload.args.clone(),
+            binary: event.payload.binary.iter().map(|b| b.to_vec()).collect(),
+            ack: event.ack.is_some(),
+        });
+        let rooms_arg = |v: Option<&Value>| -> Vec<String> {
+            match v {
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        match event.name.as_str() {
+            "echo" => match event.ack {
+                Some(ack) => ack.send(event.payload),
+                None => {
+                    let _ = socket.emit("echo", event.payload);
+                }
+            },
+            "join" | "leave" => {
+                for room in rooms_arg(event.arg(0)) {
+                    if event.name == "join" {
+                        socket.join(room);
+                    } else {
+                        socket.leave(room);
+                    }
+                }
+                if let Some(ack) = event.ack {
+                    let socket = socket.clone();
+                    riptide::handler::spawn(ctx, async move {
+                        ack.send(json!(socket.rooms().await));
+                    });
+                }
+            }
+            "publish" | "publish-others" => {
+                let Some(room) = event.str_arg(0).map(str::to_string) else {
+                    return;
+                };
+                let op = if event.name == "publish" {
+                    socket.within(room)
+                } else {
+                    socket.to(room)
+                };
+                let _ = op.emit("msg", rest_payload(event.payload, 1));
+            }
+            "broadcast" => {
+                let _ = socket.broadcast().emit("msg", event.payload);
+            }
+            "ask" => {
+                let ms = event.arg(0).and_then(Value::as_u64).unwrap_or(1000);
+                let answer = socket.emit_with_ack(
+                    "question",
+                    rest_payload(event.payload, 1),
+                    Some(Duration::from_millis(ms)),
+                );
+                let socket = socket.clone();
+                let tx = self.tx.clone();
+                riptide::handler::spawn(ctx, async move {
+                    let reply = match answer.await {
+                        Ok(p) => json!({ "ok": p.args, "binary": p.binary.len() }),
+                        Err(e) => json!({ "error": format!("{e:?}") }),
+                    };
+                    let _ = tx.send(Seen::Answer {
+                        ns: socket.namespace().to_string(),
+                        sid: socket.id().to_string(),
+                        result: reply.clone(),
+                    });
+                    let _ = socket.emit("answer", reply);
+                });
+            }
+            "binary" => {
+                let n = event.arg(0).and_then(Value::as_u64).unwrap_or(1) as u8;
+                let mut p = riptide::Payload::default();
+                let args: Vec<Value> = (0..n).map(|i| p.attach(vec![i, i + 1])).collect();
+                p.args = args;
+                let _ = socket.emit("bin", p);
+            }
+            "volatile" => {
+                let _ = socket.emit_volatile("v", event.payload);
+            }
+            "panic" => panic!("test handler told to panic"),
+            "disconnect-me" => socket.disconnect(),
+            "close-connection" => socket.close_connection(),
+            _ => {}
+        }
+    }
+
+    fn on_disconnect(
+        &mut self,
+        socket: &riptide::Socket,
+        reason: riptide::DisconnectReason,
+        _ctx: &mut riptide::HandlerContext<Self>,
+    ) {
+        let _ = self.tx.send(Seen::Disconnect {
+            ns: socket.namespace().to_string(),
+            sid: socket.id().to_string(),
+            reason: reason.as_str().to_string(),
+        });
+    }
+}
+
+impl TestServer {
+    /// Poll `cond` every 10 ms until it holds; panics after [`WAIT`].
+    pub async fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !cond() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Poll `/metrics` until `series` equals `value`; asserts it does.
+    pub async fn assert_metric(&self, series: &str, value: f64) {
+        let got = self.wait_metric(series, value).await;
+        assert_eq!(got, value, "metric {series}");
+    }
+}
+
+impl WsClient {
+    /// Read the next text frame (pings answered) and assert it is `want`.
+    pub async fn expect_text(&mut self, want: &str) {
+        let got = self.recv().await;
+        assert_eq!(got, Frame::Text(want.to_string()), "expected {want:?}");
+    }
+
+    /// Read the next binary frame.
+    pub async fn recv_binary(&mut self) -> Vec<u8> {
+        match self.recv().await {
+            Frame::Binary(b) => b,
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+
+    /// Send a CONNECT for `ns` and return the server's raw reply.
+    pub async fn connect_raw(&mut self, ns: &str, auth: Option<Value>) -> String {
+        let prefix = if ns == "/" {
+            String::new()
+        } else {
+            format!("{ns},")
+        };
+        let auth = auth.map(|a| a.to_string()).unwrap_or_default();
+        self.send(&format!("40{prefix}{auth}")).await;
+        self.recv_text().await
+    }
+
+    /// Check the connection still answers: an `echo` with an ack on `ns`.
+    pub async fn assert_alive(&mut self, ns: &str, id: u64) {
+        let prefix = if ns == "/" {
+            String::new()
+        } else {
+            format!("{ns},")
+        };
+        self.send(&format!("42{prefix}{id}[\"echo\",\"alive\"]"))
+            .await;
+        self.expect_text(&format!("43{prefix}{id}[\"alive\"]"))
+            .await;
+    }
+}
+
+impl PollingClient {
+    /// CONNECT to `ns` over polling; returns the socket id.
+    pub async fn sio_connect(&self, ns: &str) -> String {
+        let prefix = if ns == "/" {
+            String::new()
+        } else {
+            format!("{ns},")
+        };
+        let (status, _) = self.post(format!("40{prefix}")).await;
+        assert_eq!(status, 200);
+        let expect = format!("40{prefix}");
+        let reply = self.get_until(|r| r.starts_with(&expect)).await;
+        let v: Value = serde_json::from_str(&reply[expect.len()..]).unwrap();
+        v["sid"].as_str().unwrap().to_string()
+    }
+
+    /// One GET, split into its records (pings answered).
+    pub async fn get_records(&self) -> Vec<String> {
+        let (status, body) = self.get().await;
+        assert_eq!(status, 200, "poll failed: {body}");
+        let mut out = Vec::new();
+        for r in body.split('\x1e') {
+            if r == "2" {
+                self.post("3").await;
+            } else {
+                out.push(r.to_string());
+            }
+        }
+        out
+    }
+}
+
+impl WsClient {
+    /// Read the next text frame and assert it is `prefix` followed by JSON
+    /// equal to `json` (compared as values, so object key order is free).
+    pub async fn expect_packet(&mut self, prefix: &str, json: Value) {
+        let got = self.recv_text().await;
+        assert!(
+            got.starts_with(prefix),
+            "expected {prefix}{json}, got {got:?}"
+        );
+        let v: Value = serde_json::from_str(&got[prefix.len()..])
+            .unwrap_or_else(|e| panic!("JSON after {prefix:?} in {got:?}: {e}"));
+        assert_eq!(v, json, "payload of {got:?}");
+    }
+}
+
+/// Assert `record` is `prefix` followed by JSON equal to `json`.
+pub fn assert_packet(record: &str, prefix: &str, json: Value) {
+    assert!(
+        record.starts_with(prefix),
+        "expected {prefix}{json}, got {record:?}"
+    );
+    let v: Value = serde_json::from_str(&record[prefix.len()..])
+        .unwrap_or_else(|e| panic!("JSON after {prefix:?} in {record:?}: {e}"));
+    assert_eq!(v, json, "payload of {record:?}");
+}
+
+impl PollingClient {
+    /// GET until `n` records (pings answered and left out) have arrived: the
+    /// parts of one binary packet may come in separate responses.
+    pub async fn get_n_records(&self, n: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut out = Vec::new();
+        while out.len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {out:?} of {n} records in time"
+            );
+            out.extend(self.get_records().await);
+        }
+        assert_eq!(out.len(), n, "more records than expected: {out:?}");
+        out
     }
 }

@@ -1,6 +1,7 @@
 // Disconnections: client-initiated (clean, the server keeps serving others),
 // server-initiated namespace disconnect (disconnect-me), and server-closed
-// connection (close-connection) followed by automatic reconnection.
+// connection (close-connection, like Socket.IO's disconnect(true)), then an
+// explicit reconnection.
 
 import assert from "node:assert/strict";
 import { describe } from "node:test";
@@ -67,23 +68,24 @@ for (const [variant, opts] of [
       assert.deepEqual(await emitAck(socket, "echo", ["back"]), ["back"]);
     });
 
-    itest('close-connection: the client sees "transport close" and reconnects by itself', async (ctx) => {
+    itest('close-connection: like disconnect(true), "io server disconnect", no automatic reconnection', async (ctx) => {
       await ctx.server();
       const { socket, welcome } = await ctx.connect("/", { ...opts, ...RECONNECT });
       const other = (await ctx.connect("/", opts)).socket;
       const firstEngineId = socket.io.engine.id;
 
       const reason = waitFor(socket, "disconnect", 3_000, '"disconnect" after close-connection');
-      const rewelcome = waitFor(socket, "welcome", 8_000, '"welcome" after automatic reconnection');
-      const reconnected = waitFor(socket.io, "reconnect", 8_000, 'Manager "reconnect"');
       socket.emit("close-connection");
-      assert.equal((await reason)[0], "transport close", "disconnect reason after close-connection");
+      assert.equal((await reason)[0], "io server disconnect", "disconnect reason after close-connection");
+      // A server-side disconnect is final for the client: it does not retry.
+      await expectNo(socket, "connect", 800, "no automatic reconnection");
+      assert.equal(socket.connected, false);
 
+      // The application may reconnect explicitly: a new engine session and socket.
+      const rewelcome = waitFor(socket, "welcome", 8_000, '"welcome" after socket.connect()');
+      socket.connect();
       const [w] = await rewelcome;
-      await reconnected;
-      assert.equal(socket.connected, true);
       assert.equal(w.nsp, "/");
-      assert.equal(w.sid, socket.id);
       assert.notEqual(w.sid, welcome.sid, "a new socket id after reconnection");
       assert.notEqual(socket.io.engine.id, firstEngineId, "a new engine session after reconnection");
       assert.deepEqual(await emitAck(socket, "echo", ["reconnected"]), ["reconnected"]);

@@ -1,0 +1,134 @@
+//! In-process room fan-out: one `Broadcast` to a `RoomActor` with 1, 100 and
+//! 10,000 members, timed until every member has handled its `Deliver`.
+//!
+//! The members are tiny counting actors in place of connection actors, so
+//! the figure is the room actor's fan-out plus actix's mailbox delivery and
+//! scheduling, on one arbiter (one thread), without sockets or encoding.
+//! Throughput is reported in deliveries (elements) per second.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use riptide::actors::delivery::{Deliver, DisconnectSocket, Encoded};
+use riptide::actors::registry::AddMember;
+use riptide::actors::room::{Broadcast, Members, RoomActor, RoomKey};
+use riptide::engineio::{Frame, Sid};
+use riptide::metrics::Metrics;
+use tokio::sync::{mpsc, Notify};
+
+/// Counts deliveries; the one that completes a round wakes the bench.
+struct Done {
+    count: AtomicUsize,
+    target: AtomicUsize,
+    notify: Notify,
+}
+
+struct Member {
+    done: Arc<Done>,
+}
+
+impl Actor for Member {
+    type Context = Context<Self>;
+}
+
+impl Handler<Deliver> for Member {
+    type Result = ();
+    fn handle(&mut self, _: Deliver, _: &mut Context<Self>) {
+        let n = self.done.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == self.done.target.load(Ordering::Relaxed) {
+            self.done.notify.notify_one();
+        }
+    }
+}
+
+impl Handler<DisconnectSocket> for Member {
+    type Result = ();
+    fn handle(&mut self, _: DisconnectSocket, _: &mut Context<Self>) {}
+}
+
+/// A request to time `iters` broadcasts; the reply is their total duration.
+type Job = (u64, std_mpsc::Sender<Duration>);
+
+/// Runs an actix System on its own thread with one room of `members`
+/// members, serving timing jobs until the sender is dropped.
+fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    let (ready_tx, ready_rx) = std_mpsc::channel();
+    std::thread::spawn(move || {
+        let sys = System::new();
+        sys.block_on(async move {
+            let ns: Arc<str> = "/".into();
+            let key = RoomKey {
+                ns: ns.clone(),
+                room: Some("bench".into()),
+            };
+            let log = slog::Logger::root(slog::Discard, slog::o!());
+            let room = RoomActor::new(key, Metrics::new(), log).start();
+            let done = Arc::new(Done {
+                count: AtomicUsize::new(0),
+                target: AtomicUsize::new(members),
+                notify: Notify::new(),
+            });
+            for _ in 0..members {
+                let m = Member { done: done.clone() }.start();
+                room.do_send(AddMember {
+                    sid: Sid::random(),
+                    ns: ns.clone(),
+                    conn: m.clone().recipient(),
+                    control: m.recipient(),
+                });
+            }
+            // Every AddMember is handled before Members is answered.
+            let n = room.send(Members).await.expect("room alive").len();
+            assert_eq!(n, members);
+            let frames: Encoded = Arc::from(vec![Frame::Text(ByteString::from_static(
+                r#"42["msg",{"t":0,"seq":0,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]"#,
+            ))]);
+            ready_tx.send(()).expect("bench waiting");
+            while let Some((iters, reply)) = rx.recv().await {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    done.count.store(0, Ordering::Relaxed);
+                    let t = Instant::now();
+                    room.do_send(Broadcast {
+                        frames: frames.clone(),
+                        filter: None,
+                        volatile: false,
+                    });
+                    done.notify.notified().await;
+                    total += t.elapsed();
+                }
+                let _ = reply.send(total);
+            }
+            System::current().stop();
+        });
+    });
+    ready_rx.recv().expect("room started");
+    tx
+}
+
+fn room_fanout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("room_fanout");
+    for members in [1usize, 100, 10_000] {
+        let room = start_room(members);
+        g.throughput(Throughput::Elements(members as u64));
+        if members >= 10_000 {
+            g.sample_size(30);
+        }
+        g.bench_with_input(BenchmarkId::from_parameter(members), &members, |b, _| {
+            b.iter_custom(|iters| {
+                let (tx, rx) = std_mpsc::channel();
+                room.send((iters, tx)).expect("room thread alive");
+                rx.recv().expect("room thread replied")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, room_fanout);
+criterion_main!(benches);

@@ -1,0 +1,470 @@
+//! The one place that turns a [`ClusterEnvelope`] into bytes and back.
+//!
+//! # Layout
+//!
+//! ```text
+//! version: u16 big-endian | origin: 12 ASCII bytes | seq: u64 big-endian | body: bincode
+//! ```
+//!
+//! The header is fixed-size and not bincode, for three reasons: the version
+//! is readable before anything else, whatever a future version does to the
+//! body (an unknown version is [`CodecError::UnknownVersion`], counted as
+//! `riptide_adapter_errors_total{kind="unknown_version"}` and dropped, never
+//! a panic); a receiver reads origin and sequence (to drop its own messages
+//! and duplicates) without decoding the body; and a sender can encode the
+//! body once, outside any lock, and stamp the sequence number into the
+//! header under the lock that orders its publishes ([`stamp`]).
+//!
+//! The body is bincode 2 (`standard()` config: varint integers,
+//! little-endian) with a byte limit ([`MAX_BODY_LEN`]), so a malicious or
+//! corrupt length prefix cannot make the decoder allocate more than that;
+//! trailing bytes after the body are an error too.
+//!
+//! Version 1 is this layout. A change to [`Body`] that an old node cannot
+//! decode must bump [`VERSION`]; during a rolling upgrade old and new nodes
+//! then ignore (and count) each other's messages instead of misreading them.
+
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::{DecodeError, EncodeError};
+use bincode::{Decode, Encode};
+use bytes::Bytes;
+
+use super::{NodeId, NODE_ID_LEN};
+
+/// The envelope version this node writes and reads.
+pub const VERSION: u16 = 1;
+
+/// Bytes before the body: version, origin, seq.
+pub const HEADER_LEN: usize = 2 + NODE_ID_LEN + 8;
+
+/// Largest body the decoder accepts (NATS's hard maximum payload).
+pub const MAX_BODY_LEN: usize = 64 << 20;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_BODY_LEN>()
+}
+
+/// What crosses nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterEnvelope {
+    pub version: u16,
+    /// The node that sent it.
+    pub origin: NodeId,
+    /// Strictly increasing per origin, over all topics (see [`super::cluster`]).
+    pub seq: u64,
+    pub body: Body,
+}
+
+/// The fixed header of an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub version: u16,
+    pub origin: NodeId,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Body {
+    /// Frames to deliver to matching local sockets of the receiving node.
+    Broadcast(Broadcast),
+    /// A cluster-wide (or node-addressed) operation; answered by [`Body::Response`].
+    Request {
+        request_id: u64,
+        reply_to: NodeId,
+        op: RequestOp,
+    },
+    Response {
+        request_id: u64,
+        from: NodeId,
+        payload: ResponsePayload,
+    },
+    /// "I am alive"; see [`super::cluster`] for `nodes_sent`.
+    Heartbeat {
+        started_at_ms: u64,
+        /// Envelopes this node published on `Topic::Nodes` up to and
+        /// including this one: receivers compare with what they got to count
+        /// losses on the cluster-wide stream.
+        nodes_sent: u64,
+    },
+    /// The sender is stopping cleanly: drop it from the peer table now.
+    Goodbye,
+}
+
+/// An emit to sockets of one namespace, as the emitting node resolved it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Broadcast {
+    pub ns: String,
+    /// Target rooms; empty = the whole namespace. A socket in several gets
+    /// the message once (from the first listed room it is in).
+    pub rooms: Vec<String>,
+    pub except_rooms: Vec<String>,
+    pub except_sids: Vec<String>,
+    pub volatile: bool,
+    /// Already-encoded Engine.IO frames: the text packet and its attachments.
+    pub frames: Vec<WireFrame>,
+    /// Set when the emitter waits for client acks from every node.
+    pub ack: Option<AckRequest>,
+}
+
+/// One Engine.IO frame, as the engine encoded it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum WireFrame {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl WireFrame {
+    pub fn len(&self) -> usize {
+        match self {
+            WireFrame::Text(t) => t.len(),
+            WireFrame::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct AckRequest {
+    pub request_id: u64,
+    pub reply_to: NodeId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum RequestOp {
+    /// Describe the matching sockets (`fetchSockets`).
+    FetchSockets {
+        ns: String,
+        rooms: Vec<String>,
+        except_rooms: Vec<String>,
+    },
+    /// Make matching sockets (or the listed `sids`) join rooms.
+    SocketsJoin {
+        ns: String,
+        rooms: Vec<String>,
+        except_rooms: Vec<String>,
+        sids: Vec<String>,
+        join: Vec<String>,
+    },
+    /// Make matching sockets (or the listed `sids`) leave rooms.
+    SocketsLeave {
+        ns: String,
+        rooms: Vec<String>,
+        except_rooms: Vec<String>,
+        sids: Vec<String>,
+        leave: Vec<String>,
+    },
+    DisconnectSockets {
+        ns: String,
+        rooms: Vec<String>,
+        except_rooms: Vec<String>,
+        close: bool,
+    },
+    /// `serverSideEmit`: an event for the other nodes' handlers.
+    ServerSideEmit {
+        ns: String,
+        event: String,
+        args_json: String,
+        want_ack: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum ResponsePayload {
+    Sockets(Vec<RemoteSocket>),
+    Done {
+        affected: u32,
+    },
+    /// Ack arguments, each a JSON array text.
+    AckArgs(Vec<String>),
+}
+
+/// A socket on another node, as `fetchSockets` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct RemoteSocket {
+    pub id: String,
+    pub ns: String,
+    pub rooms: Vec<String>,
+    pub handshake_json: String,
+    pub node: NodeId,
+}
+
+/// Why bytes are not an envelope this node can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("unknown envelope version {0} (this node reads {VERSION})")]
+    UnknownVersion(u16),
+    #[error("envelope truncated")]
+    Truncated,
+    #[error("envelope origin is not a node id")]
+    BadOrigin,
+    #[error("malformed envelope body: {0}")]
+    Malformed(String),
+}
+
+impl CodecError {
+    /// The `kind` label it is counted under.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CodecError::UnknownVersion(_) => "unknown_version",
+            _ => "decode",
+        }
+    }
+}
+
+impl Encode for NodeId {
+    fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), EncodeError> {
+        self.as_bytes().encode(encoder)
+    }
+}
+
+impl<Context> Decode<Context> for NodeId {
+    fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
+        let bytes = <[u8; NODE_ID_LEN]>::decode(decoder)?;
+        NodeId::from_bytes(&bytes).ok_or(DecodeError::Other("invalid node id"))
+    }
+}
+
+bincode::impl_borrow_decode!(NodeId);
+
+/// Encode a whole envelope (any version: tests write unknown ones).
+pub fn encode(envelope: &ClusterEnvelope) -> Bytes {
+    let mut buf = encode_body(&envelope.body);
+    stamp(&mut buf, envelope.version, envelope.origin, envelope.seq);
+    buf.into()
+}
+
+/// The body after a zeroed header; [`stamp`] fills the header in.
+pub fn encode_body(body: &Body) -> Vec<u8> {
+    let mut buf = vec![0u8; HEADER_LEN];
+    // Encoding into a Vec fails only on the size limit, which encoding does
+    // not check (the broker's max_payload is the limit a sender meets).
+    let _ = bincode::encode_into_std_write(body, &mut buf, bincode::config::standard());
+    buf
+}
+
+/// Write the header into a buffer from [`encode_body`].
+pub fn stamp(buf: &mut [u8], version: u16, origin: NodeId, seq: u64) {
+    buf[0..2].copy_from_slice(&version.to_be_bytes());
+    buf[2..2 + NODE_ID_LEN].copy_from_slice(origin.as_bytes());
+    buf[2 + NODE_ID_LEN..HEADER_LEN].copy_from_slice(&seq.to_be_bytes());
+}
+
+/// Read the header only: version first.
+pub fn decode_header(bytes: &[u8]) -> Result<Header, CodecError> {
+    if bytes.len() < 2 {
+        return Err(CodecError::Truncated);
+    }
+    let version = u16::from_be_bytes([bytes[0], bytes[1]]);
+    if version != VERSION {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(CodecError::Truncated);
+    }
+    let origin = NodeId::from_bytes(&bytes[2..2 + NODE_ID_LEN]).ok_or(CodecError::BadOrigin)?;
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&bytes[2 + NODE_ID_LEN..HEADER_LEN]);
+    Ok(Header {
+        version,
+        origin,
+        seq: u64::from_be_bytes(seq),
+    })
+}
+
+/// Decode the body of an envelope whose header [`decode_header`] accepted.
+pub fn decode_body(bytes: &[u8]) -> Result<Body, CodecError> {
+    let body = bytes.get(HEADER_LEN..).ok_or(CodecError::Truncated)?;
+    let (value, read): (Body, usize) =
+        bincode::decode_from_slice(body, config()).map_err(|e| match e {
+            DecodeError::UnexpectedEnd { .. } => CodecError::Truncated,
+            other => CodecError::Malformed(other.to_string()),
+        })?;
+    if read != body.len() {
+        return Err(CodecError::Malformed(format!(
+            "{} trailing bytes",
+            body.len() - read
+        )));
+    }
+    Ok(value)
+}
+
+pub fn decode(bytes: &[u8]) -> Result<ClusterEnvelope, CodecError> {
+    let header = decode_header(bytes)?;
+    Ok(ClusterEnvelope {
+        version: header.version,
+        origin: header.origin,
+        seq: header.seq,
+        body: decode_body(bytes)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(s: &str) -> NodeId {
+        s.parse().unwrap()
+    }
+
+    fn samples() -> Vec<Body> {
+        let a = node("aaaaaaaaaaaa");
+        vec![
+            Body::Broadcast(Broadcast {
+                ns: "/chat".into(),
+                rooms: vec!["lobby".into(), "é.*>".into()],
+                except_rooms: vec!["muted".into()],
+                except_sids: vec!["sid1".into()],
+                volatile: true,
+                frames: vec![
+                    WireFrame::Text("42[\"hi\"]".into()),
+                    WireFrame::Binary(vec![0, 1, 255]),
+                ],
+                ack: Some(AckRequest {
+                    request_id: 7,
+                    reply_to: a,
+                }),
+            }),
+            Body::Request {
+                request_id: u64::MAX,
+                reply_to: a,
+                op: RequestOp::SocketsJoin {
+                    ns: "/".into(),
+                    rooms: vec![],
+                    except_rooms: vec![],
+                    sids: vec!["x".into()],
+                    join: vec!["r".into()],
+                },
+            },
+            Body::Request {
+                request_id: 1,
+                reply_to: a,
+                op: RequestOp::ServerSideEmit {
+                    ns: "/".into(),
+                    event: "ev".into(),
+                    args_json: "[1,2]".into(),
+                    want_ack: true,
+                },
+            },
+            Body::Response {
+                request_id: 3,
+                from: a,
+                payload: ResponsePayload::Sockets(vec![RemoteSocket {
+                    id: "s".into(),
+                    ns: "/".into(),
+                    rooms: vec!["s".into(), "r".into()],
+                    handshake_json: "{}".into(),
+                    node: a,
+                }]),
+            },
+            Body::Response {
+                request_id: 4,
+                from: a,
+                payload: ResponsePayload::AckArgs(vec!["[1]".into()]),
+            },
+            Body::Heartbeat {
+                started_at_ms: 1_700_000_000_000,
+                nodes_sent: 42,
+            },
+            Body::Goodbye,
+        ]
+    }
+
+    #[test]
+    fn round_trip() {
+        for (i, body) in samples().into_iter().enumerate() {
+            let env = ClusterEnvelope {
+                version: VERSION,
+                origin: node("b0b0b0b0b0b0"),
+                seq: i as u64 * 1_000_003,
+                body,
+            };
+            let bytes = encode(&env);
+            assert_eq!(decode(&bytes), Ok(env));
+        }
+    }
+
+    #[test]
+    fn unknown_version_is_an_error_not_a_panic() {
+        let env = ClusterEnvelope {
+            version: 99,
+            origin: node("b0b0b0b0b0b0"),
+            seq: 1,
+            body: Body::Goodbye,
+        };
+        let bytes = encode(&env);
+        assert_eq!(decode(&bytes), Err(CodecError::UnknownVersion(99)));
+        assert_eq!(decode(&bytes).unwrap_err().kind(), "unknown_version");
+        // The version is read first: even a header-only stub says so.
+        assert_eq!(decode(&[0, 2]), Err(CodecError::UnknownVersion(2)));
+    }
+
+    #[test]
+    fn truncated_and_garbage_input() {
+        let env = ClusterEnvelope {
+            version: VERSION,
+            origin: node("b0b0b0b0b0b0"),
+            seq: 1,
+            body: samples().remove(0),
+        };
+        let bytes = encode(&env);
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = bytes.to_vec();
+        trailing.push(0);
+        assert!(matches!(decode(&trailing), Err(CodecError::Malformed(_))));
+
+        let mut bad_origin = bytes.to_vec();
+        bad_origin[3] = b'.';
+        assert_eq!(decode(&bad_origin), Err(CodecError::BadOrigin));
+
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..300usize {
+            let mut junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng as u8
+                })
+                .collect();
+            let _ = decode(&junk);
+            if junk.len() >= HEADER_LEN {
+                stamp(&mut junk, VERSION, node("cccccccccccc"), 1);
+                let _ = decode(&junk);
+            }
+        }
+    }
+
+    #[test]
+    fn oversize_length_prefix_is_refused_without_allocating_it() {
+        // A Broadcast whose `ns` claims ~2^62 bytes.
+        let mut buf = vec![0u8; HEADER_LEN];
+        stamp(&mut buf, VERSION, node("cccccccccccc"), 1);
+        buf.push(0); // Body::Broadcast
+        buf.push(253); // varint u64 marker
+        buf.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        buf.extend_from_slice(b"abc");
+        assert!(decode(&buf).is_err());
+
+        // A body over MAX_BODY_LEN is refused by the limit.
+        let big = Body::Broadcast(Broadcast {
+            frames: vec![WireFrame::Binary(vec![7; MAX_BODY_LEN + 1])],
+            ..Broadcast::default()
+        });
+        let env = ClusterEnvelope {
+            version: VERSION,
+            origin: node("cccccccccccc"),
+            seq: 1,
+            body: big,
+        };
+        assert!(matches!(
+            decode(&encode(&env)),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,231 @@
+//! The adapter's figures, registered into the node's [`Metrics`] registry
+//! (so `/metrics` serves them with everything else).
+//!
+//! | series | meaning |
+//! | --- | --- |
+//! | `riptide_adapter_published_total` | messages handed to the broker |
+//! | `riptide_adapter_received_total` | messages received from the broker |
+//! | `riptide_adapter_bytes_total{direction="in"\|"out"}` | their payload bytes |
+//! | `riptide_adapter_errors_total{kind}` | failures, by kind (below) |
+//! | `riptide_adapter_reconnects_total` | outages ended (degraded → up) |
+//! | `riptide_adapter_subscriptions` | subscriptions held at the broker |
+//! | `riptide_adapter_outbound_dropped_total` | publishes refused: buffer full |
+//! | `riptide_adapter_peers` | other live nodes |
+//! | `riptide_adapter_up` | 1 when the broker is reachable, else 0 |
+//!
+//! Error kinds (a fixed vocabulary, never input): `connection` (a broker
+//! connection lost or not made), `publish`, `subscribe`, `too_large`,
+//! `unknown_version`, `decode`, `inbound_overflow` (the engine fell behind),
+//! `event_overflow` (cluster events dropped, same reason), `duplicate`
+//! (a repeated sequence number, dropped), `gap` (one per cluster-wide
+//! message known lost), `late_response`, `server` / `slow_consumer` (NATS).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::metrics::Metrics;
+
+/// The `kind` values of `riptide_adapter_errors_total` (see the module doc).
+pub const ERROR_KINDS: [&str; 13] = [
+    "connection",
+    "publish",
+    "subscribe",
+    "too_large",
+    "unknown_version",
+    "decode",
+    "inbound_overflow",
+    "event_overflow",
+    "duplicate",
+    "gap",
+    "late_response",
+    "server",
+    "slow_consumer",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
+/// Handles on the adapter's series; cloning is cheap (shared atomics).
+#[derive(Clone, Debug)]
+pub struct AdapterMetrics {
+    published: Counter,
+    received: Counter,
+    bytes: Family<DirectionLabel, Counter>,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    errors: Family<KindLabel, Counter>,
+    reconnects: Counter,
+    subscriptions: Gauge,
+    outbound_dropped: Counter,
+    peers: Gauge,
+    up: Gauge,
+}
+
+impl AdapterMetrics {
+    /// Register the adapter's series in `metrics`. Call once per registry
+    /// (a second call would register the names twice).
+    pub fn register(metrics: &Metrics) -> AdapterMetrics {
+        let m = AdapterMetrics::unregistered();
+        metrics.with_registry(|r| {
+            r.register(
+                "adapter_published",
+                "Cluster messages handed to the broker",
+                m.published.clone(),
+            );
+            r.register(
+                "adapter_received",
+                "Cluster messages received from the broker",
+                m.received.clone(),
+            );
+            r.register(
+                "adapter_bytes",
+                "Cluster message payload bytes received (in) and published (out)",
+                m.bytes.clone(),
+            );
+            r.register(
+                "adapter_errors",
+                "Cluster adapter failures, by kind",
+                m.errors.clone(),
+            );
+            r.register(
+                "adapter_reconnects",
+                "Broker outages ended (degraded to up)",
+                m.reconnects.clone(),
+            );
+            r.register(
+                "adapter_subscriptions",
+                "Subscriptions held at the broker",
+                m.subscriptions.clone(),
+            );
+            r.register(
+                "adapter_outbound_dropped",
+                "Cluster publishes refused because the outbound buffer was full",
+                m.outbound_dropped.clone(),
+            );
+            r.register("adapter_peers", "Other live nodes", m.peers.clone());
+            r.register(
+                "adapter_up",
+                "1 when the broker is reachable, else 0",
+                m.up.clone(),
+            );
+        });
+        m
+    }
+
+    /// Handles that no registry exposes (for a bus built outside a node).
+    pub fn unregistered() -> AdapterMetrics {
+        let bytes: Family<DirectionLabel, Counter> = Family::default();
+        // Resolved once, so both series exist from the first scrape and the
+        // per-message path is a bare atomic add.
+        let bytes_in = bytes.get_or_create_owned(&DirectionLabel { direction: "in" });
+        let bytes_out = bytes.get_or_create_owned(&DirectionLabel { direction: "out" });
+        let errors: Family<KindLabel, Counter> = Family::default();
+        // Every kind exists (at 0) from the first scrape: rate() needs a start.
+        for kind in ERROR_KINDS {
+            let _ = errors.get_or_create(&KindLabel { kind });
+        }
+        AdapterMetrics {
+            published: Counter::default(),
+            received: Counter::default(),
+            bytes,
+            bytes_in,
+            bytes_out,
+            errors,
+            reconnects: Counter::default(),
+            subscriptions: Gauge::default(),
+            outbound_dropped: Counter::default(),
+            peers: Gauge::default(),
+            up: Gauge::default(),
+        }
+    }
+
+    pub(crate) fn published(&self, bytes: usize) {
+        self.published.inc();
+        self.bytes_out.inc_by(bytes as u64);
+    }
+
+    pub(crate) fn received(&self, bytes: usize) {
+        self.received.inc();
+        self.bytes_in.inc_by(bytes as u64);
+    }
+
+    pub(crate) fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub(crate) fn errors_by(&self, kind: &'static str, n: u64) {
+        self.errors.get_or_create(&KindLabel { kind }).inc_by(n);
+    }
+
+    pub(crate) fn reconnected(&self) {
+        self.reconnects.inc();
+    }
+
+    pub(crate) fn set_subscriptions(&self, n: usize) {
+        self.subscriptions.set(n as i64);
+    }
+
+    pub(crate) fn outbound_dropped(&self) {
+        self.outbound_dropped.inc();
+    }
+
+    pub(crate) fn set_peers(&self, n: usize) {
+        self.peers.set(n as i64);
+    }
+
+    pub(crate) fn set_up(&self, up: bool) {
+        self.up.set(up as i64);
+    }
+
+    // Readers, for tests and for a health endpoint.
+
+    pub fn published_count(&self) -> u64 {
+        self.published.get()
+    }
+
+    pub fn received_count(&self) -> u64 {
+        self.received.get()
+    }
+
+    pub fn bytes_out_count(&self) -> u64 {
+        self.bytes_out.get()
+    }
+
+    pub fn bytes_in_count(&self) -> u64 {
+        self.bytes_in.get()
+    }
+
+    /// `riptide_adapter_errors_total{kind}`.
+    pub fn error_count(&self, kind: &'static str) -> u64 {
+        self.errors.get_or_create(&KindLabel { kind }).get()
+    }
+
+    pub fn reconnect_count(&self) -> u64 {
+        self.reconnects.get()
+    }
+
+    pub fn subscription_count(&self) -> i64 {
+        self.subscriptions.get()
+    }
+
+    pub fn outbound_dropped_count(&self) -> u64 {
+        self.outbound_dropped.get()
+    }
+
+    pub fn peer_count(&self) -> i64 {
+        self.peers.get()
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.get() == 1
+    }
+}

@@ -1,0 +1,325 @@
+//! The Redis bus (pub/sub: at-most-once, like NATS core).
+//!
+//! # Two connections, our own reconnect loops
+//!
+//! - The **publisher** is a `MultiplexedConnection`. Its task takes up to
+//!   [`BATCH`] messages off the outbound queue and sends them as one
+//!   pipeline of `PUBLISH`es (one round trip for a burst). When the pipeline
+//!   fails, the connection is dropped, the bus reports degraded, and the task
+//!   reconnects with capped, jittered backoff, then sends the *same* batch
+//!   again: nothing accepted while Redis was up is lost to a blip. If Redis
+//!   had executed part of the failed pipeline, that part arrives twice; the
+//!   cluster drops such duplicates by sequence number
+//!   (`errors_total{kind="duplicate"}`).
+//! - The **subscriber** is a dedicated pub/sub connection. Redis forgets a
+//!   connection's subscriptions when it goes, so after every (re)connect the
+//!   task subscribes to the whole wanted set in one `SUBSCRIBE`; after that
+//!   it applies interest changes as they come. It pings every
+//!   `ping_interval` and treats a ping without answer within that time as a
+//!   dead connection (a broker that hangs rather than closes).
+//!
+//! The bus is up when both are. One outage counts one reconnect, when the
+//! last of the two recovers.
+//!
+//! # Payload cap
+//!
+//! Redis takes messages up to 512 MiB, but a subscriber whose output buffer
+//! passes 32 MiB is disconnected (`client-output-buffer-limit pubsub`), and
+//! one huge message stalls every node: [`Bus::max_payload`] is
+//! [`AdapterOptions::max_payload`] (1 MiB by default, NATS's default).
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+use slog::{debug, Logger};
+use tokio::sync::mpsc;
+
+use super::core::{Core, Outgoing, Tasks};
+use super::{
+    backoff, AdapterError, AdapterMetrics, AdapterOptions, Bus, BusStatus, Inbound, PublishError,
+    Topic,
+};
+
+/// Most `PUBLISH`es sent in one pipeline.
+pub const BATCH: usize = 64;
+
+const PUBLISHER: usize = 0;
+const SUBSCRIBER: usize = 1;
+
+/// See the module doc.
+pub struct RedisBus {
+    core: Arc<Core>,
+    _tasks: Tasks,
+}
+
+fn parse_url(url: &str) -> Result<redis::Client, AdapterError> {
+    let invalid = |reason: String| AdapterError::InvalidSetting {
+        key: "adapter.url",
+        reason,
+    };
+    let url = url.trim();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+    {
+        return Err(invalid(format!(
+            "{url:?} is not a Redis URL (redis://host:port[/db])"
+        )));
+    }
+    redis::Client::open(url).map_err(|e| invalid(format!("{url:?}: {e}")))
+}
+
+impl RedisBus {
+    /// Start the connection tasks; fails only on a malformed URL.
+    pub fn connect(
+        url: &str,
+        prefix: &str,
+        options: &AdapterOptions,
+        inbound: mpsc::Sender<Inbound>,
+        metrics: &AdapterMetrics,
+        log: &Logger,
+    ) -> Result<RedisBus, AdapterError> {
+        let client = parse_url(url)?;
+        let (core, out_rx) = Core::new(
+            prefix,
+            options,
+            metrics,
+            log,
+            inbound,
+            &["redis publisher", "redis subscriber"],
+        );
+        let core = Arc::new(core);
+        let mut tasks = Tasks::default();
+        tasks.push(tokio::spawn(publisher(
+            core.clone(),
+            client.clone(),
+            out_rx,
+        )));
+        tasks.push(tokio::spawn(subscriber(core.clone(), client)));
+        Ok(RedisBus {
+            core,
+            _tasks: tasks,
+        })
+    }
+}
+
+async fn connect_publisher(core: &Core, client: &redis::Client) -> MultiplexedConnection {
+    let options = &core.options;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(options.connect_timeout))
+        .set_response_timeout(Some(options.ping_interval));
+    let mut attempt = 0u32;
+    loop {
+        tokio::time::sleep(backoff(
+            attempt,
+            options.reconnect_min,
+            options.reconnect_max,
+        ))
+        .await;
+        attempt = attempt.saturating_add(1);
+        match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(conn) => {
+                core.set_part(PUBLISHER, None);
+                return conn;
+            }
+            Err(e) => {
+                debug!(core.log, "Redis publisher connect failed"; "attempt" => attempt, "error" => %e);
+                core.set_part(PUBLISHER, Some(format!("redis publisher: {e}")));
+            }
+        }
+    }
+}
+
+async fn publisher(core: Arc<Core>, client: redis::Client, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
+    loop {
+        let mut conn = connect_publisher(&core, &client).await;
+        loop {
+            if batch.is_empty() {
+                if rx.recv_many(&mut batch, BATCH).await == 0 {
+                    return;
+                }
+                for msg in &batch {
+                    core.taken(msg);
+                }
+            }
+            let mut pipe = redis::pipe();
+            for msg in &batch {
+                pipe.cmd("PUBLISH")
+                    .arg(&msg.subject)
+                    .arg(msg.payload.as_ref())
+                    .ignore();
+            }
+            match pipe.query_async::<()>(&mut conn).await {
+                Ok(()) => {
+                    for msg in batch.drain(..) {
+                        core.handed(msg.payload.len());
+                    }
+                }
+                Err(e) => {
+                    core.metrics.error("publish");
+                    core.set_part(PUBLISHER, Some(format!("redis publisher: {e}")));
+                    // Keep `batch`: it goes again on the next connection.
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Subscribe to what is wanted and not held, unsubscribe the rest.
+async fn reconcile(
+    core: &Core,
+    sink: &mut redis::aio::PubSubSink,
+    actual: &mut HashMap<String, Topic>,
+) -> redis::RedisResult<()> {
+    let wanted: HashMap<String, Topic> = core
+        .wanted()
+        .into_iter()
+        .map(|t| (core.subject(&t), t))
+        .collect();
+    let gone: Vec<String> = actual
+        .keys()
+        .filter(|s| !wanted.contains_key(*s))
+        .cloned()
+        .collect();
+    let new: Vec<(String, Topic)> = wanted
+        .into_iter()
+        .filter(|(s, _)| !actual.contains_key(s))
+        .collect();
+    // Never an empty (UN)SUBSCRIBE: without arguments it means "all".
+    for chunk in gone.chunks(512) {
+        sink.unsubscribe(chunk).await?;
+        for s in chunk {
+            actual.remove(s);
+        }
+    }
+    for chunk in new.chunks(512) {
+        let subjects: Vec<&String> = chunk.iter().map(|(s, _)| s).collect();
+        sink.subscribe(&subjects).await?;
+        actual.extend(chunk.iter().cloned());
+    }
+    core.metrics.set_subscriptions(actual.len());
+    Ok(())
+}
+
+async fn subscriber(core: Arc<Core>, client: redis::Client) {
+    let options = core.options.clone();
+    let mut attempt = 0u32;
+    loop {
+        tokio::time::sleep(backoff(
+            attempt,
+            options.reconnect_min,
+            options.reconnect_max,
+        ))
+        .await;
+        attempt = attempt.saturating_add(1);
+        let pubsub =
+            match tokio::time::timeout(options.connect_timeout, client.get_async_pubsub()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    core.set_part(SUBSCRIBER, Some(format!("redis subscriber: {e}")));
+                    continue;
+                }
+                Err(_) => {
+                    core.set_part(SUBSCRIBER, Some("redis subscriber: connect timeout".into()));
+                    continue;
+                }
+            };
+        let (mut sink, mut stream) = pubsub.split();
+        let mut actual = HashMap::new();
+        if let Err(e) = reconcile(&core, &mut sink, &mut actual).await {
+            core.metrics.error("subscribe");
+            core.set_part(SUBSCRIBER, Some(format!("redis subscriber: {e}")));
+            continue;
+        }
+        core.set_part(SUBSCRIBER, None);
+        attempt = 0;
+
+        let mut ping = tokio::time::interval(options.ping_interval);
+        ping.tick().await;
+        let mut changed = pin!(core.interest_changed.notified());
+        let reason = loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => {
+                        if let Some(topic) = actual.get(msg.get_channel_name()) {
+                            let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+                            core.deliver(topic.clone(), payload);
+                        }
+                    }
+                    None => break "connection closed".to_owned(),
+                },
+                _ = &mut changed => {
+                    changed.set(core.interest_changed.notified());
+                    if let Err(e) = reconcile(&core, &mut sink, &mut actual).await {
+                        core.metrics.error("subscribe");
+                        break e.to_string();
+                    }
+                }
+                _ = ping.tick() => {
+                    // In subscribed mode Redis answers PING with
+                    // ["pong", ""], not +PONG: any reply will do.
+                    let pong = tokio::time::timeout(options.ping_interval, sink.ping::<redis::Value>());
+                    match pong.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => break format!("ping: {e}"),
+                        Err(_) => break "ping timed out".to_owned(),
+                    }
+                }
+            }
+        };
+        core.metrics.set_subscriptions(0);
+        core.set_part(SUBSCRIBER, Some(format!("redis subscriber: {reason}")));
+    }
+}
+
+impl Bus for RedisBus {
+    fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), PublishError> {
+        self.core
+            .publish(topic, payload, self.core.options.max_payload)
+    }
+
+    fn subscribe(&self, topic: &Topic) {
+        self.core.subscribe(topic)
+    }
+
+    fn unsubscribe(&self, topic: &Topic) {
+        self.core.unsubscribe(topic)
+    }
+
+    fn status(&self) -> BusStatus {
+        self.core.status()
+    }
+
+    fn max_payload(&self) -> usize {
+        self.core.options.max_payload
+    }
+
+    fn flush(&self, timeout: Duration) -> BoxFuture<'_, bool> {
+        self.core.flush(timeout).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("redis://127.0.0.1:6379").is_ok());
+        assert!(parse_url("redis://127.0.0.1:6379/2").is_ok());
+        for bad in ["nats://127.0.0.1:4222", "127.0.0.1:6379", "redis://[::1"] {
+            let err = parse_url(bad).unwrap_err();
+            assert!(err.to_string().starts_with("adapter.url: "), "{bad}: {err}");
+        }
+    }
+}
