@@ -9,8 +9,9 @@
 //!
 //! - [`engineio`]: the transport layer. `session` is the session actor (one
 //!   per client: heartbeat, upgrade, frames not yet written); `routes` is the
-//!   HTTP face (handshake, polling, protocol errors, CORS); `websocket` holds
-//!   every WebSocket detail; `packet` the Engine.IO codec.
+//!   HTTP face (handshake, polling, protocol errors, CORS, admission limits);
+//!   `websocket` holds every WebSocket detail (reader task, bounded outbound
+//!   queue, killing a slow consumer's socket); `packet` the Engine.IO codec.
 //! - [`socketio`]: the Socket.IO packet codec, binary attachments included.
 //! - [`actors`]: `connection` (the Socket.IO state of a session: sockets,
 //!   rooms, acks), `room` (membership and fan-out of one room), `user` (one
@@ -20,8 +21,15 @@
 //!   [`socket`] (the socket handle, events, acks), [`broadcast`] (emits to
 //!   rooms), [`server`] (building and running a node), [`fixture`] (the bench
 //!   fixture application).
+//! - [`adapter`]: everything that crosses nodes. `Bus` (memory | NATS |
+//!   Redis, by interest: one subject per room and namespace), `subject` (the
+//!   one mapping of topics to subjects), `codec` (versioned bincode
+//!   envelopes), `cluster` (node heartbeats, requests with replies and
+//!   timeouts, broadcast).
+//! - [`limits`]: token buckets for per-IP admission and per-socket events.
 //! - [`service`] and [`metrics`]: configuration, logging and Prometheus
-//!   figures; `main.rs` wires them into the `riptide` binary.
+//!   figures; `main.rs` wires them into the `riptide` binary;
+//!   `src/bin/riptide-bench` is the load generator.
 //!
 //! # Writing a handler
 //!

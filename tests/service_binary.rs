@@ -34,7 +34,7 @@ fn start(envs: &[(&str, &str)]) -> (Child, u16) {
     let port_s = port.to_string();
     let mut all = vec![("RIPTIDE__SERVER__PORT", port_s.as_str())];
     all.extend_from_slice(envs);
-    let child = riptide(&all).spawn().expect("spawn riptide");
+    let mut child = riptide(&all).spawn().expect("spawn riptide");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Ok(resp) = reqwest::blocking_get(port, "/health") {
@@ -44,6 +44,8 @@ fn start(envs: &[(&str, &str)]) -> (Child, u16) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("riptide did not answer /health");
 }
 
