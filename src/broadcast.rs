@@ -8,9 +8,12 @@ use serde_json::Value;
 use crate::actors::delivery::{Deliver, Encoded, Filter};
 use crate::actors::room::{Broadcast, RoomKey};
 use crate::actors::user::UserEmit;
+use crate::adapter::{
+    Broadcast as ClusterBroadcast, NodeId, RemoteSocket, RequestOp, ResponsePayload, WireFrame,
+};
 use crate::engineio::{Frame, Sid};
 use crate::server::ServerShared;
-use crate::socket::{EmitError, Payload};
+use crate::socket::{EmitError, Payload, Socket};
 use crate::socketio::packet::{is_reserved_event, Packet, PacketData};
 
 pub(crate) fn check_event_name(event: &str) -> Result<(), EmitError> {
@@ -92,7 +95,7 @@ pub struct BroadcastOperator {
     ns: Arc<str>,
     rooms: Vec<Arc<str>>,
     except_rooms: Vec<Arc<str>>,
-    except_sid: Option<Sid>,
+    except_sids: Vec<Sid>,
     volatile: bool,
 }
 
@@ -103,7 +106,7 @@ impl BroadcastOperator {
             ns,
             rooms: Vec::new(),
             except_rooms: Vec::new(),
-            except_sid: None,
+            except_sids: Vec::new(),
             volatile: false,
         }
     }
@@ -124,7 +127,7 @@ impl BroadcastOperator {
     }
 
     pub(crate) fn except_socket(mut self, sid: Sid) -> Self {
-        self.except_sid = Some(sid);
+        self.except_sids.push(sid);
         self
     }
 
@@ -134,23 +137,195 @@ impl BroadcastOperator {
         self
     }
 
+    /// Emit to the matching sockets of every node. Local sockets are served
+    /// first, whatever happens next; with a cluster the packet is then
+    /// published for the other nodes, and a refusal there
+    /// ([`EmitError::Cluster`]) means the other nodes did not get it.
     pub fn emit(self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
         let frames = encode_event(&self.ns, event, &payload.into(), None)?;
-        self.send_encoded(frames);
-        Ok(())
+        self.send_encoded(frames)
     }
 
-    pub(crate) fn send_encoded(self, frames: Encoded) {
+    pub(crate) fn send_encoded(self, frames: Encoded) -> Result<(), EmitError> {
         let filter =
-            if self.rooms.len() <= 1 && self.except_rooms.is_empty() && self.except_sid.is_none() {
+            if self.rooms.len() <= 1 && self.except_rooms.is_empty() && self.except_sids.is_empty()
+            {
                 None
             } else {
                 Some(Arc::new(Filter {
                     rooms: self.rooms.clone(),
                     except_rooms: self.except_rooms.clone(),
-                    except_sid: self.except_sid.clone(),
+                    except_sids: self.except_sids.clone(),
                 }))
             };
+        self.deliver_local(&frames, filter);
+        self.publish(&frames)
+    }
+
+    /// The matching sockets of every node (`fetchSockets`): this node's as
+    /// handles, the others' as descriptions, and the peers that did not
+    /// answer within the ack timeout (`missing`; every peer when the
+    /// request could not be published).
+    pub async fn fetch_sockets(self) -> FetchedSockets {
+        let local = self.select_local();
+        let op = RequestOp::FetchSockets {
+            ns: self.ns.to_string(),
+            rooms: self.room_names(),
+            except_rooms: self.except_names(),
+        };
+        let (responses, missing) = self.request(op).await;
+        let remote = responses
+            .into_iter()
+            .flat_map(|r| match r {
+                ResponsePayload::Sockets(s) => s,
+                _ => Vec::new(),
+            })
+            .collect();
+        FetchedSockets {
+            local,
+            remote,
+            missing,
+        }
+    }
+
+    /// Make the matching sockets of every node join `room` (`socketsJoin`).
+    pub async fn sockets_join(self, room: impl Into<String>) -> Affected {
+        let room = room.into();
+        let local = self.select_local();
+        for s in &local {
+            s.join(room.as_str());
+        }
+        let op = RequestOp::SocketsJoin {
+            ns: self.ns.to_string(),
+            rooms: self.room_names(),
+            except_rooms: self.except_names(),
+            sids: Vec::new(),
+            join: vec![room],
+        };
+        self.affected(local.len(), op).await
+    }
+
+    /// Make the matching sockets of every node leave `room` (`socketsLeave`).
+    pub async fn sockets_leave(self, room: impl Into<String>) -> Affected {
+        let room = room.into();
+        let local = self.select_local();
+        for s in &local {
+            s.leave(room.as_str());
+        }
+        let op = RequestOp::SocketsLeave {
+            ns: self.ns.to_string(),
+            rooms: self.room_names(),
+            except_rooms: self.except_names(),
+            sids: Vec::new(),
+            leave: vec![room],
+        };
+        self.affected(local.len(), op).await
+    }
+
+    /// Disconnect the matching sockets of every node (`disconnectSockets`);
+    /// `close` closes their whole connections.
+    pub async fn disconnect_sockets(self, close: bool) -> Affected {
+        let local = self.select_local();
+        for s in &local {
+            if close {
+                s.close_connection();
+            } else {
+                s.disconnect();
+            }
+        }
+        let op = RequestOp::DisconnectSockets {
+            ns: self.ns.to_string(),
+            rooms: self.room_names(),
+            except_rooms: self.except_names(),
+            close,
+        };
+        self.affected(local.len(), op).await
+    }
+
+    fn select_local(&self) -> Vec<Socket> {
+        self.server
+            .select_local(&self.ns, &self.rooms, &self.except_rooms, &self.except_sids)
+    }
+
+    fn room_names(&self) -> Vec<String> {
+        self.rooms.iter().map(|r| r.to_string()).collect()
+    }
+
+    fn except_names(&self) -> Vec<String> {
+        self.except_rooms.iter().map(|r| r.to_string()).collect()
+    }
+
+    async fn affected(&self, local: usize, op: RequestOp) -> Affected {
+        let (responses, missing) = self.request(op).await;
+        let remote = responses
+            .iter()
+            .map(|r| match r {
+                ResponsePayload::Done { affected } => *affected as usize,
+                _ => 0,
+            })
+            .sum();
+        Affected {
+            local,
+            remote,
+            missing,
+        }
+    }
+
+    /// Ask every peer; without a cluster, nobody.
+    async fn request(&self, op: RequestOp) -> (Vec<ResponsePayload>, Vec<NodeId>) {
+        let Some(cluster) = self.server.cluster() else {
+            return (Vec::new(), Vec::new());
+        };
+        match cluster.request(op, self.server.config.ack_timeout).await {
+            Ok(outcome) => (
+                outcome.responses.into_iter().map(|(_, p)| p).collect(),
+                outcome.missing,
+            ),
+            Err(e) => {
+                slog::warn!(self.server.log, "cluster request not sent"; "error" => %e);
+                (Vec::new(), cluster.peers())
+            }
+        }
+    }
+
+    /// Hand the packet to the other nodes (nothing without a cluster).
+    fn publish(&self, frames: &Encoded) -> Result<(), EmitError> {
+        let Some(cluster) = self.server.cluster() else {
+            return Ok(());
+        };
+        // A local socket's id names no room on another node.
+        let rooms: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|r| self.server.local_socket(&self.ns, r).is_none())
+            .map(|r| r.to_string())
+            .collect();
+        if rooms.is_empty() && !self.rooms.is_empty() {
+            return Ok(());
+        }
+        let broadcast = ClusterBroadcast {
+            ns: self.ns.to_string(),
+            rooms,
+            except_rooms: self.except_rooms.iter().map(|r| r.to_string()).collect(),
+            except_sids: self
+                .except_sids
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            volatile: self.volatile,
+            frames: frames
+                .iter()
+                .map(|f| match f {
+                    Frame::Text(t) => WireFrame::Text(t.to_string()),
+                    Frame::Binary(b) => WireFrame::Binary(b.to_vec()),
+                })
+                .collect(),
+            ack: None,
+        };
+        cluster.broadcast(broadcast).map_err(EmitError::Cluster)
+    }
+
+    fn deliver_local(&self, frames: &Encoded, filter: Option<Arc<Filter>>) {
         let server = &self.server;
         if self.rooms.is_empty() {
             let key = RoomKey {
@@ -159,7 +334,7 @@ impl BroadcastOperator {
             };
             if let Some(room) = server.rooms.get(&key) {
                 room.do_send(Broadcast {
-                    frames,
+                    frames: frames.clone(),
                     filter,
                     volatile: self.volatile,
                 });
@@ -192,6 +367,55 @@ impl BroadcastOperator {
                 });
             }
         }
+    }
+}
+
+/// What [`BroadcastOperator::fetch_sockets`] found.
+#[derive(Debug)]
+pub struct FetchedSockets {
+    pub local: Vec<Socket>,
+    pub remote: Vec<RemoteSocket>,
+    /// Peers that did not answer in time: their sockets are not listed.
+    pub missing: Vec<NodeId>,
+}
+
+/// How many sockets a cluster-wide operation applied to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Affected {
+    pub local: usize,
+    pub remote: usize,
+    /// Peers that did not answer in time: the operation may or may not
+    /// have been applied there.
+    pub missing: Vec<NodeId>,
+}
+
+/// A local socket as another node sees it in `fetchSockets`.
+pub(crate) fn describe(s: &Socket, node: NodeId) -> RemoteSocket {
+    let inner = &s.inner;
+    let mut rooms: Vec<String> = {
+        let set = inner.rooms.lock();
+        set.rooms.iter().map(|r| r.to_string()).collect()
+    };
+    rooms.push(inner.id.to_string());
+    rooms.sort();
+    let hs = &inner.handshake;
+    let handshake = serde_json::json!({
+        "query": hs.query,
+        "address": hs.remote_addr.map(|a| a.to_string()),
+        "transport": hs.transport,
+        "issued": hs.issued
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        "auth": inner.auth,
+        "user": inner.user.as_deref(),
+    });
+    RemoteSocket {
+        id: inner.id.to_string(),
+        ns: inner.ns.to_string(),
+        rooms,
+        handshake_json: handshake.to_string(),
+        node,
     }
 }
 

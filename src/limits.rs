@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[cfg(test)]
+use std::time::Duration;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -84,6 +86,7 @@ struct IpState {
 #[derive(Debug, Clone)]
 pub struct IpLimiter {
     inner: Arc<Mutex<HashMap<IpAddr, IpState>>>,
+    admitted: Arc<std::sync::atomic::AtomicU64>,
     max_concurrent: u32,
     rate: f64,
     burst: f64,
@@ -109,6 +112,7 @@ impl IpLimiter {
     pub fn new(max_concurrent: u32, rate_per_sec: f64, burst: u32) -> IpLimiter {
         IpLimiter {
             inner: Arc::new(Mutex::new(HashMap::new())),
+            admitted: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             max_concurrent,
             rate: rate_per_sec,
             burst: burst.max(1) as f64,
@@ -116,7 +120,18 @@ impl IpLimiter {
     }
 
     pub fn admit(&self, ip: IpAddr) -> Result<IpSlot, Refusal> {
-        self.admit_at(ip, Instant::now())
+        let now = Instant::now();
+        // Amortised clean-up: the table never outgrows the addresses seen in
+        // the last few thousand handshakes plus those still connected.
+        if self
+            .admitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % SWEEP_EVERY_ADMISSIONS
+            == 0
+        {
+            self.sweep(now);
+        }
+        self.admit_at(ip, now)
     }
 
     pub fn admit_at(&self, ip: IpAddr, now: Instant) -> Result<IpSlot, Refusal> {
@@ -192,8 +207,8 @@ impl EventBudget {
     }
 }
 
-/// How often [`IpLimiter::sweep`] runs.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How often (in admissions) [`IpLimiter::admit`] sweeps idle addresses.
+pub const SWEEP_EVERY_ADMISSIONS: u64 = 4096;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -13,16 +13,20 @@ use regex::Regex;
 use slog::{info, o, Logger};
 
 use crate::actors::connection::Connection;
-use crate::actors::delivery::Deliver;
+use crate::actors::delivery::{Deliver, Filter};
 use crate::actors::handler::Dispatch;
 use crate::actors::registry::Registry;
-use crate::actors::room::{InjectPanic, RoomActor, RoomKey};
+use crate::actors::room::{Broadcast as RoomBroadcast, InjectPanic, RoomActor, RoomKey};
 use crate::actors::user::{DisconnectUser, UserActor};
+use crate::adapter::{
+    AdapterOptions, Broadcast, Cluster, ClusterEvent, ClusterOptions, RequestOp, ResponsePayload,
+    Topic, WireFrame,
+};
 use crate::broadcast::{BroadcastOperator, UserOperator};
-use crate::engineio::{CloseReason, Engine, EngineAppFactory, EngineConfig, Handshake, Sid};
+use crate::engineio::{CloseReason, Engine, EngineAppFactory, EngineConfig, Frame, Handshake, Sid};
 use crate::handler::Namespace;
 use crate::metrics::Metrics;
-use crate::service::config::Settings;
+use crate::service::config::{AdapterKind, Settings};
 use crate::socket::Socket;
 
 /// The Socket.IO layer's bounds, resolved from [`Settings`].
@@ -33,6 +37,9 @@ pub(crate) struct SioConfig {
     pub max_namespaces: usize,
     pub max_rooms_per_socket: usize,
     pub max_attachments: usize,
+    pub event_rate: f64,
+    pub event_burst: u32,
+    pub event_abuse_close_after: u32,
 }
 
 /// A namespace with sockets on this node: every registered namespace, and each
@@ -55,8 +62,13 @@ pub(crate) struct ServerShared {
     pub config: SioConfig,
     namespaces: RwLock<HashMap<Arc<str>, Arc<NamespaceRuntime>>>,
     dynamic: Vec<(Regex, Namespace)>,
+    /// Room actors. Creating and retiring one tells the cluster (if any)
+    /// that this node gained or lost interest in the room's traffic.
     pub rooms: Registry<RoomKey, RoomActor>,
     pub users: Registry<Arc<str>, UserActor>,
+    /// The cluster this node belongs to: set once by [`RiptideServer::serve`]
+    /// before the first connection when `adapter.kind` is not `memory`.
+    pub cluster: Arc<OnceLock<Cluster>>,
     /// Every handler actor started for this node, so shutdown can wait until
     /// each has run the `on_disconnect`s it was sent.
     pub handlers: Mutex<Vec<Recipient<Dispatch>>>,
@@ -155,6 +167,172 @@ impl ServerShared {
         Some(socket.inner.conn.clone().recipient())
     }
 
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.get()
+    }
+
+    /// Deliver a broadcast from another node to the local sockets: only
+    /// through the room (or namespace) actor of the topic it came by, so a
+    /// socket in several target rooms takes it once (from the first target
+    /// room it is in, as for a local emit).
+    fn deliver_remote(&self, via: &Topic, broadcast: Broadcast) {
+        let key = match via {
+            Topic::Room { ns, room } => RoomKey {
+                ns: ns.as_str().into(),
+                room: Some(room.as_str().into()),
+            },
+            Topic::Namespace { ns } => RoomKey {
+                ns: ns.as_str().into(),
+                room: None,
+            },
+            // Broadcasts with acks (on `Topic::Nodes`) are not sent by this
+            // engine yet.
+            Topic::Nodes | Topic::Node(_) => return,
+        };
+        let Some(actor) = self.rooms.get(&key) else {
+            return;
+        };
+        let filter = if broadcast.rooms.len() <= 1
+            && broadcast.except_rooms.is_empty()
+            && broadcast.except_sids.is_empty()
+        {
+            None
+        } else {
+            Some(Arc::new(Filter {
+                rooms: broadcast.rooms.iter().map(|r| r.as_str().into()).collect(),
+                except_rooms: broadcast
+                    .except_rooms
+                    .iter()
+                    .map(|r| r.as_str().into())
+                    .collect(),
+                except_sids: broadcast
+                    .except_sids
+                    .iter()
+                    .map(|s| Sid::from(s.as_str()))
+                    .collect(),
+            }))
+        };
+        let frames: Vec<Frame> = broadcast
+            .frames
+            .into_iter()
+            .map(|f| match f {
+                WireFrame::Text(t) => Frame::Text(t.into()),
+                WireFrame::Binary(b) => Frame::Binary(b.into()),
+            })
+            .collect();
+        actor.do_send(RoomBroadcast {
+            frames: frames.into(),
+            filter,
+            volatile: broadcast.volatile,
+        });
+    }
+
+    /// The local sockets of `ns` a cluster operation selects: in any of
+    /// `rooms` (all sockets when empty; a socket's own id counts as a room),
+    /// in none of `except_rooms`, and not one of `except_sids`.
+    pub fn select_local(
+        &self,
+        ns: &str,
+        rooms: &[impl AsRef<str>],
+        except_rooms: &[impl AsRef<str>],
+        except_sids: &[Sid],
+    ) -> Vec<Socket> {
+        self.local_sockets(ns)
+            .into_iter()
+            .filter(|s| {
+                let inner = &s.inner;
+                !except_sids.contains(&inner.id)
+                    && (rooms.is_empty() || rooms.iter().any(|r| inner.in_room(r.as_ref())))
+                    && !except_rooms.iter().any(|r| inner.in_room(r.as_ref()))
+            })
+            .collect()
+    }
+
+    /// Run a request from another node on the local sockets; `None` for an
+    /// operation this node does not serve (`serverSideEmit`: no handler API
+    /// for it yet), which the requester then counts as `missing`.
+    fn answer(&self, op: RequestOp) -> Option<ResponsePayload> {
+        let done = |n: usize| ResponsePayload::Done { affected: n as u32 };
+        Some(match op {
+            RequestOp::FetchSockets {
+                ns,
+                rooms,
+                except_rooms,
+            } => {
+                let node = self.cluster()?.node();
+                let sockets = self.select_local(&ns, &rooms, &except_rooms, &[]);
+                ResponsePayload::Sockets(
+                    sockets
+                        .iter()
+                        .map(|s| crate::broadcast::describe(s, node))
+                        .collect(),
+                )
+            }
+            RequestOp::SocketsJoin {
+                ns,
+                rooms,
+                except_rooms,
+                sids,
+                join,
+            } => {
+                let sockets = self.select_by(&ns, &rooms, &except_rooms, &sids);
+                for s in &sockets {
+                    for room in &join {
+                        s.join(room.as_str());
+                    }
+                }
+                done(sockets.len())
+            }
+            RequestOp::SocketsLeave {
+                ns,
+                rooms,
+                except_rooms,
+                sids,
+                leave,
+            } => {
+                let sockets = self.select_by(&ns, &rooms, &except_rooms, &sids);
+                for s in &sockets {
+                    for room in &leave {
+                        s.leave(room.as_str());
+                    }
+                }
+                done(sockets.len())
+            }
+            RequestOp::DisconnectSockets {
+                ns,
+                rooms,
+                except_rooms,
+                close,
+            } => {
+                let sockets = self.select_local(&ns, &rooms, &except_rooms, &[]);
+                for s in &sockets {
+                    if close {
+                        s.close_connection();
+                    } else {
+                        s.disconnect();
+                    }
+                }
+                done(sockets.len())
+            }
+            RequestOp::ServerSideEmit { .. } => return None,
+        })
+    }
+
+    /// [`ServerShared::select_local`], or exactly the listed `sids` if any.
+    fn select_by(
+        &self,
+        ns: &str,
+        rooms: &[String],
+        except_rooms: &[String],
+        sids: &[String],
+    ) -> Vec<Socket> {
+        let mut sockets = self.select_local(ns, rooms, except_rooms, &[]);
+        if !sids.is_empty() {
+            sockets.retain(|s| sids.iter().any(|id| id == s.id()));
+        }
+        sockets
+    }
+
     fn local_sockets(&self, ns: &str) -> Vec<Socket> {
         self.namespaces
             .read()
@@ -191,6 +369,9 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         max_queued_frames: s.limits.max_queued_frames,
         max_queued_bytes: s.limits.max_queued_bytes,
         slow_consumer_grace: ms(s.limits.slow_consumer_grace_ms),
+        max_connections_per_ip: s.limits.max_connections_per_ip,
+        connection_rate_per_ip: s.limits.connection_rate_per_ip,
+        connection_burst_per_ip: s.limits.connection_burst_per_ip,
     }
 }
 
@@ -276,6 +457,8 @@ impl Riptide {
         let room_log = log.new(o!("actor" => "room"));
         let user_metrics = metrics.clone();
         let user_log = log.new(o!("actor" => "user"));
+        let cluster: Arc<OnceLock<Cluster>> = Arc::new(OnceLock::new());
+        let interest = cluster.clone();
         let shared = Arc::new(ServerShared {
             config: SioConfig {
                 connect_timeout: ms(s.socketio.connect_timeout_ms),
@@ -283,6 +466,9 @@ impl Riptide {
                 max_namespaces: s.socketio.max_namespaces_per_connection,
                 max_rooms_per_socket: s.socketio.max_rooms_per_socket,
                 max_attachments: s.engine.max_attachments,
+                event_rate: s.limits.event_rate,
+                event_burst: s.limits.event_burst,
+                event_abuse_close_after: s.limits.event_abuse_close_after,
             },
             namespaces: RwLock::new(
                 self.namespaces
@@ -300,11 +486,23 @@ impl Riptide {
             rooms: Registry::new(move |key: &RoomKey| {
                 let (key, m, l) = (key.clone(), room_metrics.clone(), room_log.clone());
                 Supervisor::start(move |_| RoomActor::new(key, m, l))
+            })
+            .with_hook(move |key: &RoomKey, created| {
+                let Some(cluster) = interest.get() else {
+                    return;
+                };
+                match (&key.room, created) {
+                    (Some(room), true) => cluster.room_joined(&key.ns, room),
+                    (Some(room), false) => cluster.room_left(&key.ns, room),
+                    (None, true) => cluster.namespace_joined(&key.ns),
+                    (None, false) => cluster.namespace_left(&key.ns),
+                }
             }),
             users: Registry::new(move |user: &Arc<str>| {
                 let (user, m, l) = (user.clone(), user_metrics.clone(), user_log.clone());
                 Supervisor::start(move |_| UserActor::new(user, m, l))
             }),
+            cluster,
             handlers: Mutex::new(Vec::new()),
             metrics: metrics.clone(),
             log: log.clone(),
@@ -359,14 +557,36 @@ impl RiptideServer {
         self.engine.mount(&self.settings.server.path, cfg);
         let metrics = self.metrics.clone();
         let engine = self.engine.clone();
+        let shared = self.handle.shared.clone();
+        let kind = self.settings.adapter.kind;
         cfg.route(
             "/health",
             web::get().to(move || {
                 let sessions = engine.session_count();
-                async move {
-                    HttpResponse::Ok()
-                        .json(serde_json::json!({ "status": "ok", "sessions": sessions }))
-                }
+                let body = match shared.cluster() {
+                    None => serde_json::json!({ "status": "ok", "sessions": sessions }),
+                    Some(cluster) => {
+                        let status = cluster.status();
+                        let mut adapter = serde_json::json!({
+                            "kind": kind.as_str(),
+                            "status": status.as_str(),
+                            "node": cluster.node().as_str(),
+                            "peers": cluster.peers().len(),
+                        });
+                        if let crate::adapter::BusStatus::Degraded { reason, .. } =
+                            cluster.bus_status()
+                        {
+                            adapter["reason"] = reason.into();
+                        }
+                        serde_json::json!({
+                            "status": status.as_str(),
+                            "sessions": sessions,
+                            "adapter": adapter,
+                        })
+                    }
+                };
+                // 200 even when degraded: the node still serves its clients.
+                async move { HttpResponse::Ok().json(body) }
             }),
         );
         cfg.route(
@@ -382,6 +602,49 @@ impl RiptideServer {
         );
     }
 
+    /// Join the cluster `[adapter]` names (nothing for `memory`) and start
+    /// delivering what other nodes send. [`RiptideServer::serve`] calls it
+    /// before accepting connections; an application that mounts the node
+    /// with [`RiptideServer::configure`] must call it itself (before the
+    /// first connection, inside the actix system) and
+    /// [`RiptideServer::stop_cluster`] when it stops. Calling it again does
+    /// nothing. A broker that is down does not fail it (the node starts
+    /// degraded and keeps retrying); a malformed `adapter.url` does.
+    pub async fn start_cluster(&self) -> io::Result<()> {
+        let shared = &self.handle.shared;
+        if self.settings.adapter.kind == AdapterKind::Memory || shared.cluster().is_some() {
+            return Ok(());
+        }
+        let (cluster, events) = Cluster::start(
+            &self.settings.adapter,
+            &AdapterOptions::default(),
+            ClusterOptions::default(),
+            &self.metrics,
+            &self.log,
+        )
+        .await
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        info!(self.log, "cluster started"; "node" => cluster.node(),
+            "adapter" => &self.settings.adapter.kind);
+        if shared.cluster.set(cluster).is_err() {
+            // Started twice concurrently (a misuse): the first one stays; this
+            // one is dropped (its peers forget it after their heartbeat
+            // timeout).
+            return Ok(());
+        }
+        actix_rt::spawn(cluster_events(shared.clone(), events));
+        Ok(())
+    }
+
+    /// Leave the cluster cleanly: peers drop this node at once instead of
+    /// after their heartbeat timeout. [`RiptideServer::serve`] does it on
+    /// shutdown, after closing the sessions.
+    pub async fn stop_cluster(&self, timeout: Duration) {
+        if let Some(cluster) = self.handle.shared.cluster() {
+            cluster.shutdown(timeout).await;
+        }
+    }
+
     /// Serve on the configured address until SIGINT or SIGTERM.
     pub async fn run(self) -> io::Result<()> {
         self.run_with(|_| {}).await
@@ -392,8 +655,7 @@ impl RiptideServer {
     where
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
-        let addr = (self.settings.server.host.clone(), self.settings.server.port);
-        let listener = std::net::TcpListener::bind(addr)?;
+        let listener = bind_listener(&self.settings.server.host, self.settings.server.port)?;
         self.serve(listener, extra, wait_for_signal()).await
     }
 
@@ -418,6 +680,7 @@ impl RiptideServer {
         };
         let shutdown_timeout = Duration::from_millis(s.shutdown_timeout_ms);
         let local = listener.local_addr()?;
+        self.start_cluster().await?;
         let this = Arc::new(self);
         let app_this = this.clone();
         let server = HttpServer::new(move || {
@@ -433,6 +696,7 @@ impl RiptideServer {
         // A client's EOF ends its connection at once, so a long-poll whose
         // client went away is noticed now, not at the ping timeout.
         .h1_allow_half_closed(false)
+        .on_connect(crate::engineio::websocket::on_connect)
         .shutdown_timeout(shutdown_timeout.as_secs().max(1))
         .listen(listener)?
         .run();
@@ -465,6 +729,12 @@ impl RiptideServer {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let _ = tokio::time::timeout(left, h.send(Dispatch::Barrier)).await;
             }
+            // Say goodbye: peers drop this node at once instead of after
+            // their heartbeat timeout.
+            if let Some(cluster) = shared.cluster() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                cluster.shutdown(left.max(Duration::from_millis(200))).await;
+            }
             // Graceful stop waits for open connections; a second signal, or
             // the shutdown timeout, stops at once.
             let graceful = handle.stop(true);
@@ -485,6 +755,66 @@ impl RiptideServer {
         Ok(())
     }
 }
+
+/// The inbound side of the cluster: what other nodes send this node.
+async fn cluster_events(
+    shared: Arc<ServerShared>,
+    mut events: tokio::sync::mpsc::Receiver<ClusterEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            ClusterEvent::Broadcast { via, broadcast, .. } => {
+                shared.deliver_remote(&via, broadcast)
+            }
+            ClusterEvent::Request {
+                origin,
+                request_id,
+                reply_to,
+                op,
+            } => {
+                let Some(payload) = shared.answer(op) else {
+                    slog::debug!(shared.log, "cluster request not supported; not answered";
+                        "origin" => origin);
+                    continue;
+                };
+                if let Some(cluster) = shared.cluster() {
+                    if let Err(e) = cluster.respond(request_id, reply_to, payload) {
+                        slog::warn!(shared.log, "cluster reply not sent";
+                            "origin" => origin, "error" => %e);
+                    }
+                }
+            }
+            ClusterEvent::PeerUp(node) => info!(shared.log, "cluster peer up"; "peer" => node),
+            ClusterEvent::PeerDown { node, reason } => {
+                info!(shared.log, "cluster peer down"; "peer" => node, "reason" => ?reason)
+            }
+        }
+    }
+}
+
+/// Bind the listening socket with a backlog sized for reconnect storms: the
+/// standard library's 128 overflows when thousands of clients come back at
+/// once after a deploy, and each dropped SYN costs a client a 1 s retry.
+fn bind_listener(host: &str, port: u16) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "server.host resolves to nothing",
+            )
+        })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Pending connections the kernel queues before accept (capped by
+/// net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
 
 async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]

@@ -144,6 +144,11 @@ impl DisconnectReason {
 pub enum EmitError {
     #[error("`{0}` is a reserved event name")]
     ReservedEvent(String),
+    /// Local sockets got the packet, but the cluster refused it: too large
+    /// for the broker, or the outbound buffer is full (broker away or slow).
+    /// The other nodes did not get it.
+    #[error("local sockets served, other nodes not reached: {0}")]
+    Cluster(#[from] crate::adapter::PublishError),
 }
 
 /// Why an acknowledgement did not come.

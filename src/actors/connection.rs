@@ -42,6 +42,8 @@ struct SocketState {
     acks: HashMap<u64, (AckReply, SpawnHandle)>,
     next_ack: u64,
     handler: Recipient<Dispatch>,
+    /// The socket's event rate limit.
+    budget: crate::limits::EventBudget,
 }
 
 impl SocketState {
@@ -54,7 +56,7 @@ impl SocketState {
             (None, None) => true,
             (None, Some(via)) => inner.in_room(via),
             (Some(f), via) => {
-                if f.except_sid.as_ref() == Some(&inner.id) {
+                if f.except_sids.contains(&inner.id) {
                     return false;
                 }
                 let set = inner.rooms.lock();
@@ -272,6 +274,12 @@ impl Connection {
                 // Ids start at 1, like the official protocol test suite expects.
                 next_ack: 1,
                 handler,
+                budget: crate::limits::EventBudget::new(
+                    self.server.config.event_rate,
+                    self.server.config.event_burst,
+                    self.server.config.event_abuse_close_after,
+                    std::time::Instant::now(),
+                ),
             },
         );
     }
@@ -285,9 +293,9 @@ impl Connection {
         core: &mut EngineCore,
         ctx: &mut Ctx,
     ) {
-        let Some(state) = self.sockets.get(ns) else {
+        if !self.sockets.contains_key(ns) {
             return;
-        };
+        }
         // The decoder guarantees an array led by a string; keep the
         // invariant local rather than panic on it.
         let mut args = match data {
@@ -301,6 +309,31 @@ impl Connection {
             // socket.io-parser v4 rejects these as an invalid payload.
             return self.invalid("reserved_event", ns, core, ctx);
         }
+        let verdict = match self.sockets.get_mut(ns) {
+            Some(state) => state.budget.check(std::time::Instant::now()),
+            None => return,
+        };
+        match verdict {
+            crate::limits::EventVerdict::Accept => {}
+            crate::limits::EventVerdict::Refuse => {
+                self.server.metrics.event_refused("rate_limit");
+                return Self::refuse(core, ns, id, &name, "rate limit exceeded");
+            }
+            crate::limits::EventVerdict::Close => {
+                self.server.metrics.event_refused("abuse");
+                warn!(core.log, "disconnecting a socket that keeps exceeding its event rate"; "ns" => ns);
+                return self.remove_socket(
+                    ns,
+                    DisconnectReason::ServerNamespaceDisconnect,
+                    true,
+                    core,
+                    ctx,
+                );
+            }
+        }
+        let Some(state) = self.sockets.get(ns) else {
+            return;
+        };
         let socket = state.socket.clone();
         let event = Event {
             name,
@@ -320,23 +353,29 @@ impl Connection {
                 });
             if let Err(refused) = verdict {
                 self.server.metrics.event_refused("middleware");
-                let body = serde_json::json!({ "message": refused.message, "event": event.name });
-                let frames = match event.ack {
-                    Some(ack) => encode_ack(
-                        ns,
-                        ack.id,
-                        &Payload::new(vec![serde_json::json!({ "error": body })]),
-                    ),
-                    None => match encode_event(ns, "error", &Payload::new(vec![body]), None) {
-                        Ok(f) => f,
-                        Err(_) => return,
-                    },
-                };
-                Self::send(core, &frames);
-                return;
+                let id = event.ack.as_ref().map(|a| a.id);
+                return Self::refuse(core, ns, id, &event.name, &refused.message);
             }
         }
         state.handler.do_send(Dispatch::Event(socket, event));
+    }
+
+    /// Tell the client its event was refused: in its ack if it asked for
+    /// one (`[{"error": {...}}]`), otherwise as an `error` event.
+    fn refuse(core: &mut EngineCore, ns: &str, id: Option<u64>, event: &str, message: &str) {
+        let body = serde_json::json!({ "message": message, "event": event });
+        let frames = match id {
+            Some(id) => encode_ack(
+                ns,
+                id,
+                &Payload::new(vec![serde_json::json!({ "error": body })]),
+            ),
+            None => match encode_event(ns, "error", &Payload::new(vec![body]), None) {
+                Ok(f) => f,
+                Err(_) => return,
+            },
+        };
+        Self::send(core, &frames);
     }
 
     fn on_ack(&mut self, ns: &str, id: u64, data: Value, binary: Vec<Bytes>, ctx: &mut Ctx) {

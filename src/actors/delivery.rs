@@ -15,7 +15,8 @@ pub struct Filter {
     /// decided by the one party that knows its own rooms for sure.
     pub rooms: Vec<Arc<str>>,
     pub except_rooms: Vec<Arc<str>>,
-    pub except_sid: Option<Sid>,
+    /// Sockets left out (the emitter's own socket for `socket.broadcast()`).
+    pub except_sids: Vec<Sid>,
 }
 
 /// An encoded packet: a text frame and its binary attachments, shared by

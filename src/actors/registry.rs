@@ -40,10 +40,16 @@ struct Entry<A: Actor> {
 /// Starts the actor of one key.
 type Starter<K, A> = Box<dyn Fn(&K) -> Addr<A> + Send + Sync>;
 
+/// Told when a key's actor is created (`true`) or retired (`false`). Runs
+/// under the registry's lock, so the calls for one key come in the order of
+/// the changes (the cluster's interest relies on it); it must not block.
+type Hook<K> = Box<dyn Fn(&K, bool) + Send + Sync>;
+
 /// A map from key to a supervised actor, counted by membership.
 pub struct Registry<K, A: Actor> {
     entries: RwLock<HashMap<K, Entry<A>>>,
     start: Starter<K, A>,
+    hook: Option<Hook<K>>,
 }
 
 impl<K, A> Registry<K, A>
@@ -56,7 +62,15 @@ where
         Registry {
             entries: RwLock::new(HashMap::new()),
             start: Box::new(start),
+            hook: None,
         }
+    }
+
+    /// Call `hook(key, true)` when a key's actor is created and
+    /// `hook(key, false)` when it is retired (see [`Hook`]).
+    pub fn with_hook(mut self, hook: impl Fn(&K, bool) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Box::new(hook));
+        self
     }
 
     /// Returns true when this join started the actor.
@@ -72,6 +86,11 @@ where
         });
         entry.members += 1;
         entry.addr.do_send(member);
+        if created {
+            if let Some(hook) = &self.hook {
+                hook(key, true);
+            }
+        }
         created
     }
 
@@ -87,6 +106,9 @@ where
             // Dropping the registry's address lets the actor stop once its
             // mailbox is drained and in-flight broadcasts are done with it.
             entries.remove(key);
+            if let Some(hook) = &self.hook {
+                hook(key, false);
+            }
             return true;
         }
         false

@@ -22,6 +22,10 @@ pub struct EngineConfig {
     pub max_queued_bytes: usize,
     /// How long a client may stay full before it is closed as a slow consumer.
     pub slow_consumer_grace: Duration,
+    /// Per-IP admission: concurrent sessions, new sessions a second, burst.
+    pub max_connections_per_ip: u32,
+    pub connection_rate_per_ip: f64,
+    pub connection_burst_per_ip: u32,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +42,9 @@ impl Default for EngineConfig {
             max_queued_frames: 1024,
             max_queued_bytes: 8 * 1024 * 1024,
             slow_consumer_grace: Duration::from_millis(5_000),
+            max_connections_per_ip: 1_000,
+            connection_rate_per_ip: 100.0,
+            connection_burst_per_ip: 200,
         }
     }
 }

@@ -24,6 +24,12 @@ pub enum EngineError {
     /// The node is at `max_connections`; the client retries with backoff.
     #[error("Server at capacity")]
     ServerFull,
+    /// Too many concurrent sessions from the client's address.
+    #[error("Too many connections from this address")]
+    TooManyConnectionsFromIp,
+    /// New sessions from the client's address come too fast.
+    #[error("Connection rate limit exceeded")]
+    ConnectionRateLimited,
 }
 
 impl EngineError {
@@ -38,6 +44,7 @@ impl EngineError {
             EngineError::UnsupportedProtocolVersion => 5,
             EngineError::PayloadTooLarge => 3,
             EngineError::ServerFull => 4,
+            EngineError::TooManyConnectionsFromIp | EngineError::ConnectionRateLimited => 4,
         }
     }
 
@@ -52,6 +59,8 @@ impl EngineError {
             EngineError::UnsupportedProtocolVersion => "unsupported_protocol_version",
             EngineError::PayloadTooLarge => "oversized",
             EngineError::ServerFull => "server_full",
+            EngineError::TooManyConnectionsFromIp => "ip_concurrency",
+            EngineError::ConnectionRateLimited => "ip_rate",
         }
     }
 
@@ -60,6 +69,9 @@ impl EngineError {
             EngineError::Forbidden => StatusCode::FORBIDDEN,
             EngineError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             EngineError::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::TooManyConnectionsFromIp | EngineError::ConnectionRateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -43,6 +43,7 @@ struct EngineInner<F> {
     metrics: Metrics,
     log: Logger,
     max_sessions: usize,
+    ip_limiter: crate::limits::IpLimiter,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,11 @@ impl<F: EngineAppFactory> Engine<F> {
         log: Logger,
         max_sessions: usize,
     ) -> Self {
+        let ip_limiter = crate::limits::IpLimiter::new(
+            config.max_connections_per_ip,
+            config.connection_rate_per_ip,
+            config.connection_burst_per_ip,
+        );
         Engine {
             inner: Arc::new(EngineInner {
                 config: Arc::new(config),
@@ -67,6 +73,7 @@ impl<F: EngineAppFactory> Engine<F> {
                 metrics,
                 log,
                 max_sessions,
+                ip_limiter,
             }),
         }
     }
@@ -186,6 +193,23 @@ impl<F: EngineAppFactory> Engine<F> {
                 "max_connections" => self.inner.max_sessions);
             return Err(EngineError::ServerFull);
         }
+        // The address as this node sees it: behind a proxy that is the
+        // proxy's, so size the per-IP limits for it there (docs/operations).
+        let ip_slot = match req.peer_addr() {
+            Some(peer) => match self.inner.ip_limiter.admit(peer.ip()) {
+                Ok(slot) => Some(slot),
+                Err(refusal) => {
+                    debug!(self.inner.log, "connection refused"; "reason" => %refusal, "peer" => %peer);
+                    return Err(match refusal {
+                        crate::limits::Refusal::TooManyConnections => {
+                            EngineError::TooManyConnectionsFromIp
+                        }
+                        crate::limits::Refusal::RateLimited => EngineError::ConnectionRateLimited,
+                    });
+                }
+            },
+            None => None,
+        };
         let handshake = Arc::new(Handshake {
             sid: Sid::random(),
             headers: req.headers().clone(),
@@ -198,7 +222,7 @@ impl<F: EngineAppFactory> Engine<F> {
             },
         });
         let app = self.inner.factory.create(&handshake);
-        let core = new_core(
+        let mut core = new_core(
             handshake,
             self.inner.config.clone(),
             self.inner.metrics.clone(),
@@ -210,6 +234,7 @@ impl<F: EngineAppFactory> Engine<F> {
             TransportKind::Polling => "polling",
             TransportKind::WebSocket => "websocket",
         });
+        core.hold_ip_slot(ip_slot);
         Ok(SessionActor { core, app }.start())
     }
 }

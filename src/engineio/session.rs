@@ -238,6 +238,9 @@ pub struct EngineCore {
     buffer_bytes: usize,
     /// The waiting GET arrived while an upgrade was in progress.
     waiting_since_probe: bool,
+    /// The session's place in its address's connection limit, released when
+    /// the session is dropped.
+    ip_slot: Option<crate::limits::IpSlot>,
     /// A slow-consumer check is scheduled.
     grace_armed: bool,
     /// This session's own address, for what must happen outside a call that
@@ -282,6 +285,10 @@ impl EngineCore {
                 self.arm_slow_consumer_grace();
             }
         }
+    }
+
+    pub(crate) fn hold_ip_slot(&mut self, slot: Option<crate::limits::IpSlot>) {
+        self.ip_slot = slot;
     }
 
     /// The client's queue is full: close it if it still is after the grace.
@@ -945,6 +952,7 @@ pub(crate) fn new_core(
         registry,
         buffer_bytes: 0,
         waiting_since_probe: false,
+        ip_slot: None,
         grace_armed: false,
         me: None,
     }

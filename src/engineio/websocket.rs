@@ -32,6 +32,10 @@ use super::session::{Frame, WsEvent};
 
 static NEXT_WS_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How long a closing WebSocket may take to write what is queued and its
+/// close frame before the connection is dropped (see [`WsSink::close`]).
+pub const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Bounds of one WebSocket's outbound queue.
 #[derive(Debug, Clone, Copy)]
 pub struct WsLimits {
@@ -68,6 +72,9 @@ enum State {
 }
 
 struct Outbound {
+    /// The connection's socket, while the response body (and so the
+    /// connection) is alive: a kill shuts it down, see [`WsSink::kill`].
+    fd: Option<ConnFd>,
     chunks: VecDeque<Bytes>,
     bytes: usize,
     frames: usize,
@@ -119,6 +126,7 @@ impl WsSink {
             id: NEXT_WS_ID.fetch_add(1, Ordering::Relaxed),
             limits,
             out: Arc::new(Mutex::new(Outbound {
+                fd: None,
                 chunks: VecDeque::new(),
                 bytes: 0,
                 frames: 0,
@@ -185,28 +193,80 @@ impl WsSink {
         }
     }
 
-    /// Queue a close frame; the connection ends once it is written.
+    /// Queue a close frame; the connection ends once it is written, or is
+    /// dropped if that has not happened within [`CLOSE_FLUSH_TIMEOUT`].
+    ///
+    /// Without that bound a peer that stopped reading (and still ACKs, so
+    /// the kernel never gives up) would keep the connection, its file
+    /// descriptor and its queued frames forever after its session ended for
+    /// any reason other than the slow-consumer check (a ping timeout, say):
+    /// nobody would be left to notice.
     pub fn close(&self, code: CloseCode, reason: &str) {
-        let mut out = self.out.lock();
-        if out.state != State::Open {
-            return;
+        {
+            let mut out = self.out.lock();
+            if out.state != State::Open {
+                return;
+            }
+            let mut payload = BytesMut::with_capacity(2 + reason.len());
+            payload.put_u16(u16::from(code));
+            payload.put_slice(reason.as_bytes());
+            let payload = payload.freeze();
+            out.chunks.push_back(header(OP_CLOSE, payload.len()));
+            out.chunks.push_back(payload);
+            out.state = State::Closing;
+            if let Some(w) = out.waker.take() {
+                w.wake();
+            }
         }
-        let mut payload = BytesMut::with_capacity(2 + reason.len());
-        payload.put_u16(u16::from(code));
-        payload.put_slice(reason.as_bytes());
-        let payload = payload.freeze();
-        out.chunks.push_back(header(OP_CLOSE, payload.len()));
-        out.chunks.push_back(payload);
-        out.state = State::Closing;
-        if let Some(w) = out.waker.take() {
-            w.wake();
+        // Every caller runs on an actix arbiter; outside one (a unit test)
+        // there is no connection to bound either.
+        eprintln!(
+            "DBG close arbiter={}",
+            actix_rt::Arbiter::try_current().is_some()
+        );
+        if let Some(arbiter) = actix_rt::Arbiter::try_current() {
+            let sink = self.clone();
+            arbiter.spawn(async move {
+                actix_rt::time::sleep(CLOSE_FLUSH_TIMEOUT).await;
+                sink.kill_if_stuck();
+            });
+        }
+    }
+
+    /// Drop a connection still flushing its close: the body is alive (its
+    /// descriptor recorded) and has not ended.
+    fn kill_if_stuck(&self) {
+        let stuck = {
+            let out = self.out.lock();
+            out.state == State::Closing && out.fd.is_some()
+        };
+        eprintln!(
+            "DBG kill_if_stuck {stuck} state={:?} fd={:?}",
+            self.out.lock().state,
+            self.out.lock().fd
+        );
+        if stuck {
+            self.kill();
         }
     }
 
     /// Drop the connection now, without flushing: for a peer that stopped
     /// reading, whose queued frames would never leave.
+    ///
+    /// Failing the response body is not enough on its own: actix-web polls
+    /// the body only when its write buffer has room, which it never has again
+    /// for a peer that stopped reading. So the socket itself is shut down
+    /// (with a zero linger, so the unsent bytes are discarded and the peer gets
+    /// a reset): actix-web's next I/O fails and it drops the connection and
+    /// its file descriptor. The descriptor is only touched while the body
+    /// lives, under the same lock the body's drop takes, and actix-web drops a
+    /// connection's response before its socket, so it is never a reused
+    /// number.
     pub fn kill(&self) {
         let mut out = self.out.lock();
+        if let Some(fd) = out.fd.take() {
+            fd.shutdown_now();
+        }
         out.state = State::Killed;
         out.chunks.clear();
         out.bytes = 0;
@@ -231,6 +291,40 @@ impl WsSink {
 /// The response body: drains the sink's queue into actix-web.
 struct Body {
     out: Arc<Mutex<Outbound>>,
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        // From here on the socket may be closed and its number reused.
+        self.out.lock().fd = None;
+    }
+}
+
+/// The raw socket of an accepted connection, recorded by [`on_connect`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConnFd(std::os::fd::RawFd);
+
+impl ConnFd {
+    fn shutdown_now(self) {
+        use std::os::fd::BorrowedFd;
+        // SAFETY: the caller holds the sink's lock and the response body is
+        // alive, so actix-web has not closed this descriptor (see `kill`).
+        let fd = unsafe { BorrowedFd::borrow_raw(self.0) };
+        let sock = socket2::SockRef::from(&fd);
+        let _ = sock.set_linger(Some(std::time::Duration::ZERO));
+        let _ = sock.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// actix-web `on_connect` hook: remember each connection's socket so a slow
+/// consumer can be cut off (see [`WsSink::kill`]), and turn off Nagle's
+/// algorithm: a real-time server writes small frames that must leave now.
+pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    use std::os::fd::AsRawFd;
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = tcp.set_nodelay(true);
+        ext.insert(ConnFd(tcp.as_raw_fd()));
+    }
 }
 
 impl Stream for Body {
@@ -277,6 +371,7 @@ pub fn accept(
 ) -> Result<(HttpResponse, WsSink), actix_web_actors::ws::HandshakeError> {
     let mut builder = actix_web_actors::ws::handshake(req)?;
     let sink = WsSink::new(limits);
+    sink.out.lock().fd = req.conn_data::<ConnFd>().copied();
     let body = Body {
         out: sink.out.clone(),
     };

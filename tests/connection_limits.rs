@@ -1,0 +1,150 @@
+//! Admission limits on the handshake: `server.max_connections` (HTTP 503,
+//! code 4 "Server at capacity"), `limits.max_connections_per_ip` (429 "Too
+//! many connections from this address", released when a session ends) and
+//! `limits.connection_rate_per_ip` / `connection_burst_per_ip` (429
+//! "Connection rate limit exceeded"). Each refusal is counted in
+//! `riptide_bad_input_total{kind}` and leaves the connected clients alone.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use riptide::{Namespace, Riptide, Settings};
+
+fn fixture_server(settings: Settings) -> TestServer {
+    TestServer::start(settings, |r: Riptide| {
+        r.namespace("/", Namespace::new(|| riptide::fixture::FixtureHandler))
+    })
+}
+
+/// A polling handshake: (status, body).
+async fn polling_handshake(server: &TestServer) -> (u16, String) {
+    let (status, _, body) = server
+        .request(
+            reqwest::Method::GET,
+            &server.url("EIO=4&transport=polling"),
+            &[],
+            None,
+        )
+        .await;
+    (status, body)
+}
+
+/// A WebSocket handshake that must be refused: its HTTP status and body.
+async fn refused_ws_handshake(server: &TestServer) -> (u16, String) {
+    use tokio_tungstenite::tungstenite::Error;
+    let attempt = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(server.ws_url("EIO=4&transport=websocket")),
+    )
+    .await
+    .expect("handshake answered in time");
+    match attempt {
+        Err(Error::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            (status, body)
+        }
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected an HTTP refusal, the handshake succeeded"),
+    }
+}
+
+#[tokio::test]
+async fn max_connections_refuses_with_503_until_a_client_leaves() {
+    let mut settings = test_settings();
+    settings.server.max_connections = 3;
+    let server = fixture_server(settings);
+    let (mut a, _) = WsClient::connect(&server, "/", None).await;
+    let (b, _) = WsClient::connect(&server, "/", None).await;
+    let (mut c, _) = WsClient::connect(&server, "/", None).await;
+
+    let (status, body) = polling_handshake(&server).await;
+    assert_engine_error(status, &body, 503, 4, "Server at capacity");
+    let (status, body) = refused_ws_handshake(&server).await;
+    assert_engine_error(status, &body, 503, 4, "Server at capacity");
+    assert_eq!(server.bad_input("server_full").await, 2.0);
+    a.assert_alive("/", 1).await;
+    c.assert_alive("/", 1).await;
+
+    // One leaves: its place is free again.
+    drop(b);
+    assert_eq!(server.wait_engine_sessions(2.0, WAIT).await, 2.0);
+    let (mut d, _) = WsClient::connect(&server, "/", None).await;
+    d.assert_alive("/", 1).await;
+    let (status, body) = polling_handshake(&server).await;
+    assert_engine_error(status, &body, 503, 4, "Server at capacity");
+    assert_eq!(server.bad_input("server_full").await, 3.0);
+}
+
+#[tokio::test]
+async fn per_ip_concurrency_refuses_with_429_and_is_released_on_close() {
+    let mut settings = test_settings();
+    settings.limits.max_connections_per_ip = 2;
+    let server = fixture_server(settings);
+    let (mut a, _) = WsClient::connect(&server, "/", None).await;
+    let (b, _) = WsClient::connect(&server, "/", None).await;
+
+    let (status, body) = polling_handshake(&server).await;
+    assert_engine_error(
+        status,
+        &body,
+        429,
+        4,
+        "Too many connections from this address",
+    );
+    let (status, body) = refused_ws_handshake(&server).await;
+    assert_engine_error(
+        status,
+        &body,
+        429,
+        4,
+        "Too many connections from this address",
+    );
+    assert_eq!(server.bad_input("ip_concurrency").await, 2.0);
+    a.assert_alive("/", 1).await;
+
+    // A session that ends releases its slot.
+    drop(b);
+    assert_eq!(server.wait_engine_sessions(1.0, WAIT).await, 1.0);
+    let (mut c, _) = WsClient::connect(&server, "/", None).await;
+    c.assert_alive("/", 1).await;
+    a.assert_alive("/", 2).await;
+    let (status, _) = polling_handshake(&server).await;
+    assert_eq!(status, 429);
+    assert_eq!(server.bad_input("ip_concurrency").await, 3.0);
+    // Nothing was refused for capacity or rate.
+    assert_eq!(server.bad_input("server_full").await, 0.0);
+    assert_eq!(server.bad_input("ip_rate").await, 0.0);
+}
+
+#[tokio::test]
+async fn per_ip_rate_refuses_a_burst_with_429_then_refills() {
+    let mut settings = test_settings();
+    settings.limits.connection_rate_per_ip = 1.0;
+    settings.limits.connection_burst_per_ip = 2;
+    let server = fixture_server(settings);
+    let (mut a, _) = WsClient::connect(&server, "/", None).await;
+    let (mut b, _) = WsClient::connect(&server, "/", None).await;
+
+    let (status, body) = polling_handshake(&server).await;
+    assert_engine_error(status, &body, 429, 4, "Connection rate limit exceeded");
+    assert_eq!(server.bad_input("ip_rate").await, 1.0);
+    a.assert_alive("/", 1).await;
+    b.assert_alive("/", 1).await;
+
+    // One token a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (mut c, _) = WsClient::connect(&server, "/", None).await;
+    c.assert_alive("/", 1).await;
+    let (status, body) = polling_handshake(&server).await;
+    assert_engine_error(status, &body, 429, 4, "Connection rate limit exceeded");
+    assert_eq!(server.bad_input("ip_rate").await, 2.0);
+    assert_eq!(server.bad_input("ip_concurrency").await, 0.0);
+    a.assert_alive("/", 2).await;
+}
