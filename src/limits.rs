@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 #[cfg(test)]
 use std::time::Duration;
@@ -165,6 +166,56 @@ impl IpLimiter {
     }
 }
 
+/// The node-wide session cap (`server.max_connections`). Counted when a
+/// handshake is admitted, not when its session actor registers, so
+/// concurrent handshakes (on several workers) cannot overshoot it.
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    active: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// A place under [`Capacity`], released on drop.
+#[derive(Debug)]
+pub struct CapacitySlot(Arc<AtomicUsize>);
+
+impl Drop for CapacitySlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Capacity {
+    pub fn new(max: usize) -> Capacity {
+        Capacity {
+            active: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// A place, if fewer than `max` are taken.
+    pub fn try_acquire(&self) -> Option<CapacitySlot> {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| CapacitySlot(self.active.clone()))
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+/// What an admitted session holds for its life: its place under the node's
+/// cap and its address's.
+#[derive(Debug)]
+pub struct SessionSlot {
+    pub capacity: CapacitySlot,
+    pub ip: Option<IpSlot>,
+}
+
 /// A socket's event budget: events over the rate are refused; a socket that
 /// keeps exceeding it is closed.
 #[derive(Debug, Clone)]
@@ -259,6 +310,17 @@ mod tests {
         drop(held);
         l.sweep(t0 + Duration::from_secs(10));
         assert_eq!(l.tracked(), 0);
+    }
+
+    #[test]
+    fn capacity_bounds_and_releases_on_drop() {
+        let c = Capacity::new(2);
+        let a = c.try_acquire().unwrap();
+        let _b = c.try_acquire().unwrap();
+        assert!(c.try_acquire().is_none());
+        drop(a);
+        assert_eq!(c.in_use(), 1);
+        assert!(c.try_acquire().is_some());
     }
 
     #[test]

@@ -148,3 +148,29 @@ async fn per_ip_rate_refuses_a_burst_with_429_then_refills() {
     assert_eq!(server.bad_input("ip_concurrency").await, 0.0);
     a.assert_alive("/", 2).await;
 }
+
+#[tokio::test]
+async fn max_connections_holds_under_concurrent_handshakes() {
+    let mut settings = test_settings();
+    settings.server.workers = 2;
+    settings.server.max_connections = 3;
+    let server = fixture_server(settings);
+    let http = reqwest::Client::new();
+    let url = server.url("EIO=4&transport=polling");
+    let attempts = (0..40).map(|_| {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move {
+            let resp = http.get(url).send().await.unwrap();
+            resp.status().as_u16()
+        })
+    });
+    let mut statuses = Vec::new();
+    for a in attempts.collect::<Vec<_>>() {
+        statuses.push(tokio::time::timeout(WAIT, a).await.unwrap().unwrap());
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let full = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!((ok, full), (3, 37), "statuses {statuses:?}");
+    assert_eq!(server.engine_sessions().await, 3.0);
+    assert_eq!(server.bad_input("server_full").await, 37.0);
+}

@@ -43,6 +43,7 @@ struct EngineInner<F> {
     metrics: Metrics,
     log: Logger,
     max_sessions: usize,
+    capacity: crate::limits::Capacity,
     ip_limiter: crate::limits::IpLimiter,
 }
 
@@ -73,6 +74,7 @@ impl<F: EngineAppFactory> Engine<F> {
                 metrics,
                 log,
                 max_sessions,
+                capacity: crate::limits::Capacity::new(max_sessions),
                 ip_limiter,
             }),
         }
@@ -188,11 +190,13 @@ impl<F: EngineAppFactory> Engine<F> {
         req: &HttpRequest,
         kind: TransportKind,
     ) -> Result<Addr<SessionActor<F::App>>, EngineError> {
-        if self.session_count() >= self.inner.max_sessions {
+        // Taken now, not when the session registers: handshakes on other
+        // workers run concurrently and must not all see room for one more.
+        let Some(capacity) = self.inner.capacity.try_acquire() else {
             warn!(self.inner.log, "connection refused: node at max_connections";
                 "max_connections" => self.inner.max_sessions);
             return Err(EngineError::ServerFull);
-        }
+        };
         // The address as this node sees it: behind a proxy that is the
         // proxy's, so size the per-IP limits for it there (docs/operations).
         let ip_slot = match req.peer_addr() {
@@ -234,7 +238,10 @@ impl<F: EngineAppFactory> Engine<F> {
             TransportKind::Polling => "polling",
             TransportKind::WebSocket => "websocket",
         });
-        core.hold_ip_slot(ip_slot);
+        core.hold_ip_slot(crate::limits::SessionSlot {
+            capacity,
+            ip: ip_slot,
+        });
         Ok(SessionActor { core, app }.start())
     }
 }

@@ -238,9 +238,9 @@ pub struct EngineCore {
     buffer_bytes: usize,
     /// The waiting GET arrived while an upgrade was in progress.
     waiting_since_probe: bool,
-    /// The session's place in its address's connection limit, released when
-    /// the session is dropped.
-    ip_slot: Option<crate::limits::IpSlot>,
+    /// The session's place under the node's and its address's connection
+    /// limits, released when the session is dropped.
+    ip_slot: Option<crate::limits::SessionSlot>,
     /// A slow-consumer check is scheduled.
     grace_armed: bool,
     /// This session's own address, for what must happen outside a call that
@@ -287,8 +287,8 @@ impl EngineCore {
         }
     }
 
-    pub(crate) fn hold_ip_slot(&mut self, slot: Option<crate::limits::IpSlot>) {
-        self.ip_slot = slot;
+    pub(crate) fn hold_ip_slot(&mut self, slot: crate::limits::SessionSlot) {
+        self.ip_slot = Some(slot);
     }
 
     /// The client's queue is full: close it if it still is after the grace.

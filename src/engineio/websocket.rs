@@ -200,7 +200,14 @@ impl WsSink {
     /// the kernel never gives up) would keep the connection, its file
     /// descriptor and its queued frames forever after its session ended for
     /// any reason other than the slow-consumer check (a ping timeout, say):
-    /// nobody would be left to notice.
+    /// nobody would be left to notice. Two things bound it:
+    /// - while the close frame is still in this queue, a timer kills the
+    ///   sink (as for a slow consumer);
+    /// - once the body has ended, what is left sits in actix-web's write
+    ///   buffer and the kernel's, where only the kernel can see it: the
+    ///   socket gets a `TCP_USER_TIMEOUT`, so the kernel aborts the
+    ///   connection when the peer acknowledges nothing (a zero window
+    ///   included) for that long, and actix-web then drops it.
     pub fn close(&self, code: CloseCode, reason: &str) {
         {
             let mut out = self.out.lock();
@@ -214,16 +221,15 @@ impl WsSink {
             out.chunks.push_back(header(OP_CLOSE, payload.len()));
             out.chunks.push_back(payload);
             out.state = State::Closing;
+            if let Some(fd) = out.fd {
+                fd.bound_unacked(CLOSE_FLUSH_TIMEOUT);
+            }
             if let Some(w) = out.waker.take() {
                 w.wake();
             }
         }
         // Every caller runs on an actix arbiter; outside one (a unit test)
         // there is no connection to bound either.
-        eprintln!(
-            "DBG close arbiter={}",
-            actix_rt::Arbiter::try_current().is_some()
-        );
         if let Some(arbiter) = actix_rt::Arbiter::try_current() {
             let sink = self.clone();
             arbiter.spawn(async move {
@@ -240,11 +246,6 @@ impl WsSink {
             let out = self.out.lock();
             out.state == State::Closing && out.fd.is_some()
         };
-        eprintln!(
-            "DBG kill_if_stuck {stuck} state={:?} fd={:?}",
-            self.out.lock().state,
-            self.out.lock().fd
-        );
         if stuck {
             self.kill();
         }
@@ -295,8 +296,15 @@ struct Body {
 
 impl Drop for Body {
     fn drop(&mut self) {
-        // From here on the socket may be closed and its number reused.
-        self.out.lock().fd = None;
+        // From here on the socket may be closed and its number reused; and
+        // nothing queued will ever be written (a close timer may still hold
+        // the sink for a while: free the frames now).
+        let mut out = self.out.lock();
+        out.fd = None;
+        out.chunks.clear();
+        out.frame_ends.clear();
+        out.bytes = 0;
+        out.frames = 0;
     }
 }
 
@@ -305,6 +313,16 @@ impl Drop for Body {
 pub struct ConnFd(std::os::fd::RawFd);
 
 impl ConnFd {
+    /// Have the kernel abort the connection if data stays unacknowledged
+    /// (or the peer's window stays shut) for `timeout`.
+    fn bound_unacked(self, timeout: std::time::Duration) {
+        use std::os::fd::BorrowedFd;
+        // SAFETY: as for `shutdown_now`: called under the sink's lock while
+        // the response body is alive.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.0) };
+        let _ = socket2::SockRef::from(&fd).set_tcp_user_timeout(Some(timeout));
+    }
+
     fn shutdown_now(self) {
         use std::os::fd::BorrowedFd;
         // SAFETY: the caller holds the sink's lock and the response body is
