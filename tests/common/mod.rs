@@ -44,6 +44,21 @@ impl TestServer {
         settings: Settings,
         build: impl FnOnce(Riptide) -> Riptide + Send + 'static,
     ) -> TestServer {
+        TestServer::start_mounted(settings, build, |_| {
+            |_: &mut actix_web::web::ServiceConfig| {}
+        })
+    }
+
+    /// Start a node built by `build`, with extra routes from `extra`, which
+    /// gets the built server (for its metrics) and returns the mount function.
+    pub fn start_mounted<X>(
+        settings: Settings,
+        build: impl FnOnce(Riptide) -> Riptide + Send + 'static,
+        extra: impl FnOnce(&riptide::RiptideServer) -> X + Send + 'static,
+    ) -> TestServer
+    where
+        X: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let port = listener.local_addr().unwrap().port();
         let (handle_tx, handle_rx) = mpsc::channel();
@@ -52,9 +67,10 @@ impl TestServer {
             actix_rt::System::new().block_on(async move {
                 let log = riptide::service::logging::build_logger(&settings.log);
                 let server = build(Riptide::new(settings, log)).build();
+                let mount = extra(&server);
                 handle_tx.send(server.handle()).unwrap();
                 server
-                    .serve(listener, |_| {}, async move {
+                    .serve(listener, mount, async move {
                         let _ = stop_rx.await;
                         "test end"
                     })
@@ -386,20 +402,17 @@ impl TestServer {
     /// A node serving the fixture on `/socket.io/` and an Engine.IO echo on
     /// `/engine.io/` (same settings, same metrics).
     pub fn start_echo(settings: Settings) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let port = listener.local_addr().unwrap().port();
-        let (handle_tx, handle_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let log = riptide::service::logging::build_logger(&settings.log);
-                let config = engine_config(&settings);
-                let server = Riptide::new(settings, log.clone())
-                    .namespace(
-                        "/",
-                        riptide::Namespace::new(|| riptide::fixture::FixtureHandler),
-                    )
-                    .build();
+        let config = engine_config(&settings);
+        let log = riptide::service::logging::build_logger(&settings.log);
+        TestServer::start_mounted(
+            settings,
+            |r| {
+                r.namespace(
+                    "/",
+                    riptide::Namespace::new(|| riptide::fixture::FixtureHandler),
+                )
+            },
+            move |server| {
                 let echo = riptide::engineio::Engine::new(
                     config,
                     EchoFactory,
@@ -407,23 +420,9 @@ impl TestServer {
                     log,
                     usize::MAX,
                 );
-                handle_tx.send(server.handle()).unwrap();
-                server
-                    .serve(listener, move |cfg| echo.mount(ECHO, cfg), async move {
-                        let _ = stop_rx.await;
-                        "test end"
-                    })
-                    .await
-                    .expect("server runs");
-            });
-        });
-        let handle = handle_rx.recv_timeout(WAIT).expect("server starts");
-        TestServer {
-            port,
-            handle,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+                move |cfg: &mut actix_web::web::ServiceConfig| echo.mount(ECHO, cfg)
+            },
+        )
     }
 
     /// `http://127.0.0.1:<port><path>?<query>`.
