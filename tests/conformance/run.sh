@@ -36,7 +36,7 @@ else
   suites=(engine.io-protocol socket.io-protocol)
 fi
 for suite in "${suites[@]}"; do
-  [[ -f $here/$suite/test-suite.js ]] || { echo "run.sh: unknown suite '$suite'" >&2; usage; }
+  [[ -f $here/$suite/package.json ]] || { echo "run.sh: unknown suite '$suite'" >&2; usage; }
 done
 
 for tool in node npm curl timeout; do
