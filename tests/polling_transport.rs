@@ -9,25 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Start a GET in the background.
-fn spawn_get(c: &PollingClient) -> tokio::task::JoinHandle<(u16, String)> {
-    let req = c.http.get(c.session_url());
-    actix_rt::spawn(async move {
-        let resp = tokio::time::timeout(WAIT, req.send())
-            .await
-            .expect("poll answered in time")
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    })
-}
-
-async fn join(h: tokio::task::JoinHandle<(u16, String)>) -> (u16, String) {
-    tokio::time::timeout(WAIT, h)
-        .await
-        .expect("GET finished in time")
-        .expect("GET task")
-}
-
 #[actix_rt::test]
 async fn get_waits_for_data_and_a_message_releases_it() {
     let server = TestServer::start_echo(test_settings());
@@ -39,7 +20,7 @@ async fn get_waits_for_data_and_a_message_releases_it() {
         "the GET must wait while there is nothing to send"
     );
     assert_eq!(c.post("4wake up").await, (200, "ok".to_string()));
-    assert_eq!(join(get).await, (200, "4wake up".to_string()));
+    assert_eq!(join_get(get).await, (200, "4wake up".to_string()));
 }
 
 #[actix_rt::test]
@@ -79,7 +60,7 @@ async fn post_with_several_records_keeps_their_order() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!get.is_finished(), "nothing left to deliver");
     c.post("4last").await;
-    assert_eq!(join(get).await, (200, "4last".to_string()));
+    assert_eq!(join_get(get).await, (200, "4last".to_string()));
 }
 
 #[actix_rt::test]
@@ -130,7 +111,7 @@ async fn a_second_concurrent_get_is_refused_and_closes_the_session() {
     let (status, body) = c.get().await;
     assert_engine_error(status, &body, 400, 3, "Bad request");
     // The waiting GET is released with a close packet.
-    assert_eq!(join(first).await, (200, "1".to_string()));
+    assert_eq!(join_get(first).await, (200, "1".to_string()));
     // The session is gone.
     let (status, body) = c.get().await;
     assert_engine_error(status, &body, 400, 1, "Session ID unknown");
@@ -153,7 +134,7 @@ async fn a_close_packet_ends_the_session_and_releases_the_get_with_a_noop() {
     let get = spawn_get(&c);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(c.post("1").await, (200, "ok".to_string()));
-    assert_eq!(join(get).await, (200, "6".to_string()));
+    assert_eq!(join_get(get).await, (200, "6".to_string()));
     let (status, body) = c.get().await;
     assert_engine_error(status, &body, 400, 1, "Session ID unknown");
     assert_eq!(server.wait_engine_sessions(0.0, WAIT).await, 0.0);

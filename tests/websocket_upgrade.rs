@@ -10,24 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn spawn_get(c: &PollingClient) -> tokio::task::JoinHandle<(u16, String)> {
-    let req = c.http.get(c.session_url());
-    actix_rt::spawn(async move {
-        let resp = tokio::time::timeout(WAIT, req.send())
-            .await
-            .expect("poll answered in time")
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    })
-}
-
-async fn join(h: tokio::task::JoinHandle<(u16, String)>) -> (u16, String) {
-    tokio::time::timeout(WAIT, h)
-        .await
-        .expect("GET finished in time")
-        .expect("GET task")
-}
-
 async fn probe(ws: &mut WsClient) {
     ws.send("2probe").await;
     assert_eq!(ws.recv().await, Frame::Text("3probe".into()));
@@ -44,7 +26,7 @@ async fn upgrade_from_polling_to_websocket() {
     // No open packet on the upgrade WebSocket: the first frame is the pong.
     probe(&mut ws).await;
     // The waiting GET is released with a noop so the client can pause polling.
-    assert_eq!(join(waiting).await, (200, "6".to_string()));
+    assert_eq!(join_get(waiting).await, (200, "6".to_string()));
     // Until `5`, the session is still polling.
     assert_eq!(
         server
@@ -227,13 +209,13 @@ async fn an_abandoned_probe_leaves_polling_working() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(c.post("4x").await, (200, "ok".to_string()));
     let get = spawn_get(&c);
-    assert_eq!(join(get).await, (200, "4x".to_string()));
+    assert_eq!(join_get(get).await, (200, "4x".to_string()));
     // A GET now waits again (the probe no longer answers it with a noop).
     let get = spawn_get(&c);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!get.is_finished());
     c.post("4y").await;
-    assert_eq!(join(get).await, (200, "4y".to_string()));
+    assert_eq!(join_get(get).await, (200, "4y".to_string()));
 }
 
 #[actix_rt::test]

@@ -209,6 +209,27 @@ impl PollingClient {
     }
 }
 
+/// Start a polling GET in the background (to hold a long-poll open while the
+/// test does something else).
+pub fn spawn_get(c: &PollingClient) -> tokio::task::JoinHandle<(u16, String)> {
+    let req = c.http.get(c.session_url());
+    actix_rt::spawn(async move {
+        let resp = tokio::time::timeout(WAIT, req.send())
+            .await
+            .expect("poll answered in time")
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    })
+}
+
+/// Wait for a GET started by [`spawn_get`].
+pub async fn join_get(h: tokio::task::JoinHandle<(u16, String)>) -> (u16, String) {
+    tokio::time::timeout(WAIT, h)
+        .await
+        .expect("GET finished in time")
+        .expect("GET task")
+}
+
 // ---- websocket -------------------------------------------------------------------
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
