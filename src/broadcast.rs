@@ -2,18 +2,19 @@
 //! that a fan-out does once for all its receivers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::actors::delivery::{Deliver, Encoded, Filter};
 use crate::actors::room::{Broadcast, RoomKey};
-use crate::actors::user::UserEmit;
 use crate::adapter::{
-    Broadcast as ClusterBroadcast, NodeId, RemoteSocket, RequestOp, ResponsePayload, WireFrame,
+    Broadcast as ClusterBroadcast, NodeId, RemoteSocket, RequestOp, ResponsePayload, Topic,
+    WireFrame,
 };
 use crate::engineio::{Frame, Sid};
 use crate::server::ServerShared;
-use crate::socket::{EmitError, Payload, Socket};
+use crate::socket::{AckError, EmitError, Payload, Socket};
 use crate::socketio::packet::{is_reserved_event, Packet, PacketData};
 
 pub(crate) fn check_event_name(event: &str) -> Result<(), EmitError> {
@@ -146,6 +147,57 @@ impl BroadcastOperator {
         self.send_encoded(frames)
     }
 
+    /// Emit to the matching sockets of every node and wait for each one's
+    /// acknowledgement, at most `timeout` (`None`: `socketio.ack_timeout_ms`).
+    /// Each receiver gets the event with its own ack id; every node waits for
+    /// its own receivers and answers with what arrived in time, so the result
+    /// comes after the timeout at the latest (plus one broker round trip),
+    /// even when a node died meanwhile (it is then in `missing`). Not
+    /// volatile: `volatile()` is ignored here.
+    pub async fn emit_with_ack(
+        self,
+        event: &str,
+        payload: impl Into<Payload>,
+        timeout: Option<Duration>,
+    ) -> Result<BroadcastAcks, EmitError> {
+        check_event_name(event)?;
+        let payload = payload.into();
+        let timeout = timeout.unwrap_or(self.server.config.ack_timeout);
+        let local = self.select_local();
+        let local = gather_acks(&local, event, &payload, timeout);
+        let op = RequestOp::BroadcastWithAck {
+            ns: self.ns.to_string(),
+            rooms: self.room_names(),
+            except_rooms: self.except_names(),
+            except_sids: self
+                .except_sids
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            event: event.to_owned(),
+            args_json: Value::Array(payload.args.clone()).to_string(),
+            binary: payload.binary.iter().map(|b| b.to_vec()).collect(),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        let remote = self.request_within(op, timeout + REMOTE_ACK_GRACE);
+        let ((mut acks, mut unanswered), (responses, missing)) = tokio::join!(local, remote);
+        for r in responses {
+            if let ResponsePayload::Acks {
+                args,
+                unanswered: n,
+            } = r
+            {
+                acks.extend(args.iter().map(|a| payload_from_json(a)));
+                unanswered += n as usize;
+            }
+        }
+        Ok(BroadcastAcks {
+            acks,
+            unanswered,
+            missing,
+        })
+    }
+
     pub(crate) fn send_encoded(self, frames: Encoded) -> Result<(), EmitError> {
         let filter =
             if self.rooms.len() <= 1 && self.except_rooms.is_empty() && self.except_sids.is_empty()
@@ -273,19 +325,17 @@ impl BroadcastOperator {
 
     /// Ask every peer; without a cluster, nobody.
     async fn request(&self, op: RequestOp) -> (Vec<ResponsePayload>, Vec<NodeId>) {
-        let Some(cluster) = self.server.cluster() else {
-            return (Vec::new(), Vec::new());
-        };
-        match cluster.request(op, self.server.config.ack_timeout).await {
-            Ok(outcome) => (
-                outcome.responses.into_iter().map(|(_, p)| p).collect(),
-                outcome.missing,
-            ),
-            Err(e) => {
-                slog::warn!(self.server.log, "cluster request not sent"; "error" => %e);
-                (Vec::new(), cluster.peers())
-            }
-        }
+        self.request_within(op, self.server.config.ack_timeout)
+            .await
+    }
+
+    async fn request_within(
+        &self,
+        op: RequestOp,
+        timeout: Duration,
+    ) -> (Vec<ResponsePayload>, Vec<NodeId>) {
+        let (responses, missing) = request_peers(&self.server, op, timeout).await;
+        (responses.into_iter().map(|(_, p)| p).collect(), missing)
     }
 
     /// Hand the packet to the other nodes (nothing without a cluster).
@@ -303,8 +353,25 @@ impl BroadcastOperator {
         if rooms.is_empty() && !self.rooms.is_empty() {
             return Ok(());
         }
+        let ns = self.ns.to_string();
+        let mut topics: Vec<Topic> = if rooms.is_empty() {
+            vec![Topic::namespace(ns.clone())]
+        } else {
+            rooms
+                .iter()
+                .map(|r| Topic::room(ns.clone(), r.clone()))
+                .collect()
+        };
+        // A socket of another node is no room there (no actor, no
+        // subscription): a target that could be a socket id also goes to the
+        // namespace's nodes, which hand it to that socket if it is theirs.
+        // The receivers' filter keeps delivery exactly-once (a socket takes
+        // it through the first target it is in).
+        if rooms.iter().any(|r| Sid::could_be(r)) {
+            topics.push(Topic::namespace(ns.clone()));
+        }
         let broadcast = ClusterBroadcast {
-            ns: self.ns.to_string(),
+            ns,
             rooms,
             except_rooms: self.except_rooms.iter().map(|r| r.to_string()).collect(),
             except_sids: self
@@ -313,16 +380,11 @@ impl BroadcastOperator {
                 .map(|s| s.as_str().to_owned())
                 .collect(),
             volatile: self.volatile,
-            frames: frames
-                .iter()
-                .map(|f| match f {
-                    Frame::Text(t) => WireFrame::Text(t.to_string()),
-                    Frame::Binary(b) => WireFrame::Binary(b.to_vec()),
-                })
-                .collect(),
-            ack: None,
+            frames: wire_frames(frames),
         };
-        cluster.broadcast(broadcast).map_err(EmitError::Cluster)
+        cluster
+            .broadcast_on(&topics, broadcast)
+            .map_err(EmitError::Cluster)
     }
 
     fn deliver_local(&self, frames: &Encoded, filter: Option<Arc<Filter>>) {
@@ -379,6 +441,20 @@ pub struct FetchedSockets {
     pub missing: Vec<NodeId>,
 }
 
+/// What [`BroadcastOperator::emit_with_ack`] gathered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BroadcastAcks {
+    /// One per receiver that acknowledged in time: this node's first, then
+    /// the other nodes' in the order they answered. Acks from other nodes
+    /// carry their JSON arguments only (binary attachments stay there).
+    pub acks: Vec<Payload>,
+    /// Receivers (here and on the nodes that answered) that did not
+    /// acknowledge in time or disconnected first.
+    pub unanswered: usize,
+    /// Nodes that did not answer: their receivers are in neither count.
+    pub missing: Vec<NodeId>,
+}
+
 /// How many sockets a cluster-wide operation applied to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Affected {
@@ -419,7 +495,7 @@ pub(crate) fn describe(s: &Socket, node: NodeId) -> RemoteSocket {
     }
 }
 
-/// Emit to every socket of one user in one namespace.
+/// Emit to every socket of one user in one namespace, on every node.
 pub struct UserOperator {
     pub(crate) server: Arc<ServerShared>,
     pub(crate) ns: Arc<str>,
@@ -427,15 +503,106 @@ pub struct UserOperator {
 }
 
 impl UserOperator {
+    /// Local sockets are served first; with a cluster the packet then goes
+    /// to every node (a user has no subscription of its own), and a refusal
+    /// there ([`EmitError::Cluster`]) means the other nodes did not get it.
     pub fn emit(self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
         let frames = encode_event(&self.ns, event, &payload.into(), None)?;
-        if let Some(actor) = self.server.users.get(&self.user) {
-            actor.do_send(UserEmit {
-                ns: self.ns,
-                frames,
+        self.server
+            .user_emit(&self.ns, &self.user, frames.clone(), false);
+        let Some(cluster) = self.server.cluster() else {
+            return Ok(());
+        };
+        cluster
+            .notify(RequestOp::UserEmit {
+                ns: self.ns.to_string(),
+                user: self.user.to_string(),
+                frames: wire_frames(&frames),
                 volatile: false,
-            });
-        }
-        Ok(())
+            })
+            .map_err(EmitError::Cluster)
     }
+}
+
+/// Frames as they cross nodes.
+pub(crate) fn wire_frames(frames: &Encoded) -> Vec<WireFrame> {
+    frames
+        .iter()
+        .map(|f| match f {
+            Frame::Text(t) => WireFrame::Text(t.to_string()),
+            Frame::Binary(b) => WireFrame::Binary(b.to_vec()),
+        })
+        .collect()
+}
+
+/// Frames from another node.
+pub(crate) fn local_frames(frames: Vec<WireFrame>) -> Encoded {
+    let frames: Vec<Frame> = frames
+        .into_iter()
+        .map(|f| match f {
+            WireFrame::Text(t) => Frame::Text(t.into()),
+            WireFrame::Binary(b) => Frame::Binary(b.into()),
+        })
+        .collect();
+    frames.into()
+}
+
+/// How long past the ack timeout the emitter waits for the other nodes'
+/// answers (each waits the timeout itself, then answers).
+pub(crate) const REMOTE_ACK_GRACE: Duration = Duration::from_millis(1000);
+
+/// Ask every peer (nobody without a cluster): the answers, and the peers
+/// that did not answer in time (every peer if the request was not sent).
+pub(crate) async fn request_peers(
+    server: &ServerShared,
+    op: RequestOp,
+    timeout: Duration,
+) -> (Vec<(NodeId, ResponsePayload)>, Vec<NodeId>) {
+    let Some(cluster) = server.cluster() else {
+        return (Vec::new(), Vec::new());
+    };
+    match cluster.request(op, timeout).await {
+        Ok(outcome) => (outcome.responses, outcome.missing),
+        Err(e) => {
+            slog::warn!(server.log, "cluster request not sent"; "error" => %e);
+            (Vec::new(), cluster.peers())
+        }
+    }
+}
+
+/// Emit `event` with an ack to each of `sockets` and wait for them all, at
+/// most `timeout`: the acks that came, and how many did not.
+pub(crate) async fn gather_acks(
+    sockets: &[Socket],
+    event: &str,
+    payload: &Payload,
+    timeout: Duration,
+) -> (Vec<Payload>, usize) {
+    let waits = sockets
+        .iter()
+        .map(|s| s.emit_with_ack(event, payload.clone(), Some(timeout)));
+    let results: Vec<Result<Payload, AckError>> = futures_util::future::join_all(waits).await;
+    let mut acks = Vec::with_capacity(results.len());
+    let mut unanswered = 0;
+    for r in results {
+        match r {
+            Ok(p) => acks.push(p),
+            Err(_) => unanswered += 1,
+        }
+    }
+    (acks, unanswered)
+}
+
+/// Ack arguments from another node (a JSON array text).
+pub(crate) fn payload_from_json(args: &str) -> Payload {
+    match serde_json::from_str(args) {
+        Ok(Value::Array(args)) => Payload::new(args),
+        Ok(other) => Payload::new(vec![other]),
+        Err(_) => Payload::default(),
+    }
+}
+
+/// Ack arguments for another node: JSON only.
+pub(crate) fn payload_to_json(payload: &Payload) -> String {
+    Value::Array(payload.args.clone()).to_string()
 }

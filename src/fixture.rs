@@ -16,37 +16,43 @@ pub struct FixtureHandler;
 
 impl NamespaceHandler for FixtureHandler {
     fn on_event(&mut self, socket: &Socket, event: Event, _ctx: &mut HandlerContext<Self>) {
-        match event.name.as_str() {
-            "join" => {
-                let Some(room) = event.str_arg(0) else { return };
-                // `join` registers the membership before it returns, so a
-                // publish made after the ack (by anyone) reaches us.
-                socket.join(room);
-                if let Some(ack) = event.ack {
-                    ack.send(());
-                }
+        handle_event(socket, event);
+    }
+}
+
+/// The fixture's events (`join`, `publish`, `echo`) for any handler that
+/// serves them; other events are ignored.
+pub fn handle_event(socket: &Socket, event: Event) {
+    match event.name.as_str() {
+        "join" => {
+            let Some(room) = event.str_arg(0) else { return };
+            // `join` registers the membership before it returns, so a
+            // publish made after the ack (by anyone) reaches us.
+            socket.join(room);
+            if let Some(ack) = event.ack {
+                ack.send(());
             }
-            "publish" => {
-                let mut args = event.payload.args;
-                if args.is_empty() {
-                    return;
-                }
-                let room = match args.remove(0) {
-                    serde_json::Value::String(r) => r,
-                    _ => return,
-                };
-                let payload = Payload {
-                    args,
-                    binary: event.payload.binary,
-                };
-                let _ = socket.within(room).emit("msg", payload);
-            }
-            "echo" => {
-                if let Some(ack) = event.ack {
-                    ack.send(event.payload);
-                }
-            }
-            _ => {}
         }
+        "publish" => {
+            let mut args = event.payload.args;
+            if args.is_empty() {
+                return;
+            }
+            let room = match args.remove(0) {
+                serde_json::Value::String(r) => r,
+                _ => return,
+            };
+            let payload = Payload {
+                args,
+                binary: event.payload.binary,
+            };
+            let _ = socket.within(room).emit("msg", payload);
+        }
+        "echo" => {
+            if let Some(ack) = event.ack {
+                ack.send(event.payload);
+            }
+        }
+        _ => {}
     }
 }

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use crate::actors::handler::HandlerActor;
+use crate::adapter::{NodeId, ResponsePayload};
 use crate::engineio::Handshake;
-use crate::socket::{DisconnectReason, Event, Socket};
+use crate::socket::{DisconnectReason, Event, Payload, Socket};
 
 /// The actor context a handler runs in: use it for timers
 /// (`ctx.run_later`) and to spawn futures bound to the handler
@@ -56,6 +57,12 @@ pub trait NamespaceHandler: Sized + Unpin + 'static {
     /// An event from the client. A panic here disconnects only `socket`.
     fn on_event(&mut self, socket: &Socket, event: Event, ctx: &mut HandlerContext<Self>);
 
+    /// An event another node sent this namespace's handlers with
+    /// [`crate::ServerHandle::server_side_emit`]: one handler of each other
+    /// node gets it. Answer `event.ack` if present, or the emitter counts
+    /// this node as missing after its timeout. Ignored by default.
+    fn on_server_event(&mut self, _event: ServerEvent, _ctx: &mut HandlerContext<Self>) {}
+
     /// The socket left the namespace; its rooms are already left.
     fn on_disconnect(
         &mut self,
@@ -64,6 +71,55 @@ pub trait NamespaceHandler: Sized + Unpin + 'static {
         _ctx: &mut HandlerContext<Self>,
     ) {
     }
+}
+
+/// An event from another node's `server_side_emit`.
+#[derive(Debug)]
+pub struct ServerEvent {
+    pub name: String,
+    pub payload: Payload,
+    /// The node that sent it.
+    pub origin: NodeId,
+    /// Present when the emitter waits for an acknowledgement.
+    pub ack: Option<ServerAck>,
+}
+
+/// Answers one `server_side_emit_with_ack` for this node; consumed by `send`.
+pub struct ServerAck {
+    pub(crate) reply: crate::server::Reply,
+}
+
+impl ServerAck {
+    /// Acknowledge with `payload` (its JSON arguments: binary attachments
+    /// do not travel back to the emitter, and are dropped with a warning).
+    pub fn send(self, payload: impl Into<Payload>) {
+        let payload = payload.into();
+        if !payload.binary.is_empty() {
+            slog::warn!(self.reply.log(), "binary attachments of a server-side ack dropped";
+                "attachments" => payload.binary.len());
+        }
+        self.reply.send(ResponsePayload::Acks {
+            args: vec![crate::broadcast::payload_to_json(&payload)],
+            unanswered: 0,
+        });
+    }
+}
+
+impl std::fmt::Debug for ServerAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerAck")
+            .field("origin", &self.reply.origin)
+            .finish()
+    }
+}
+
+/// What [`crate::ServerHandle::server_side_emit_with_ack`] gathered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerAcks {
+    /// One acknowledgement per node that gave one in time.
+    pub responses: Vec<(NodeId, Payload)>,
+    /// Nodes that did not acknowledge in time.
+    pub missing: Vec<NodeId>,
 }
 
 /// A refused CONNECT: the client's `connect_error` gets `message` and `data`.

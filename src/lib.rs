@@ -74,10 +74,10 @@ pub mod service;
 pub mod socket;
 pub mod socketio;
 
-pub use broadcast::{BroadcastOperator, UserOperator};
+pub use broadcast::{Affected, BroadcastAcks, BroadcastOperator, FetchedSockets, UserOperator};
 pub use handler::{
     ConnectError, ConnectRequest, EventRefused, HandlerActor, HandlerContext, Namespace,
-    NamespaceHandler,
+    NamespaceHandler, ServerAck, ServerAcks, ServerEvent,
 };
 pub use server::{Riptide, RiptideServer, ServerHandle};
 pub use service::config::Settings;

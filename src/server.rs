@@ -13,21 +13,25 @@ use regex::Regex;
 use slog::{info, o, Logger};
 
 use crate::actors::connection::Connection;
-use crate::actors::delivery::{Deliver, Filter};
+use crate::actors::delivery::{Deliver, Encoded, Filter};
 use crate::actors::handler::Dispatch;
 use crate::actors::registry::Registry;
 use crate::actors::room::{Broadcast as RoomBroadcast, InjectPanic, RoomActor, RoomKey};
+use crate::actors::user::UserEmit;
 use crate::actors::user::{DisconnectUser, UserActor};
 use crate::adapter::{
-    AdapterOptions, Broadcast, Cluster, ClusterEvent, ClusterOptions, RequestOp, ResponsePayload,
-    Topic, WireFrame,
+    AdapterOptions, Broadcast, Cluster, ClusterEvent, ClusterOptions, NodeId, RequestOp,
+    ResponsePayload, Topic,
 };
-use crate::broadcast::{BroadcastOperator, UserOperator};
-use crate::engineio::{CloseReason, Engine, EngineAppFactory, EngineConfig, Frame, Handshake, Sid};
-use crate::handler::Namespace;
+use crate::broadcast::{
+    gather_acks, local_frames, payload_from_json, payload_to_json, request_peers, Affected,
+    BroadcastOperator, UserOperator,
+};
+use crate::engineio::{CloseReason, Engine, EngineAppFactory, EngineConfig, Handshake, Sid};
+use crate::handler::{Namespace, ServerAck, ServerAcks, ServerEvent};
 use crate::metrics::Metrics;
 use crate::service::config::{AdapterKind, Settings};
-use crate::socket::Socket;
+use crate::socket::{EmitError, Payload, Socket};
 
 /// The Socket.IO layer's bounds, resolved from [`Settings`].
 #[derive(Debug, Clone)]
@@ -185,12 +189,19 @@ impl ServerShared {
                 ns: ns.as_str().into(),
                 room: None,
             },
-            // Broadcasts with acks (on `Topic::Nodes`) are not sent by this
-            // engine yet.
+            // Not a route broadcasts take.
             Topic::Nodes | Topic::Node(_) => return,
         };
-        let Some(actor) = self.rooms.get(&key) else {
-            return;
+        // On the namespace topic with target rooms: targets that may be
+        // socket ids of this node (see `BroadcastOperator::publish`).
+        let direct = key.room.is_none() && !broadcast.rooms.is_empty();
+        let actor = if direct {
+            None
+        } else {
+            match self.rooms.get(&key) {
+                Some(actor) => Some(actor),
+                None => return,
+            }
         };
         let filter = if broadcast.rooms.len() <= 1
             && broadcast.except_rooms.is_empty()
@@ -212,19 +223,38 @@ impl ServerShared {
                     .collect(),
             }))
         };
-        let frames: Vec<Frame> = broadcast
-            .frames
-            .into_iter()
-            .map(|f| match f {
-                WireFrame::Text(t) => Frame::Text(t.into()),
-                WireFrame::Binary(b) => Frame::Binary(b.into()),
-            })
-            .collect();
+        let frames = local_frames(broadcast.frames);
+        let Some(actor) = actor else {
+            for room in &broadcast.rooms {
+                if let Some(conn) = self.local_socket(&key.ns, room) {
+                    conn.do_send(Deliver {
+                        ns: key.ns.clone(),
+                        sid: Sid::from(room.as_str()),
+                        frames: frames.clone(),
+                        via: Some(room.as_str().into()),
+                        filter: filter.clone(),
+                        volatile: broadcast.volatile,
+                    });
+                }
+            }
+            return;
+        };
         actor.do_send(RoomBroadcast {
-            frames: frames.into(),
+            frames,
             filter,
             volatile: broadcast.volatile,
         });
+    }
+
+    /// Emit to the local sockets of `user` in `ns`.
+    pub fn user_emit(&self, ns: &Arc<str>, user: &str, frames: Encoded, volatile: bool) {
+        if let Some(actor) = self.users.get(&Arc::from(user)) {
+            actor.do_send(UserEmit {
+                ns: ns.clone(),
+                frames,
+                volatile,
+            });
+        }
     }
 
     /// The local sockets of `ns` a cluster operation selects: in any of
@@ -248,18 +278,19 @@ impl ServerShared {
             .collect()
     }
 
-    /// Run a request from another node on the local sockets; `None` for an
-    /// operation this node does not serve (`serverSideEmit`: no handler API
-    /// for it yet), which the requester then counts as `missing`.
-    fn answer(&self, op: RequestOp) -> Option<ResponsePayload> {
+    /// Run a request from another node and answer it through `reply`
+    /// (a notification's reply sends nothing). Operations that wait (acks)
+    /// answer from a task of their own; `serverSideEmit` is answered by the
+    /// application's handler, if it acks.
+    fn serve(self: &Arc<Self>, op: RequestOp, reply: Reply) {
         let done = |n: usize| ResponsePayload::Done { affected: n as u32 };
-        Some(match op {
+        let payload = match op {
             RequestOp::FetchSockets {
                 ns,
                 rooms,
                 except_rooms,
             } => {
-                let node = self.cluster()?.node();
+                let node = reply.cluster.node();
                 let sockets = self.select_local(&ns, &rooms, &except_rooms, &[]);
                 ResponsePayload::Sockets(
                     sockets
@@ -314,8 +345,92 @@ impl ServerShared {
                 }
                 done(sockets.len())
             }
-            RequestOp::ServerSideEmit { .. } => return None,
-        })
+            RequestOp::ServerSideEmit {
+                ns,
+                event,
+                args_json,
+                binary,
+                want_ack,
+            } => {
+                let mut payload = payload_from_json(&args_json);
+                payload.binary = binary.into_iter().map(Into::into).collect();
+                let event = ServerEvent {
+                    name: event,
+                    payload,
+                    origin: reply.origin,
+                    ack: want_ack.then(|| ServerAck { reply }),
+                };
+                self.dispatch_server_event(&ns, event);
+                return;
+            }
+            RequestOp::BroadcastWithAck {
+                ns,
+                rooms,
+                except_rooms,
+                except_sids,
+                event,
+                args_json,
+                binary,
+                timeout_ms,
+            } => {
+                let except_sids: Vec<Sid> =
+                    except_sids.iter().map(|s| Sid::from(s.as_str())).collect();
+                let sockets = self.select_local(&ns, &rooms, &except_rooms, &except_sids);
+                let mut payload = payload_from_json(&args_json);
+                payload.binary = binary.into_iter().map(Into::into).collect();
+                let timeout = Duration::from_millis(timeout_ms);
+                actix_rt::spawn(async move {
+                    let (acks, unanswered) = gather_acks(&sockets, &event, &payload, timeout).await;
+                    reply.send(ResponsePayload::Acks {
+                        args: acks.iter().map(payload_to_json).collect(),
+                        unanswered: unanswered as u32,
+                    });
+                });
+                return;
+            }
+            RequestOp::UserEmit {
+                ns,
+                user,
+                frames,
+                volatile,
+            } => {
+                self.user_emit(&ns.into(), &user, local_frames(frames), volatile);
+                return;
+            }
+            RequestOp::DisconnectUser { user } => {
+                let Some(actor) = self.users.get(&Arc::from(user.as_str())) else {
+                    return reply.send(done(0));
+                };
+                actix_rt::spawn(async move {
+                    let n = actor.send(DisconnectUser).await.unwrap_or(0);
+                    reply.send(done(n));
+                });
+                return;
+            }
+        };
+        reply.send(payload);
+    }
+
+    /// Hand a `serverSideEmit` from another node to a handler of `ns` (the
+    /// one of the current thread). A namespace this node does not serve
+    /// drops it; an ack then never comes, and the emitter sees this node
+    /// `missing`.
+    fn dispatch_server_event(&self, ns: &str, event: ServerEvent) {
+        let Some(spec) = self.spec(ns) else {
+            slog::debug!(self.log, "server-side event for a namespace not served here"; "ns" => ns);
+            return;
+        };
+        let handler = crate::actors::handler::local_handler(spec.id, &*spec.start_handler, |h| {
+            let mut handlers = self.handlers.lock();
+            handlers.retain(|h| h.connected());
+            handlers.push(h.clone());
+        });
+        handler.do_send(Dispatch::ServerEvent {
+            ns: ns.into(),
+            event,
+            metrics: self.metrics.clone(),
+            log: self.log.clone(),
+        });
     }
 
     /// [`ServerShared::select_local`], or exactly the listed `sids` if any.
@@ -772,22 +887,50 @@ async fn cluster_events(
                 reply_to,
                 op,
             } => {
-                let Some(payload) = shared.answer(op) else {
-                    slog::debug!(shared.log, "cluster request not supported; not answered";
-                        "origin" => origin);
+                let Some(cluster) = shared.cluster() else {
                     continue;
                 };
-                if let Some(cluster) = shared.cluster() {
-                    if let Err(e) = cluster.respond(request_id, reply_to, payload) {
-                        slog::warn!(shared.log, "cluster reply not sent";
-                            "origin" => origin, "error" => %e);
-                    }
-                }
+                let reply = Reply {
+                    cluster: cluster.clone(),
+                    log: shared.log.clone(),
+                    origin,
+                    request_id,
+                    reply_to,
+                };
+                shared.serve(op, reply);
             }
             ClusterEvent::PeerUp(node) => info!(shared.log, "cluster peer up"; "peer" => node),
             ClusterEvent::PeerDown { node, reason } => {
                 info!(shared.log, "cluster peer down"; "peer" => node, "reason" => ?reason)
             }
+        }
+    }
+}
+
+/// Where the answer to one cluster request goes.
+pub(crate) struct Reply {
+    cluster: Cluster,
+    log: Logger,
+    /// The node that asked.
+    pub origin: NodeId,
+    request_id: u64,
+    reply_to: NodeId,
+}
+
+impl Reply {
+    pub fn log(&self) -> &Logger {
+        &self.log
+    }
+
+    /// Send the answer (nothing for a notification); a failure is logged:
+    /// the requester then counts this node as missing.
+    pub fn send(self, payload: ResponsePayload) {
+        if let Err(e) = self
+            .cluster
+            .respond(self.request_id, self.reply_to, payload)
+        {
+            slog::warn!(self.log, "cluster reply not sent";
+                "origin" => self.origin, "error" => %e);
         }
     }
 }
@@ -833,6 +976,22 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
+fn server_side_op(
+    ns: &str,
+    event: &str,
+    payload: Payload,
+    want_ack: bool,
+) -> Result<RequestOp, EmitError> {
+    crate::broadcast::check_event_name(event)?;
+    Ok(RequestOp::ServerSideEmit {
+        ns: ns.to_owned(),
+        event: event.to_owned(),
+        args_json: payload_to_json(&payload),
+        binary: payload.binary.iter().map(|b| b.to_vec()).collect(),
+        want_ack,
+    })
+}
+
 /// Emit to and manage the node's sockets from anywhere (a handler, a timer,
 /// an HTTP route).
 #[derive(Clone)]
@@ -855,13 +1014,85 @@ impl ServerHandle {
         }
     }
 
-    /// Disconnect every socket of `user` (for example, its token was
-    /// revoked). Resolves to how many sockets were disconnected.
-    pub async fn disconnect_user(&self, user: &str) -> usize {
-        let Some(actor) = self.shared.users.get(&Arc::from(user)) else {
-            return 0;
+    /// Disconnect every socket of `user` on every node (for example, its
+    /// token was revoked). Resolves once every node answered, or after
+    /// `socketio.ack_timeout_ms` with the nodes that did not in `missing`
+    /// (the revocation may not have reached them: retry, or close their
+    /// sockets another way).
+    pub async fn disconnect_user(&self, user: &str) -> Affected {
+        let local = match self.shared.users.get(&Arc::from(user)) {
+            Some(actor) => actor.send(DisconnectUser).await.unwrap_or(0),
+            None => 0,
         };
-        actor.send(DisconnectUser).await.unwrap_or(0)
+        let op = RequestOp::DisconnectUser { user: user.into() };
+        let (responses, missing) =
+            request_peers(&self.shared, op, self.shared.config.ack_timeout).await;
+        let remote = responses
+            .iter()
+            .map(|(_, r)| match r {
+                ResponsePayload::Done { affected } => *affected as usize,
+                _ => 0,
+            })
+            .sum();
+        Affected {
+            local,
+            remote,
+            missing,
+        }
+    }
+
+    /// Send `event` to the handlers of namespace `ns` on the *other* nodes
+    /// (Socket.IO's `serverSideEmit`): each node's
+    /// [`crate::NamespaceHandler::on_server_event`] runs once. Without a
+    /// cluster there is nobody to tell: `Ok`.
+    pub fn server_side_emit(
+        &self,
+        ns: &str,
+        event: &str,
+        payload: impl Into<Payload>,
+    ) -> Result<(), EmitError> {
+        let op = server_side_op(ns, event, payload.into(), false)?;
+        match self.shared.cluster() {
+            Some(cluster) => cluster.notify(op).map_err(EmitError::Cluster),
+            None => Ok(()),
+        }
+    }
+
+    /// [`ServerHandle::server_side_emit`], and wait for every other node's
+    /// acknowledgement ([`ServerAck::send`]), at most `timeout` (`None`:
+    /// `socketio.ack_timeout_ms`). Nodes that did not acknowledge in time
+    /// (dead, or their handler did not ack) are in `missing`.
+    pub async fn server_side_emit_with_ack(
+        &self,
+        ns: &str,
+        event: &str,
+        payload: impl Into<Payload>,
+        timeout: Option<Duration>,
+    ) -> Result<ServerAcks, EmitError> {
+        let op = server_side_op(ns, event, payload.into(), true)?;
+        let timeout = timeout.unwrap_or(self.shared.config.ack_timeout);
+        let Some(cluster) = self.shared.cluster() else {
+            return Ok(ServerAcks::default());
+        };
+        let outcome = cluster.request(op, timeout).await?;
+        let responses = outcome
+            .responses
+            .into_iter()
+            .map(|(node, r)| {
+                let payload = match r {
+                    ResponsePayload::Acks { args, .. } => args
+                        .first()
+                        .map(|a| payload_from_json(a))
+                        .unwrap_or_default(),
+                    _ => Payload::default(),
+                };
+                (node, payload)
+            })
+            .collect();
+        Ok(ServerAcks {
+            responses,
+            missing: outcome.missing,
+        })
     }
 
     /// The local sockets of namespace `ns`.

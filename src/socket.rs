@@ -207,6 +207,13 @@ impl std::fmt::Debug for Socket {
 
 impl Socket {
     /// The socket id (also the name of the room only this socket is in).
+    /// The node's handle: other namespaces, users, `server_side_emit`.
+    pub fn server(&self) -> crate::ServerHandle {
+        crate::ServerHandle {
+            shared: self.inner.server.clone(),
+        }
+    }
+
     pub fn id(&self) -> &str {
         self.inner.id.as_str()
     }

@@ -373,8 +373,10 @@ async fn unknown_version_counted_and_ignored<B: Broker>() {
     raw.bus
         .publish(&Topic::Nodes, codec::encode(&future))
         .unwrap();
+    let mut garbage = codec::VERSION.to_be_bytes().to_vec();
+    garbage.extend_from_slice(b"garbage");
     raw.bus
-        .publish(&Topic::Nodes, Bytes::from_static(b"\x00\x01garbage"))
+        .publish(&Topic::Nodes, Bytes::from(garbage))
         .unwrap();
     until("unknown version counted", WAIT, || {
         metrics.error_count("unknown_version") == 1 && metrics.error_count("decode") == 1

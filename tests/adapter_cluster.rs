@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::brokers::{free_ports, NatsServer, RedisServer};
 use riptide::adapter::{
     connect_with, AdapterMetrics, AdapterOptions, Broadcast, Cluster, ClusterEvent, ClusterOptions,
-    NodeId, PeerDownReason, RequestOp, ResponsePayload, Topic, WireFrame,
+    NodeId, PeerDownReason, RemoteSocket, RequestOp, ResponsePayload, Topic, WireFrame,
 };
 use riptide::metrics::Metrics;
 use riptide::service::config::{AdapterKind, AdapterSettings};
@@ -26,6 +26,9 @@ const WAIT: Duration = Duration::from_secs(10);
 trait Broker {
     const KIND: AdapterKind;
     fn start() -> Self;
+    /// A broker whose largest message is `max` bytes (NATS: the server's
+    /// `max_payload`; Redis has none: the bus option sets it).
+    fn start_with_max_payload(max: usize) -> Self;
     fn url(&self) -> String;
 }
 
@@ -33,6 +36,9 @@ impl Broker for NatsServer {
     const KIND: AdapterKind = AdapterKind::Nats;
     fn start() -> Self {
         NatsServer::start()
+    }
+    fn start_with_max_payload(max: usize) -> Self {
+        NatsServer::start_with_max_payload(max)
     }
     fn url(&self) -> String {
         NatsServer::url(self)
@@ -42,6 +48,9 @@ impl Broker for NatsServer {
 impl Broker for RedisServer {
     const KIND: AdapterKind = AdapterKind::Redis;
     fn start() -> Self {
+        RedisServer::start()
+    }
+    fn start_with_max_payload(_max: usize) -> Self {
         RedisServer::start()
     }
     fn url(&self) -> String {
@@ -88,9 +97,13 @@ async fn node<B: Broker>(broker: &B) -> Node {
 }
 
 async fn node_with(settings: &AdapterSettings) -> Node {
+    node_with_options(settings, &adapter_options()).await
+}
+
+async fn node_with_options(settings: &AdapterSettings, options: &AdapterOptions) -> Node {
     let metrics = AdapterMetrics::unregistered();
     let id = NodeId::random();
-    let (bus, inbound) = connect_with(settings, &adapter_options(), id, &metrics, &log())
+    let (bus, inbound) = connect_with(settings, options, id, &metrics, &log())
         .await
         .unwrap();
     let (cluster, events) =
@@ -124,8 +137,8 @@ impl Served {
     }
 }
 
-/// Serve `node`'s events: answer requests after `delay` and ack broadcasts,
-/// forward every event to `Served::events`.
+/// Serve `node`'s events: answer requests after `delay`, forward every event
+/// to `Served::events`.
 fn serve(node: Node, delay: Duration) -> Served {
     let Node {
         cluster,
@@ -138,26 +151,18 @@ fn serve(node: Node, delay: Duration) -> Served {
         // Owned by this task: aborting it aborts the pending answers too.
         let mut answers = tokio::task::JoinSet::new();
         while let Some(ev) = events.recv().await {
-            match &ev {
-                ClusterEvent::Request {
-                    request_id,
-                    reply_to,
-                    ..
-                } => {
-                    let (c, id, to) = (c.clone(), *request_id, *reply_to);
-                    answers.spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let payload = ResponsePayload::Done { affected: 1 };
-                        let _ = c.respond(id, to, payload);
-                    });
-                }
-                ClusterEvent::Broadcast { broadcast, .. } => {
-                    if let Some(ack) = broadcast.ack {
-                        let args = ResponsePayload::AckArgs(vec!["[\"ok\"]".into()]);
-                        let _ = c.respond(ack.request_id, ack.reply_to, args);
-                    }
-                }
-                _ => {}
+            if let ClusterEvent::Request {
+                request_id,
+                reply_to,
+                ..
+            } = &ev
+            {
+                let (c, id, to) = (c.clone(), *request_id, *reply_to);
+                answers.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let payload = ResponsePayload::Done { affected: 1 };
+                    let _ = c.respond(id, to, payload);
+                });
             }
             let _ = tx.send(ev);
             while answers.try_join_next().is_some() {}
@@ -236,26 +241,29 @@ async fn three_nodes<B: Broker>() {
     assert_eq!(got.1, Topic::room("/", "lobby"));
     assert_eq!(got.2.frames, frames);
 
-    // An ack broadcast reaches every node, and every node answers.
-    let out = a
-        .broadcast_with_ack(
-            Broadcast {
-                ns: "/".into(),
-                ..Broadcast::default()
-            },
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.responses.len(), 2);
-    assert!(out.missing.is_empty());
+    // c got no room broadcast: it has no interest in the room.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     while let Ok(ev) = c_served.events.try_recv() {
-        if let ClusterEvent::Broadcast { broadcast, .. } = ev {
-            assert!(
-                broadcast.ack.is_some(),
-                "c got a room broadcast it has no interest in"
-            );
-        }
+        assert!(
+            !matches!(ev, ClusterEvent::Broadcast { .. }),
+            "c got a room broadcast it has no interest in"
+        );
+    }
+
+    // A notification reaches every other node, request id 0, and nobody
+    // waits for (or sends) an answer.
+    a.notify(op()).unwrap();
+    for events in [&mut b_events, &mut c_served.events] {
+        let got = loop {
+            let ev = tokio::time::timeout(WAIT, events.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if let ClusterEvent::Request { request_id, .. } = ev {
+                break request_id;
+            }
+        };
+        assert_eq!(got, 0);
     }
 
     // A request to all, answered by b; c is slow but alive: missing after the timeout.
@@ -403,6 +411,107 @@ async fn figures_in_metrics<B: Broker>() {
     }
 }
 
+/// A `fetchSockets` answer over the broker's maximum message (64 KiB here)
+/// travels in parts and arrives whole, in order.
+async fn large_answer_in_parts<B: Broker>() {
+    const MAX: usize = 64 << 10;
+    let broker = B::start_with_max_payload(MAX);
+    let options = AdapterOptions {
+        max_payload: MAX,
+        ..adapter_options()
+    };
+    let Node {
+        cluster: a,
+        events: _a_events,
+        metrics: a_metrics,
+    } = node_with_options(&settings(&broker), &options).await;
+    let Node {
+        cluster: b,
+        events: mut b_events,
+        metrics: b_metrics,
+    } = node_with_options(&settings(&broker), &options).await;
+    until("max payload known", || b.max_payload() == MAX).await;
+    until("peers", || a.peers().len() == 1 && b.peers().len() == 1).await;
+    let b_id = b.node();
+    let sockets: Vec<RemoteSocket> = (0..300)
+        .map(|i| RemoteSocket {
+            id: format!("{i:020}"),
+            ns: "/".into(),
+            rooms: vec![format!("{i:020}"), "r".into()],
+            handshake_json: serde_json::json!({ "query": { "pad": "x".repeat(1000) } }).to_string(),
+            node: b_id,
+        })
+        .collect();
+    let answer = sockets.clone();
+    let published = b_metrics.clone();
+    // The last clone of a cluster stops its tasks when dropped: keep one.
+    let _b = b.clone();
+    let responder = tokio::spawn(async move {
+        loop {
+            let ev = tokio::time::timeout(WAIT, b_events.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if let ClusterEvent::Request {
+                request_id,
+                reply_to,
+                ..
+            } = ev
+            {
+                let before = b_metrics.published_count();
+                b.respond(request_id, reply_to, ResponsePayload::Sockets(answer))
+                    .unwrap();
+                return before;
+            }
+        }
+    });
+    let probe = published.clone();
+    let am = a_metrics.clone();
+    tokio::spawn(async move {
+        for _ in 0..40 {
+            eprintln!(
+                "b handed {} ({} B), a got {} ({} B)",
+                probe.published_count(),
+                probe.bytes_out_count(),
+                am.received_count(),
+                am.bytes_in_count()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let out = a.request(op(), WAIT).await.unwrap();
+    let messages = published.published_count() - responder.await.unwrap();
+    let errors = |m: &AdapterMetrics| {
+        [
+            "publish",
+            "decode",
+            "duplicate",
+            "gap",
+            "inbound_overflow",
+            "too_large",
+        ]
+        .map(|k| (k, m.error_count(k)))
+    };
+    assert!(
+        out.missing.is_empty(),
+        "no answer: a errors {:?}, b errors {:?}, a received {} ({} B), b sent {} ({} B)",
+        errors(&a_metrics),
+        errors(&published),
+        a_metrics.received_count(),
+        a_metrics.bytes_in_count(),
+        messages,
+        published.bytes_out_count()
+    );
+    assert_eq!(out.responses.len(), 1);
+    let (from, ResponsePayload::Sockets(got)) = &out.responses[0] else {
+        panic!("not a sockets answer: {:?}", out.responses[0].1);
+    };
+    assert_eq!(*from, b_id);
+    assert_eq!(got.len(), sockets.len());
+    assert!(*got == sockets, "parts joined out of order");
+    assert!(messages >= 5, "{messages} messages for ~330 kB");
+}
+
 macro_rules! cluster_tests {
     ($module:ident, $broker:ty) => {
         mod $module {
@@ -411,6 +520,11 @@ macro_rules! cluster_tests {
             #[tokio::test]
             async fn three_nodes() {
                 super::three_nodes::<$broker>().await
+            }
+
+            #[tokio::test]
+            async fn large_answer_in_parts() {
+                super::large_answer_in_parts::<$broker>().await
             }
 
             #[tokio::test]

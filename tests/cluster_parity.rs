@@ -11,6 +11,11 @@
 //!   each and in order;
 //! - fetchSockets, socketsJoin/Leave and disconnectSockets from a node's
 //!   handle apply to the matching sockets of every node;
+//! - serverSideEmit reaches the other nodes' handlers, with acks gathered
+//!   (a node that does not ack is `missing` after the timeout); a broadcast
+//!   with acks gathers every receiver's ack across nodes; `to_user` and
+//!   `disconnect_user` reach a user's sockets on every node; an emit to a
+//!   socket id of another node reaches that socket, once;
 //! - a broker restart mid-traffic: nodes report degraded in `/health` and keep
 //!   serving local clients, then recover and cross-node traffic flows again;
 //!   a stream crossing the outage may lose messages but never repeats or
@@ -25,8 +30,11 @@ use common::{test_settings, Frame, TestServer, WsClient};
 use riptide::adapter::{subject, PublishError, Topic};
 use riptide::fixture::FixtureHandler;
 use riptide::service::config::AdapterKind;
-use riptide::{EmitError, Namespace, Settings};
+use riptide::{
+    EmitError, Event, HandlerContext, Namespace, NamespaceHandler, ServerEvent, Settings, Socket,
+};
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 
 const PREFIX: &str = "parity";
 const QUIET: Duration = Duration::from_millis(400);
@@ -490,6 +498,208 @@ async fn cluster_operations_span_nodes<B: Broker>() {
     c1.expect_silence(QUIET).await;
 }
 
+/// The fixture, plus: a connect middleware that sets the user from
+/// `auth.user`, and server-side events recorded and acked with the node's
+/// tag (except `silent`, never acked).
+struct ParityHandler {
+    tag: &'static str,
+    seen: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl NamespaceHandler for ParityHandler {
+    fn on_event(&mut self, socket: &Socket, event: Event, _ctx: &mut HandlerContext<Self>) {
+        riptide::fixture::handle_event(socket, event);
+    }
+
+    fn on_server_event(&mut self, event: ServerEvent, _ctx: &mut HandlerContext<Self>) {
+        let args = Value::Array(event.payload.args.clone());
+        self.seen.lock().unwrap().push((event.name.clone(), args));
+        if let (Some(ack), false) = (event.ack, event.name == "silent") {
+            ack.send(json!(self.tag));
+        }
+    }
+}
+
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+fn start_parity_node<B: Broker>(broker: &B, tag: &'static str) -> (TestServer, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let node = TestServer::start(node_settings(broker), move |r| {
+        let ns = Namespace::new(move || ParityHandler {
+            tag,
+            seen: s.clone(),
+        })
+        .on_connect(|req| {
+            if let Some(user) = req.auth.get("user").and_then(Value::as_str) {
+                req.set_user(user);
+            }
+            Ok(())
+        });
+        r.namespace("/", ns)
+    });
+    (node, seen)
+}
+
+async fn wait_seen(seen: &Seen, n: usize) -> Vec<(String, Value)> {
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let got = seen.lock().unwrap().clone();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "server events: {got:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The next event, which must ask for an ack: (ack id, arguments).
+async fn next_event_with_ack(c: &mut WsClient) -> (u64, Value) {
+    let t = c.recv_text().await;
+    let body = t
+        .strip_prefix("42")
+        .unwrap_or_else(|| panic!("event, got {t:?}"));
+    let digits = body.find('[').expect("arguments");
+    let id = body[..digits].parse().expect("an ack id");
+    (id, serde_json::from_str(&body[digits..]).unwrap())
+}
+
+async fn acks_users_and_socket_ids_span_nodes<B: Broker>() {
+    let broker = B::start();
+    let (a, a_seen) = start_parity_node(&broker, "a");
+    let (b, b_seen) = start_parity_node(&broker, "b");
+    let (c, c_seen) = start_parity_node(&broker, "c");
+    let nodes = [a, b, c];
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    wait_peers(&nodes).await;
+
+    // serverSideEmit: the other nodes' handlers, not the emitter's.
+    a.handle
+        .server_side_emit("/", "hello", json!(1))
+        .expect("server-side emit");
+    for seen in [&b_seen, &c_seen] {
+        assert_eq!(wait_seen(seen, 1).await, [("hello".into(), json!([1]))]);
+    }
+    let out = a
+        .handle
+        .server_side_emit_with_ack("/", "ping", json!(2), Some(Duration::from_secs(5)))
+        .await
+        .expect("server-side emit with ack");
+    let mut tags: Vec<Value> = out
+        .responses
+        .iter()
+        .map(|(_, p)| p.args[0].clone())
+        .collect();
+    tags.sort_by_key(|t| t.to_string());
+    assert_eq!(tags, [json!("b"), json!("c")]);
+    assert!(out.missing.is_empty());
+    assert!(
+        a_seen.lock().unwrap().is_empty(),
+        "the emitter's own handler ran"
+    );
+    // Nobody acks `silent`: both are missing once the timeout passed.
+    let started = Instant::now();
+    let out = b
+        .handle
+        .server_side_emit_with_ack("/", "silent", (), Some(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(out.responses.is_empty());
+    assert_eq!(out.missing.len(), 2);
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // Reserved names are refused before anything is sent.
+    assert!(matches!(
+        a.handle.server_side_emit("/", "connect", ()),
+        Err(EmitError::ReservedEvent(_))
+    ));
+
+    // A broadcast with acks: every receiver's ack, from every node.
+    let mut a1 = client(a, &["q"]).await;
+    let (mut b1, b1_id) = WsClient::connect(b, "/", None).await;
+    b1.emit("/", json!(["join", "q"]), Some(1)).await;
+    assert_eq!(b1.recv_text().await, "431[]");
+    let mut c1 = client(c, &[]).await;
+    wait_subscribers(&broker, "q", 2).await;
+    let asking = {
+        let handle = a.handle.clone();
+        tokio::spawn(async move {
+            handle
+                .of("/")
+                .to("q")
+                .emit_with_ack("ask", json!(1), Some(Duration::from_secs(5)))
+                .await
+        })
+    };
+    for (client, answer) in [(&mut a1, "yes-a"), (&mut b1, "yes-b")] {
+        let (id, args) = next_event_with_ack(client).await;
+        assert_eq!(args, json!(["ask", 1]));
+        client.send(&format!("43{id}[\"{answer}\"]")).await;
+    }
+    let acks = asking.await.unwrap().expect("emit with ack");
+    let mut got: Vec<Value> = acks.acks.iter().map(|p| p.args[0].clone()).collect();
+    got.sort_by_key(|v| v.to_string());
+    assert_eq!(got, [json!("yes-a"), json!("yes-b")]);
+    assert_eq!((acks.unanswered, acks.missing.len()), (0, 0));
+    c1.expect_silence(QUIET).await;
+    // One receiver (on B) does not answer: counted, after the timeout.
+    let asking = {
+        let handle = c.handle.clone();
+        tokio::spawn(async move {
+            handle
+                .of("/")
+                .to("q")
+                .emit_with_ack("ask", json!(2), Some(Duration::from_millis(600)))
+                .await
+        })
+    };
+    let (id, _) = next_event_with_ack(&mut a1).await;
+    a1.send(&format!("43{id}[\"late-b-not\"]")).await;
+    let _ = next_event_with_ack(&mut b1).await;
+    let acks = asking.await.unwrap().unwrap();
+    assert_eq!(acks.acks.len(), 1);
+    assert_eq!((acks.unanswered, acks.missing.len()), (1, 0));
+
+    // An emit to a socket id of another node reaches that socket once, also
+    // when it is in a target room too.
+    a.handle
+        .of("/")
+        .to(b1_id.clone())
+        .emit("direct", json!(1))
+        .unwrap();
+    expect_event(&mut b1, json!(["direct", 1])).await;
+    a.handle
+        .of("/")
+        .to(b1_id.clone())
+        .to("q")
+        .emit("both", json!(2))
+        .unwrap();
+    expect_event(&mut b1, json!(["both", 2])).await;
+    expect_event(&mut a1, json!(["both", 2])).await;
+    b1.expect_silence(QUIET).await;
+    a1.expect_silence(Duration::ZERO).await;
+    c1.expect_silence(Duration::ZERO).await;
+
+    // A user's sockets on every node.
+    let (mut alice_a, _) = WsClient::connect(a, "/", Some(json!({ "user": "alice" }))).await;
+    let (mut alice_b, _) = WsClient::connect(b, "/", Some(json!({ "user": "alice" }))).await;
+    let (mut bob_c, _) = WsClient::connect(c, "/", Some(json!({ "user": "bob" }))).await;
+    c.handle.to_user("/", "alice").emit("hi", json!(3)).unwrap();
+    expect_event(&mut alice_a, json!(["hi", 3])).await;
+    expect_event(&mut alice_b, json!(["hi", 3])).await;
+    bob_c.expect_silence(QUIET).await;
+    // A revoked user is disconnected on every node.
+    let gone = c.handle.disconnect_user("alice").await;
+    assert_eq!((gone.local, gone.remote), (0, 2));
+    assert!(gone.missing.is_empty());
+    assert_eq!(alice_a.recv_text().await, "41");
+    assert_eq!(alice_b.recv_text().await, "41");
+    bob_c.expect_silence(QUIET).await;
+}
+
 macro_rules! parity_tests {
     ($name:ident, $broker:ty) => {
         mod $name {
@@ -513,6 +723,11 @@ macro_rules! parity_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn cluster_operations_span_nodes() {
                 super::cluster_operations_span_nodes::<$broker>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn acks_users_and_socket_ids_span_nodes() {
+                super::acks_users_and_socket_ids_span_nodes::<$broker>().await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

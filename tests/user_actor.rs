@@ -74,7 +74,7 @@ async fn disconnect_user_disconnects_every_socket_of_the_user() {
     let (mut laptop, laptop_sid) = as_user(&server, "/", "alice").await;
     let (mut bob, _) = as_user(&server, "/", "bob").await;
 
-    assert_eq!(server.handle.disconnect_user("alice").await, 2);
+    assert_eq!(server.handle.disconnect_user("alice").await.local, 2);
     phone.expect_text("41").await;
     laptop.expect_text("41").await;
     let mut got = vec![rec.next_disconnect().await, rec.next_disconnect().await];
@@ -100,11 +100,11 @@ async fn disconnect_user_disconnects_every_socket_of_the_user() {
         .sio_connect("/", Some(json!({ "user": "alice" })))
         .await;
     phone.assert_alive("/", 2).await;
-    assert_eq!(server.handle.disconnect_user("alice").await, 1);
+    assert_eq!(server.handle.disconnect_user("alice").await.local, 1);
     phone.expect_text("41").await;
     rec.next_disconnect().await;
     // With no socket left, alice's actor is retired: nothing to disconnect.
-    assert_eq!(server.handle.disconnect_user("alice").await, 0);
+    assert_eq!(server.handle.disconnect_user("alice").await.local, 0);
     laptop.sio_connect("/", None).await;
     laptop.assert_alive("/", 3).await;
 }

@@ -6,7 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use actix::prelude::*;
 
-use crate::handler::NamespaceHandler;
+use std::sync::Arc;
+
+use crate::handler::{NamespaceHandler, ServerEvent};
 use crate::socket::{DisconnectReason, Event, Socket};
 
 /// What a connection tells its namespace's handler.
@@ -16,6 +18,13 @@ pub enum Dispatch {
     Connect(Socket),
     Event(Socket, Event),
     Disconnect(Socket, DisconnectReason),
+    /// From another node's `server_side_emit`, for namespace `ns`.
+    ServerEvent {
+        ns: Arc<str>,
+        event: ServerEvent,
+        metrics: crate::metrics::Metrics,
+        log: slog::Logger,
+    },
     /// Does nothing: answered once everything sent before it has run (node
     /// shutdown waits on it).
     #[doc(hidden)]
@@ -59,6 +68,25 @@ impl<H: NamespaceHandler> Handler<Dispatch> for HandlerActor<H> {
                     self.handler.on_disconnect(&socket, reason, ctx)
                 }));
                 (socket, r)
+            }
+            Dispatch::ServerEvent {
+                ns,
+                event,
+                metrics,
+                log,
+            } => {
+                let name = event.name.clone();
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    self.handler.on_server_event(event, ctx)
+                }));
+                if r.is_err() {
+                    // No socket to blame: counted and logged; an ack it
+                    // owed is never sent (the emitter sees this node missing).
+                    metrics.handler_panic();
+                    slog::error!(log, "application handler panicked on a server-side event";
+                        "ns" => &*ns, "event" => name);
+                }
+                return;
             }
             Dispatch::Barrier => return,
         };

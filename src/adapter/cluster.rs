@@ -57,7 +57,7 @@ use parking_lot::Mutex;
 use slog::{debug, info, warn, Logger};
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{self, AckRequest, Body, Broadcast, RequestOp, ResponsePayload};
+use super::codec::{self, Body, Broadcast, RemoteSocket, RequestOp, ResponsePayload};
 use super::core::Tasks;
 use super::{
     connect_with, AdapterError, AdapterMetrics, AdapterOptions, Bus, BusStatus, Inbound, NodeId,
@@ -92,15 +92,16 @@ pub enum ClusterEvent {
     /// Deliver to the matching local sockets. `via` is the topic it came
     /// through: for `Topic::Room`, deliver through that room only (a socket in
     /// several target rooms takes it from the first listed one it is in, as
-    /// locally). If `broadcast.ack` is set, answer with
-    /// [`Cluster::respond`]`(ack.request_id, ack.reply_to, AckArgs(..))`, even
-    /// with no local receiver (the emitter waits for every node).
+    /// locally); for `Topic::Namespace` with target rooms, they are socket
+    /// ids (see `BroadcastOperator`).
     Broadcast {
         origin: NodeId,
         via: Topic,
         broadcast: Broadcast,
     },
-    /// Run `op` locally and answer with [`Cluster::respond`]`(request_id, reply_to, ..)`.
+    /// Run `op` locally and answer with [`Cluster::respond`]`(request_id,
+    /// reply_to, ..)`, unless it came from [`Cluster::notify`] (`request_id`
+    /// 0: nobody waits for an answer).
     Request {
         origin: NodeId,
         request_id: u64,
@@ -162,6 +163,8 @@ struct Pending {
     answered: HashSet<NodeId>,
     lost: HashSet<NodeId>,
     responses: Vec<(NodeId, ResponsePayload)>,
+    /// `fetchSockets` parts received ahead of a node's last part.
+    parts: HashMap<NodeId, Vec<RemoteSocket>>,
     done: Option<oneshot::Sender<()>>,
 }
 
@@ -337,11 +340,9 @@ impl Cluster {
 
     /// Send `broadcast` to the other nodes that can deliver it: one envelope
     /// per target room on that room's topic, or one on the namespace topic
-    /// when `rooms` is empty. `broadcast.ack` is ignored (see
-    /// [`Cluster::broadcast_with_ack`]). An error means at least one topic
-    /// was not published (the others were).
-    pub fn broadcast(&self, mut broadcast: Broadcast) -> Result<(), PublishError> {
-        broadcast.ack = None;
+    /// when `rooms` is empty. An error means at least one topic was not
+    /// published (the others were).
+    pub fn broadcast(&self, broadcast: Broadcast) -> Result<(), PublishError> {
         let topics: Vec<Topic> = if broadcast.rooms.is_empty() {
             vec![Topic::namespace(broadcast.ns.clone())]
         } else {
@@ -353,9 +354,18 @@ impl Cluster {
                 .map(|r| Topic::room(broadcast.ns.clone(), r.clone()))
                 .collect()
         };
-        let body = codec::encode_body(&Body::Broadcast(broadcast));
+        self.publish_on(&topics, &Body::Broadcast(broadcast))
+    }
+
+    /// Send `broadcast` on exactly `topics` (the caller routed it).
+    pub fn broadcast_on(&self, topics: &[Topic], broadcast: Broadcast) -> Result<(), PublishError> {
+        self.publish_on(topics, &Body::Broadcast(broadcast))
+    }
+
+    fn publish_on(&self, topics: &[Topic], body: &Body) -> Result<(), PublishError> {
+        let body = codec::encode_body(body);
         let mut result = Ok(());
-        for topic in &topics {
+        for topic in topics {
             if let Err(e) = self.shared.send(topic, body.clone()) {
                 result = result.and(Err(e));
             }
@@ -363,30 +373,16 @@ impl Cluster {
         result
     }
 
-    /// A broadcast whose emitter waits for its receivers' acks: sent once
-    /// on `Topic::Nodes` (every node must answer, even one without a
-    /// matching socket, or the emitter could not know how many answers to
-    /// wait for), answered with `AckArgs`.
-    pub async fn broadcast_with_ack(
-        &self,
-        mut broadcast: Broadcast,
-        timeout: Duration,
-    ) -> Result<RequestOutcome, PublishError> {
-        let request_id = self.shared.next_request.fetch_add(1, Ordering::Relaxed);
-        broadcast.ack = Some(AckRequest {
-            request_id,
+    /// Tell every node to run `op`, answering nothing (request id 0): for
+    /// operations whose caller does not wait, such as `serverSideEmit`
+    /// without acks.
+    pub fn notify(&self, op: RequestOp) -> Result<(), PublishError> {
+        let body = Body::Request {
+            request_id: 0,
             reply_to: self.shared.node,
-        });
-        let expected = self.peer_set();
-        self.shared
-            .await_replies(
-                request_id,
-                &Topic::Nodes,
-                Body::Broadcast(broadcast),
-                expected,
-                timeout,
-            )
-            .await
+            op,
+        };
+        self.shared.send(&Topic::Nodes, codec::encode_body(&body))
     }
 
     /// Ask every live peer; see the module doc.
@@ -432,20 +428,81 @@ impl Cluster {
             .await
     }
 
-    /// Answer a request (or an ack broadcast) from `reply_to`.
+    /// Answer a request from `reply_to`. A `fetchSockets` answer larger
+    /// than the broker's maximum message is sent in parts
+    /// ([`ResponsePayload::SocketsPart`]s, then the last as `Sockets`), which
+    /// the requester joins; one socket description too large on its own is
+    /// left out, logged and counted (`errors_total{kind="too_large"}`).
     pub fn respond(
         &self,
         request_id: u64,
         reply_to: NodeId,
         payload: ResponsePayload,
     ) -> Result<(), PublishError> {
-        let body = Body::Response {
+        if request_id == 0 {
+            // A notification: nobody waits.
+            return Ok(());
+        }
+        let topic = Topic::Node(reply_to);
+        let response = |payload| Body::Response {
             request_id,
             from: self.shared.node,
             payload,
         };
-        self.shared
-            .send(&Topic::Node(reply_to), codec::encode_body(&body))
+        let body = codec::encode_body(&response(payload));
+        let max = self.shared.bus.max_payload();
+        if body.len() <= max {
+            return self.shared.send(&topic, body);
+        }
+        let Ok(Body::Response {
+            payload: ResponsePayload::Sockets(sockets),
+            ..
+        }) = codec::decode_body(&body)
+        else {
+            return self.shared.send(&topic, body);
+        };
+        let parts = self.split_sockets(sockets, max);
+        let last = parts.len().saturating_sub(1);
+        let mut result = Ok(());
+        for (i, part) in parts.into_iter().enumerate() {
+            let payload = if i == last {
+                ResponsePayload::Sockets(part)
+            } else {
+                ResponsePayload::SocketsPart(part)
+            };
+            if let Err(e) = self
+                .shared
+                .send(&topic, codec::encode_body(&response(payload)))
+            {
+                result = result.and(Err(e));
+            }
+        }
+        result
+    }
+
+    /// Socket descriptions in parts whose envelopes fit in `max` bytes.
+    fn split_sockets(&self, sockets: Vec<RemoteSocket>, max: usize) -> Vec<Vec<RemoteSocket>> {
+        // Envelope header, the Response and Vec framing: generously bounded.
+        const OVERHEAD: usize = codec::HEADER_LEN + 64;
+        let budget = max.saturating_sub(OVERHEAD);
+        let mut parts = vec![Vec::new()];
+        let mut used = 0;
+        for socket in sockets {
+            let size = codec::encoded_len(&socket);
+            if size > budget {
+                self.shared.metrics.error("too_large");
+                warn!(self.shared.log, "socket description too large for the broker; left out of fetchSockets";
+                    "socket" => &socket.id, "size" => size, "max" => max);
+                continue;
+            }
+            if used + size > budget {
+                parts.push(Vec::new());
+                used = 0;
+            }
+            used += size;
+            parts.last_mut().expect("one part at least").push(socket);
+        }
+        parts
     }
 
     /// Stop cleanly: say goodbye (peers drop this node at once), wait up to
@@ -537,6 +594,7 @@ impl Shared {
             answered: HashSet::new(),
             lost: HashSet::new(),
             responses: Vec::new(),
+            parts: HashMap::new(),
             done: Some(done_tx),
         };
         pending.check_done();
@@ -649,11 +707,23 @@ impl Shared {
             } => {
                 let mut pending = self.pending.lock();
                 match pending.get_mut(&request_id) {
-                    Some(p) if !p.answered.contains(&origin) => {
-                        p.answered.insert(origin);
-                        p.responses.push((origin, payload));
-                        p.check_done();
-                    }
+                    Some(p) if !p.answered.contains(&origin) => match payload {
+                        ResponsePayload::SocketsPart(part) => {
+                            p.parts.entry(origin).or_default().extend(part);
+                        }
+                        ResponsePayload::Sockets(last) => {
+                            let mut all = p.parts.remove(&origin).unwrap_or_default();
+                            all.extend(last);
+                            p.answered.insert(origin);
+                            p.responses.push((origin, ResponsePayload::Sockets(all)));
+                            p.check_done();
+                        }
+                        payload => {
+                            p.answered.insert(origin);
+                            p.responses.push((origin, payload));
+                            p.check_done();
+                        }
+                    },
                     Some(_) => {}
                     None => {
                         drop(pending);

@@ -32,8 +32,10 @@ use bytes::Bytes;
 
 use super::{NodeId, NODE_ID_LEN};
 
-/// The envelope version this node writes and reads.
-pub const VERSION: u16 = 1;
+/// The envelope version this node writes and reads. 2: broadcasts with
+/// acks became a request ([`RequestOp::BroadcastWithAck`]), user operations
+/// and chunked `fetchSockets` answers were added.
+pub const VERSION: u16 = 2;
 
 /// Bytes before the body: version, origin, seq.
 pub const HEADER_LEN: usize = 2 + NODE_ID_LEN + 8;
@@ -103,8 +105,6 @@ pub struct Broadcast {
     pub volatile: bool,
     /// Already-encoded Engine.IO frames: the text packet and its attachments.
     pub frames: Vec<WireFrame>,
-    /// Set when the emitter waits for client acks from every node.
-    pub ack: Option<AckRequest>,
 }
 
 /// One Engine.IO frame, as the engine encoded it.
@@ -125,12 +125,6 @@ impl WireFrame {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
-pub struct AckRequest {
-    pub request_id: u64,
-    pub reply_to: NodeId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -163,23 +157,57 @@ pub enum RequestOp {
         except_rooms: Vec<String>,
         close: bool,
     },
-    /// `serverSideEmit`: an event for the other nodes' handlers.
+    /// `serverSideEmit`: an event for the other nodes' handlers of `ns`.
+    /// Sent as a notification (nobody answers) unless `want_ack`.
     ServerSideEmit {
         ns: String,
         event: String,
+        /// The arguments, a JSON array text.
         args_json: String,
+        /// Binary attachments the arguments' placeholders refer to.
+        binary: Vec<Vec<u8>>,
         want_ack: bool,
     },
+    /// An emit whose emitter waits for every receiving client's ack: each
+    /// node emits to its matching sockets with its own ack ids, waits up to
+    /// `timeout_ms` and answers [`ResponsePayload::Acks`].
+    BroadcastWithAck {
+        ns: String,
+        rooms: Vec<String>,
+        except_rooms: Vec<String>,
+        except_sids: Vec<String>,
+        event: String,
+        args_json: String,
+        binary: Vec<Vec<u8>>,
+        timeout_ms: u64,
+    },
+    /// Emit to the sockets of `user` in `ns` (a notification: nobody answers).
+    UserEmit {
+        ns: String,
+        user: String,
+        frames: Vec<WireFrame>,
+        volatile: bool,
+    },
+    /// Disconnect every socket of `user`.
+    DisconnectUser { user: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum ResponsePayload {
+    /// A node's (last part of its) `fetchSockets` answer.
     Sockets(Vec<RemoteSocket>),
+    /// Part of a `fetchSockets` answer too large for one broker message;
+    /// more follows, the last part as [`ResponsePayload::Sockets`].
+    SocketsPart(Vec<RemoteSocket>),
     Done {
         affected: u32,
     },
-    /// Ack arguments, each a JSON array text.
-    AckArgs(Vec<String>),
+    /// Acknowledgements: each a JSON array text (the ack's arguments);
+    /// `unanswered` counts the receivers that did not ack in time.
+    Acks {
+        args: Vec<String>,
+        unanswered: u32,
+    },
 }
 
 /// A socket on another node, as `fetchSockets` describes it.
@@ -244,6 +272,13 @@ pub fn encode_body(body: &Body) -> Vec<u8> {
     // not check (the broker's max_payload is the limit a sender meets).
     let _ = bincode::encode_into_std_write(body, &mut buf, bincode::config::standard());
     buf
+}
+
+/// The bincode size of `value` (for splitting answers to fit the broker).
+pub fn encoded_len<T: Encode>(value: &T) -> usize {
+    let mut counter = bincode::enc::write::SizeWriter::default();
+    let _ = bincode::encode_into_writer(value, &mut counter, bincode::config::standard());
+    counter.bytes_written
 }
 
 /// Write the header into a buffer from [`encode_body`].
@@ -323,10 +358,6 @@ mod tests {
                     WireFrame::Text("42[\"hi\"]".into()),
                     WireFrame::Binary(vec![0, 1, 255]),
                 ],
-                ack: Some(AckRequest {
-                    request_id: 7,
-                    reply_to: a,
-                }),
             }),
             Body::Request {
                 request_id: u64::MAX,
@@ -346,8 +377,38 @@ mod tests {
                     ns: "/".into(),
                     event: "ev".into(),
                     args_json: "[1,2]".into(),
+                    binary: vec![vec![9, 8]],
                     want_ack: true,
                 },
+            },
+            Body::Request {
+                request_id: 2,
+                reply_to: a,
+                op: RequestOp::BroadcastWithAck {
+                    ns: "/".into(),
+                    rooms: vec!["r".into()],
+                    except_rooms: vec![],
+                    except_sids: vec!["s".into()],
+                    event: "ev".into(),
+                    args_json: "[]".into(),
+                    binary: vec![],
+                    timeout_ms: 5000,
+                },
+            },
+            Body::Request {
+                request_id: 0,
+                reply_to: a,
+                op: RequestOp::UserEmit {
+                    ns: "/".into(),
+                    user: "u".into(),
+                    frames: vec![WireFrame::Text("42[\"x\"]".into())],
+                    volatile: false,
+                },
+            },
+            Body::Request {
+                request_id: 5,
+                reply_to: a,
+                op: RequestOp::DisconnectUser { user: "u".into() },
             },
             Body::Response {
                 request_id: 3,
@@ -363,7 +424,15 @@ mod tests {
             Body::Response {
                 request_id: 4,
                 from: a,
-                payload: ResponsePayload::AckArgs(vec!["[1]".into()]),
+                payload: ResponsePayload::Acks {
+                    args: vec!["[1]".into()],
+                    unanswered: 2,
+                },
+            },
+            Body::Response {
+                request_id: 6,
+                from: a,
+                payload: ResponsePayload::SocketsPart(vec![]),
             },
             Body::Heartbeat {
                 started_at_ms: 1_700_000_000_000,
@@ -399,7 +468,7 @@ mod tests {
         assert_eq!(decode(&bytes), Err(CodecError::UnknownVersion(99)));
         assert_eq!(decode(&bytes).unwrap_err().kind(), "unknown_version");
         // The version is read first: even a header-only stub says so.
-        assert_eq!(decode(&[0, 2]), Err(CodecError::UnknownVersion(2)));
+        assert_eq!(decode(&[0, 99]), Err(CodecError::UnknownVersion(99)));
     }
 
     #[test]

@@ -80,8 +80,8 @@ pub use self::cluster::{
     Cluster, ClusterEvent, ClusterOptions, ClusterStatus, PeerDownReason, RequestOutcome,
 };
 pub use self::codec::{
-    AckRequest, Body, Broadcast, ClusterEnvelope, CodecError, RemoteSocket, RequestOp,
-    ResponsePayload, WireFrame,
+    Body, Broadcast, ClusterEnvelope, CodecError, RemoteSocket, RequestOp, ResponsePayload,
+    WireFrame,
 };
 pub use self::memory::{MemoryBus, MemoryHub};
 pub use self::metrics::AdapterMetrics;

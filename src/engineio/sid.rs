@@ -26,6 +26,14 @@ impl Sid {
         &self.0
     }
 
+    /// Whether `s` has the shape of an id from [`Sid::random`] (20
+    /// URL-safe base64 characters): a room name that could be a socket id.
+    pub fn could_be(s: &str) -> bool {
+        s.len() == 20
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
     pub fn as_arc(&self) -> &Arc<str> {
         &self.0
     }
@@ -69,5 +77,8 @@ mod tests {
             .as_str()
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(Sid::could_be(a.as_str()));
+        assert!(!Sid::could_be("lobby"));
+        assert!(!Sid::could_be("aaaaaaaaaaaaaaaaaaa/"));
     }
 }
