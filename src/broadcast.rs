@@ -308,19 +308,7 @@ impl BroadcastOperator {
     }
 
     async fn affected(&self, local: usize, op: RequestOp) -> Affected {
-        let (responses, missing) = self.request(op).await;
-        let remote = responses
-            .iter()
-            .map(|r| match r {
-                ResponsePayload::Done { affected } => *affected as usize,
-                _ => 0,
-            })
-            .sum();
-        Affected {
-            local,
-            remote,
-            missing,
-        }
+        affected_across(&self.server, local, op).await
     }
 
     /// Ask every peer; without a cluster, nobody.
@@ -567,6 +555,27 @@ pub(crate) async fn request_peers(
             slog::warn!(server.log, "cluster request not sent"; "error" => %e);
             (Vec::new(), cluster.peers())
         }
+    }
+}
+
+/// Run `op` on every peer and add up the sockets it applied to there.
+pub(crate) async fn affected_across(
+    server: &ServerShared,
+    local: usize,
+    op: RequestOp,
+) -> Affected {
+    let (responses, missing) = request_peers(server, op, server.config.ack_timeout).await;
+    let remote = responses
+        .iter()
+        .map(|(_, r)| match r {
+            ResponsePayload::Done { affected } => *affected as usize,
+            _ => 0,
+        })
+        .sum();
+    Affected {
+        local,
+        remote,
+        missing,
     }
 }
 

@@ -24,7 +24,7 @@ use crate::adapter::{
     ResponsePayload, Topic,
 };
 use crate::broadcast::{
-    gather_acks, local_frames, payload_from_json, payload_to_json, request_peers, Affected,
+    affected_across, gather_acks, local_frames, payload_from_json, payload_to_json, Affected,
     BroadcastOperator, UserOperator,
 };
 use crate::engineio::{CloseReason, Engine, EngineAppFactory, EngineConfig, Handshake, Sid};
@@ -1025,20 +1025,7 @@ impl ServerHandle {
             None => 0,
         };
         let op = RequestOp::DisconnectUser { user: user.into() };
-        let (responses, missing) =
-            request_peers(&self.shared, op, self.shared.config.ack_timeout).await;
-        let remote = responses
-            .iter()
-            .map(|(_, r)| match r {
-                ResponsePayload::Done { affected } => *affected as usize,
-                _ => 0,
-            })
-            .sum();
-        Affected {
-            local,
-            remote,
-            missing,
-        }
+        affected_across(&self.shared, local, op).await
     }
 
     /// Send `event` to the handlers of namespace `ns` on the *other* nodes

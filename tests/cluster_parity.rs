@@ -564,6 +564,22 @@ async fn next_event_with_ack(c: &mut WsClient) -> (u64, Value) {
     (id, serde_json::from_str(&body[digits..]).unwrap())
 }
 
+/// `emit_with_ack("ask", n)` to room `q` from `node`, in the background.
+fn ask_room_q(
+    node: &TestServer,
+    n: i64,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<Result<riptide::BroadcastAcks, EmitError>> {
+    let handle = node.handle.clone();
+    tokio::spawn(async move {
+        handle
+            .of("/")
+            .to("q")
+            .emit_with_ack("ask", json!(n), Some(timeout))
+            .await
+    })
+}
+
 async fn acks_users_and_socket_ids_span_nodes<B: Broker>() {
     let broker = B::start();
     let (a, a_seen) = start_parity_node(&broker, "a");
@@ -624,16 +640,7 @@ async fn acks_users_and_socket_ids_span_nodes<B: Broker>() {
     assert_eq!(b1.recv_text().await, "431[]");
     let mut c1 = client(c, &[]).await;
     wait_subscribers(&broker, "q", 2).await;
-    let asking = {
-        let handle = a.handle.clone();
-        tokio::spawn(async move {
-            handle
-                .of("/")
-                .to("q")
-                .emit_with_ack("ask", json!(1), Some(Duration::from_secs(5)))
-                .await
-        })
-    };
+    let asking = ask_room_q(a, 1, Duration::from_secs(5));
     for (client, answer) in [(&mut a1, "yes-a"), (&mut b1, "yes-b")] {
         let (id, args) = next_event_with_ack(client).await;
         assert_eq!(args, json!(["ask", 1]));
@@ -646,16 +653,7 @@ async fn acks_users_and_socket_ids_span_nodes<B: Broker>() {
     assert_eq!((acks.unanswered, acks.missing.len()), (0, 0));
     c1.expect_silence(QUIET).await;
     // One receiver (on B) does not answer: counted, after the timeout.
-    let asking = {
-        let handle = c.handle.clone();
-        tokio::spawn(async move {
-            handle
-                .of("/")
-                .to("q")
-                .emit_with_ack("ask", json!(2), Some(Duration::from_millis(600)))
-                .await
-        })
-    };
+    let asking = ask_room_q(c, 2, Duration::from_millis(600));
     let (id, _) = next_event_with_ack(&mut a1).await;
     a1.send(&format!("43{id}[\"late-b-not\"]")).await;
     let _ = next_event_with_ack(&mut b1).await;
