@@ -17,82 +17,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::brokers::{NatsServer, RedisServer};
+use common::brokers::{Broker, NatsServer, RedisServer};
 use riptide::adapter::codec::{self, Body, ClusterEnvelope};
 use riptide::adapter::{
     connect_with, AdapterError, AdapterMetrics, AdapterOptions, Bus, BusStatus, Cluster,
     ClusterOptions, Inbound, NodeId, PublishError, Topic,
 };
-use riptide::service::config::{AdapterKind, AdapterSettings};
+use riptide::service::config::AdapterKind;
 use slog::Logger;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// What the generic bodies need from a broker.
-trait Broker: Sized {
-    const KIND: AdapterKind;
-    fn start() -> Self;
-    /// A broker whose own payload limit is `max` where it has one (NATS).
-    fn start_with_max_payload(max: usize) -> Self;
-    fn url(&self) -> String;
-    fn kill(&mut self);
-    fn restart(&mut self);
-    /// Subscriptions the broker holds on `subject`.
-    fn subscriptions_on(&self, subject: &str) -> usize;
-
-    fn settings(&self) -> AdapterSettings {
-        AdapterSettings {
-            kind: Self::KIND,
-            url: self.url(),
-            prefix: "rt".into(),
-        }
-    }
-}
-
-impl Broker for NatsServer {
-    const KIND: AdapterKind = AdapterKind::Nats;
-    fn start() -> Self {
-        NatsServer::start()
-    }
-    fn start_with_max_payload(max: usize) -> Self {
-        NatsServer::start_with_max_payload(max)
-    }
-    fn url(&self) -> String {
-        NatsServer::url(self)
-    }
-    fn kill(&mut self) {
-        NatsServer::kill(self)
-    }
-    fn restart(&mut self) {
-        NatsServer::restart(self)
-    }
-    fn subscriptions_on(&self, subject: &str) -> usize {
-        NatsServer::subscriptions_on(self, subject)
-    }
-}
-
-impl Broker for RedisServer {
-    const KIND: AdapterKind = AdapterKind::Redis;
-    fn start() -> Self {
-        RedisServer::start()
-    }
-    fn start_with_max_payload(_max: usize) -> Self {
-        RedisServer::start()
-    }
-    fn url(&self) -> String {
-        RedisServer::url(self)
-    }
-    fn kill(&mut self) {
-        RedisServer::kill(self)
-    }
-    fn restart(&mut self) {
-        RedisServer::restart(self)
-    }
-    fn subscriptions_on(&self, subject: &str) -> usize {
-        RedisServer::subscriptions_on(self, subject)
-    }
-}
 
 fn log() -> Logger {
     if std::env::var("TEST_LOG").is_ok() {
@@ -124,7 +59,7 @@ struct Node {
 async fn node<B: Broker>(broker: &B, options: &AdapterOptions) -> Node {
     let metrics = AdapterMetrics::unregistered();
     let (bus, rx) = connect_with(
-        &broker.settings(),
+        &broker.adapter_settings("rt"),
         options,
         NodeId::random(),
         &metrics,
@@ -334,7 +269,7 @@ async fn unknown_version_counted_and_ignored<B: Broker>() {
 
     let metrics = AdapterMetrics::unregistered();
     let (bus, inbound) = connect_with(
-        &broker.settings(),
+        &broker.adapter_settings("rt"),
         &options,
         NodeId::random(),
         &metrics,
@@ -408,7 +343,7 @@ async fn broker_down_at_start<B: Broker>() {
     let metrics = AdapterMetrics::unregistered();
     let started = Instant::now();
     let (bus, _rx) = connect_with(
-        &broker.settings(),
+        &broker.adapter_settings("rt"),
         &options,
         NodeId::random(),
         &metrics,
@@ -432,7 +367,7 @@ async fn broker_down_at_start<B: Broker>() {
     );
 
     // A malformed URL is a configuration error that names the key.
-    let mut bad = broker.settings();
+    let mut bad = broker.adapter_settings("rt");
     bad.url = match B::KIND {
         AdapterKind::Nats => "nats://127.0.0.1:notaport".into(),
         _ => "127.0.0.1:6379".into(),

@@ -11,59 +11,20 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::brokers::{free_ports, NatsServer, RedisServer};
+use common::brokers::{free_ports, Broker, NatsServer, RedisServer};
 use riptide::adapter::{
     connect_with, AdapterMetrics, AdapterOptions, Broadcast, Cluster, ClusterEvent, ClusterOptions,
     NodeId, PeerDownReason, RemoteSocket, RequestOp, ResponsePayload, Topic, WireFrame,
 };
 use riptide::metrics::Metrics;
-use riptide::service::config::{AdapterKind, AdapterSettings};
+use riptide::service::config::AdapterSettings;
 use slog::Logger;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-trait Broker {
-    const KIND: AdapterKind;
-    fn start() -> Self;
-    /// A broker whose largest message is `max` bytes (NATS: the server's
-    /// `max_payload`; Redis has none: the bus option sets it).
-    fn start_with_max_payload(max: usize) -> Self;
-    fn url(&self) -> String;
-}
-
-impl Broker for NatsServer {
-    const KIND: AdapterKind = AdapterKind::Nats;
-    fn start() -> Self {
-        NatsServer::start()
-    }
-    fn start_with_max_payload(max: usize) -> Self {
-        NatsServer::start_with_max_payload(max)
-    }
-    fn url(&self) -> String {
-        NatsServer::url(self)
-    }
-}
-
-impl Broker for RedisServer {
-    const KIND: AdapterKind = AdapterKind::Redis;
-    fn start() -> Self {
-        RedisServer::start()
-    }
-    fn start_with_max_payload(_max: usize) -> Self {
-        RedisServer::start()
-    }
-    fn url(&self) -> String {
-        RedisServer::url(self)
-    }
-}
-
 fn settings<B: Broker>(broker: &B) -> AdapterSettings {
-    AdapterSettings {
-        kind: B::KIND,
-        url: broker.url(),
-        prefix: "rtc".into(),
-    }
+    broker.adapter_settings("rtc")
 }
 
 fn log() -> Logger {

@@ -25,11 +25,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::brokers::{NatsServer, RedisServer};
+use common::brokers::{Broker, NatsServer, RedisServer};
 use common::{test_settings, Frame, TestServer, WsClient};
 use riptide::adapter::{subject, PublishError, Topic};
 use riptide::fixture::FixtureHandler;
-use riptide::service::config::AdapterKind;
 use riptide::{
     EmitError, Event, HandlerContext, Namespace, NamespaceHandler, ServerEvent, Settings, Socket,
 };
@@ -40,59 +39,9 @@ const PREFIX: &str = "parity";
 const QUIET: Duration = Duration::from_millis(400);
 const RECOVERY: Duration = Duration::from_secs(20);
 
-trait Broker: Send + 'static {
-    const KIND: AdapterKind;
-    fn start() -> Self;
-    fn url(&self) -> String;
-    fn kill(&mut self);
-    fn restart(&mut self);
-    /// Subscribers the broker holds on `subject` (one per interested node).
-    fn subscribers(&self, subject: &str) -> usize;
-}
-
-impl Broker for NatsServer {
-    const KIND: AdapterKind = AdapterKind::Nats;
-    fn start() -> Self {
-        NatsServer::start()
-    }
-    fn url(&self) -> String {
-        NatsServer::url(self)
-    }
-    fn kill(&mut self) {
-        NatsServer::kill(self)
-    }
-    fn restart(&mut self) {
-        NatsServer::restart(self)
-    }
-    fn subscribers(&self, subject: &str) -> usize {
-        self.subscriptions_on(subject)
-    }
-}
-
-impl Broker for RedisServer {
-    const KIND: AdapterKind = AdapterKind::Redis;
-    fn start() -> Self {
-        RedisServer::start()
-    }
-    fn url(&self) -> String {
-        RedisServer::url(self)
-    }
-    fn kill(&mut self) {
-        RedisServer::kill(self)
-    }
-    fn restart(&mut self) {
-        RedisServer::restart(self)
-    }
-    fn subscribers(&self, subject: &str) -> usize {
-        self.subscriptions_on(subject)
-    }
-}
-
 fn node_settings<B: Broker>(broker: &B) -> Settings {
     let mut s = test_settings();
-    s.adapter.kind = B::KIND;
-    s.adapter.url = broker.url();
-    s.adapter.prefix = PREFIX.into();
+    s.adapter = broker.adapter_settings(PREFIX);
     s
 }
 
@@ -116,7 +65,7 @@ async fn wait_subscribers<B: Broker>(broker: &B, room: &str, n: usize) {
     let subject = room_subject(room);
     let deadline = Instant::now() + RECOVERY;
     loop {
-        let have = broker.subscribers(&subject);
+        let have = broker.subscriptions_on(&subject);
         if have == n {
             return;
         }
@@ -222,7 +171,7 @@ async fn room_publish_reaches_members_on_every_node<B: Broker>() {
     }
     // C has no member in `r`: it never subscribed, so the broker never sent
     // it the room's traffic.
-    assert_eq!(broker.subscribers(&room_subject("r")), 2);
+    assert_eq!(broker.subscriptions_on(&room_subject("r")), 2);
 
     // Interest follows membership: the last member leaving unsubscribes.
     drop(b_member);

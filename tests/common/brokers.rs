@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use riptide::service::config::{AdapterKind, AdapterSettings};
+
 /// How long a broker may take to accept connections.
 pub const BROKER_START: Duration = Duration::from_secs(10);
 
@@ -345,5 +347,73 @@ pub fn http_get(port: u16, path: &str) -> String {
     match out.split_once("\r\n\r\n") {
         Some((_, body)) => body.to_owned(),
         None => out,
+    }
+}
+
+/// What the generic cluster test bodies need from a broker; each body is
+/// instantiated once per implementation (NATS and Redis).
+pub trait Broker: Sized + Send + 'static {
+    const KIND: AdapterKind;
+    fn start() -> Self;
+    /// A broker whose own payload limit is `max` where it has one (NATS);
+    /// Redis has none (the bus option sets it).
+    fn start_with_max_payload(max: usize) -> Self;
+    fn url(&self) -> String;
+    fn kill(&mut self);
+    fn restart(&mut self);
+    /// Subscriptions the broker holds on `subject` (one per interested node).
+    fn subscriptions_on(&self, subject: &str) -> usize;
+
+    /// Adapter settings for a node on this broker, under `prefix`.
+    fn adapter_settings(&self, prefix: &str) -> AdapterSettings {
+        AdapterSettings {
+            kind: Self::KIND,
+            url: self.url(),
+            prefix: prefix.into(),
+        }
+    }
+}
+
+impl Broker for NatsServer {
+    const KIND: AdapterKind = AdapterKind::Nats;
+    fn start() -> Self {
+        NatsServer::start()
+    }
+    fn start_with_max_payload(max: usize) -> Self {
+        NatsServer::start_with_max_payload(max)
+    }
+    fn url(&self) -> String {
+        NatsServer::url(self)
+    }
+    fn kill(&mut self) {
+        NatsServer::kill(self)
+    }
+    fn restart(&mut self) {
+        NatsServer::restart(self)
+    }
+    fn subscriptions_on(&self, subject: &str) -> usize {
+        NatsServer::subscriptions_on(self, subject)
+    }
+}
+
+impl Broker for RedisServer {
+    const KIND: AdapterKind = AdapterKind::Redis;
+    fn start() -> Self {
+        RedisServer::start()
+    }
+    fn start_with_max_payload(_max: usize) -> Self {
+        RedisServer::start()
+    }
+    fn url(&self) -> String {
+        RedisServer::url(self)
+    }
+    fn kill(&mut self) {
+        RedisServer::kill(self)
+    }
+    fn restart(&mut self) {
+        RedisServer::restart(self)
+    }
+    fn subscriptions_on(&self, subject: &str) -> usize {
+        RedisServer::subscriptions_on(self, subject)
     }
 }
