@@ -41,4 +41,12 @@ if [ -x tests/conformance/run.sh ]; then
   tests/conformance/run.sh target/debug/examples/conformance
 fi
 
+# The bench comparison suite still works: its --quick mode against Riptide
+# (one node, two through NATS, two through Redis) and Node socket.io (alone
+# and through Redis), on the debug build `cargo test` made. socketioxide is
+# left out here for time (its release build takes ~2 min on 2 cores); the
+# full run (benches/compare/run.sh) builds and measures it.
+stage "bench comparison suite (--quick smoke run)"
+benches/compare/run.sh --quick --profile debug --servers riptide,riptide-nats,riptide-redis,node,node-redis
+
 stage "all tests passed"

@@ -68,6 +68,10 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
         }
         drop(tx);
         let phase = ConnectPhase::collect(&mut rx, n, "idle", started).await;
+        if phase.ok == 0 {
+            let _ = stop_tx.send(true);
+            return Err(format!("idle: step {want}: no connection could be opened").into());
+        }
         opened += phase.ok;
         progress!(
             "idle: step {want}: {} ok, {} failed, {:.0} conn/s; settling {} ms",
