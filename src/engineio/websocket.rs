@@ -407,8 +407,27 @@ pub fn accept(
     Ok((builder.streaming(body), sink))
 }
 
-/// Decode inbound frames and hand them to the session, one at a time: the
-/// socket is read only as fast as the session takes its packets.
+/// Hand `packets` to the session in order, waiting until it has taken the
+/// last one: inbound backpressure is one read's worth of packets. `false`
+/// when the session is gone.
+async fn hand_over(session: &Recipient<WsEvent>, id: u64, packets: &mut Vec<Packet>) -> bool {
+    let Some(last) = packets.pop() else {
+        return true;
+    };
+    for packet in packets.drain(..) {
+        session.do_send(WsEvent::Packet { id, packet });
+    }
+    session
+        .send(WsEvent::Packet { id, packet: last })
+        .await
+        .is_ok()
+}
+
+/// Decode inbound frames and hand them to the session, a read's worth at a
+/// time: the socket is read only as fast as the session takes its packets,
+/// and a burst (many small frames in one read) travels through the session,
+/// the handler and the rooms as a batch, so each receiver's connection
+/// writes it in a few large writes rather than one per frame.
 async fn read_loop(
     mut payload: web::Payload,
     session: Recipient<WsEvent>,
@@ -425,7 +444,12 @@ async fn read_loop(
     let mut codec = Codec::new().max_size(max);
     let mut buf = BytesMut::new();
     let mut partial: Option<(bool, BytesMut)> = None;
-    let fail = |kind: &'static str, code: CloseCode| {
+    let mut packets: Vec<Packet> = Vec::new();
+    // The packets decoded before a bad frame still reach the session first.
+    let fail = |kind: &'static str, code: CloseCode, packets: &mut Vec<Packet>| {
+        for packet in packets.drain(..) {
+            session.do_send(WsEvent::Packet { id, packet });
+        }
         session.do_send(WsEvent::Invalid { id, kind });
         sink.close(code, kind);
     };
@@ -436,11 +460,11 @@ async fn read_loop(
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(actix_http::ws::ProtocolError::Overflow) => {
-                    fail("oversized", CloseCode::Size);
+                    fail("oversized", CloseCode::Size, &mut packets);
                     break 'read;
                 }
                 Err(_) => {
-                    fail("bad_frame", CloseCode::Protocol);
+                    fail("bad_frame", CloseCode::Protocol, &mut packets);
                     break 'read;
                 }
             };
@@ -458,12 +482,12 @@ async fn read_loop(
                         (Some(text), None) => partial = Some((text, BytesMut::from(&chunk[..]))),
                         (None, Some((_, acc))) => acc.extend_from_slice(&chunk),
                         _ => {
-                            fail("bad_frame", CloseCode::Protocol);
+                            fail("bad_frame", CloseCode::Protocol, &mut packets);
                             break 'read;
                         }
                     }
                     if partial.as_ref().is_some_and(|(_, acc)| acc.len() > max) {
-                        fail("oversized", CloseCode::Size);
+                        fail("oversized", CloseCode::Size, &mut packets);
                         break 'read;
                     }
                     if last {
@@ -478,6 +502,7 @@ async fn read_loop(
                 }
                 WsFrame::Pong(_) => None,
                 WsFrame::Close(reason) => {
+                    let _ = hand_over(&session, id, &mut packets).await;
                     let code = reason.map_or(CloseCode::Normal, |r: CloseReason| r.code);
                     sink.close(code, "");
                     break 'read;
@@ -491,21 +516,22 @@ async fn read_loop(
                     Ok(s) => match Packet::decode_text(s) {
                         Ok(p) => p,
                         Err(_) => {
-                            fail("engine_decode", CloseCode::Invalid);
+                            fail("engine_decode", CloseCode::Invalid, &mut packets);
                             break 'read;
                         }
                     },
                     Err(_) => {
-                        fail("invalid_utf8", CloseCode::Invalid);
+                        fail("invalid_utf8", CloseCode::Invalid, &mut packets);
                         break 'read;
                     }
                 }
             } else {
                 Packet::decode_ws_binary(data)
             };
-            if session.send(WsEvent::Packet { id, packet }).await.is_err() {
-                break 'read;
-            }
+            packets.push(packet);
+        }
+        if !hand_over(&session, id, &mut packets).await {
+            break 'read;
         }
         match payload.next().await {
             Some(Ok(chunk)) => buf.extend_from_slice(&chunk),

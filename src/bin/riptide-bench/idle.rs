@@ -70,7 +70,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
         let phase = ConnectPhase::collect(&mut rx, n, "idle", started).await;
         if phase.ok == 0 {
             let _ = stop_tx.send(true);
-            return Err(format!("idle: step {want}: no connection could be opened").into());
+            return Err(format!("idle: step {want}: no connection could be opened"));
         }
         opened += phase.ok;
         progress!(
