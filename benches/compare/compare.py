@@ -1479,7 +1479,8 @@ def make_charts(out: Path, res: Results, meta: dict) -> list[tuple[str, str]]:
                 x = i + (j - (len(pcts) - 1) / 2) * width
                 ax.bar(x, v, width, color=color, edgecolor=COLORS[name], linewidth=2,
                        label=p if i == 0 else None)
-                ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=7,
+                label = f"{v / 1000:.1f}s" if v >= 1000 else f"{v:.3g}"
+                ax.annotate(label, (x, v), ha="center", va="bottom", fontsize=6.5,
                             xytext=(0, 2), textcoords="offset points")
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
