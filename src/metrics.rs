@@ -196,7 +196,7 @@ impl Metrics {
         let queue_depth = register(
             r,
             "outbound_queue_depth",
-            "Frames waiting in a client's outbound queue, observed at each write",
+            "Frames waiting in a client's outbound queue after a write: every write that leaves 2 or more queued, one in 16 of the others",
             Histogram::new(exponential_buckets(1.0, 4.0, 7)),
         );
         let handler_panics = register(
@@ -376,9 +376,22 @@ impl Metrics {
         self.inner.slow_consumers.inc();
     }
 
-    /// A write left `depth` frames in the client's outbound queue.
+    /// A write left `depth` frames in the client's outbound queue. Sampled on
+    /// the hot path (every write of a fan-out comes here): a backlog (2 or
+    /// more frames) is always observed, the common depth 1 one time in 16.
     pub fn queue_depth(&self, depth: usize) {
-        self.inner.queue_depth.observe(depth as f64);
+        thread_local! {
+            static WRITES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let sampled = depth >= 2
+            || WRITES.with(|n| {
+                let v = n.get().wrapping_add(1);
+                n.set(v);
+                v % 16 == 1
+            });
+        if sampled {
+            self.inner.queue_depth.observe(depth as f64);
+        }
     }
 
     pub fn handler_panic(&self) {

@@ -185,7 +185,7 @@ pub(crate) struct SocketInner {
 
 #[derive(Debug, Default)]
 pub(crate) struct RoomSet {
-    pub rooms: HashSet<Arc<str>>,
+    pub rooms: HashSet<Arc<str>, foldhash::fast::RandomState>,
     pub closed: bool,
 }
 

@@ -454,7 +454,8 @@ async fn outbound_queue_depth_histogram_is_exported() {
     let _serial = SERIAL.lock().await;
     let server = fixture_server(test_settings());
     let (mut c, _) = WsClient::connect(&server, "/", None).await;
-    for i in 1..=5 {
+    // Depth-1 writes are sampled one in 16: 40 round trips give 2 at least.
+    for i in 1..=40 {
         c.assert_alive("/", i).await;
     }
     let (_, body) = server.get("/metrics").await;
@@ -470,8 +471,7 @@ async fn outbound_queue_depth_histogram_is_exported() {
     assert_eq!(buckets.len(), 8, "buckets: {buckets:?}");
     assert!(buckets.iter().any(|l| l.contains("le=\"+Inf\"")));
     let count = server.metric("riptide_outbound_queue_depth_count").await;
-    // CONNECT reply and 5 acks at least, each observed once.
-    assert!(count >= 6.0, "observations: {count}");
+    assert!(count >= 2.0, "observations: {count}");
     let inf = buckets
         .iter()
         .find(|l| l.contains("le=\"+Inf\""))

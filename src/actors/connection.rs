@@ -80,7 +80,7 @@ pub struct Connection {
     server: Arc<ServerShared>,
     handshake: Arc<Handshake>,
     decoder: Decoder,
-    sockets: HashMap<Arc<str>, SocketState>,
+    sockets: HashMap<Arc<str>, SocketState, foldhash::fast::RandomState>,
     /// Namespaces this connection had a socket on, most recent last, at most
     /// `max_namespaces`: a packet the client sent for one before it learned
     /// that the server disconnected it is dropped, not a protocol violation.
@@ -98,7 +98,7 @@ impl Connection {
             server,
             handshake,
             decoder,
-            sockets: HashMap::new(),
+            sockets: HashMap::default(),
             left: VecDeque::new(),
             connect_timer: None,
             me: None,
