@@ -9,10 +9,10 @@ use riptide::service::{config, logging};
 use riptide::{Namespace, Riptide};
 
 /// glibc's malloc was over a third of the node's CPU in fan-out profiles;
-/// mimalloc's thread-local free lists fit the many small, short-lived
-/// allocations of message passing (docs/decisions.md).
+/// jemalloc's thread caches fit the many small, short-lived allocations of
+/// message passing, and its RSS stays close to glibc's (docs/decisions.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
