@@ -828,6 +828,9 @@ impl RiptideServer {
             let signal = shutdown.await;
             info!(log, "stopping: closing sessions"; "signal" => signal,
                 "sessions" => engine.session_count());
+            // Refuse new sessions first: clients told to go would otherwise
+            // reconnect here and keep the node from emptying.
+            engine.drain();
             engine.close_all(CloseReason::ServerShutdown);
             // Let the close packets reach the clients before the sockets go.
             let deadline =

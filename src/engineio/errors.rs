@@ -24,6 +24,10 @@ pub enum EngineError {
     /// The node is at `max_connections`; the client retries with backoff.
     #[error("Server at capacity")]
     ServerFull,
+    /// The node is stopping; the client retries (reaching another node, or
+    /// this one's successor).
+    #[error("Server shutting down")]
+    ShuttingDown,
     /// Too many concurrent sessions from the client's address.
     #[error("Too many connections from this address")]
     TooManyConnectionsFromIp,
@@ -43,7 +47,7 @@ impl EngineError {
             EngineError::Forbidden => 4,
             EngineError::UnsupportedProtocolVersion => 5,
             EngineError::PayloadTooLarge => 3,
-            EngineError::ServerFull => 4,
+            EngineError::ServerFull | EngineError::ShuttingDown => 4,
             EngineError::TooManyConnectionsFromIp | EngineError::ConnectionRateLimited => 4,
         }
     }
@@ -59,6 +63,7 @@ impl EngineError {
             EngineError::UnsupportedProtocolVersion => "unsupported_protocol_version",
             EngineError::PayloadTooLarge => "oversized",
             EngineError::ServerFull => "server_full",
+            EngineError::ShuttingDown => "shutting_down",
             EngineError::TooManyConnectionsFromIp => "ip_concurrency",
             EngineError::ConnectionRateLimited => "ip_rate",
         }
@@ -68,7 +73,7 @@ impl EngineError {
         match self {
             EngineError::Forbidden => StatusCode::FORBIDDEN,
             EngineError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            EngineError::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::ServerFull | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::TooManyConnectionsFromIp | EngineError::ConnectionRateLimited => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -77,7 +82,12 @@ impl EngineError {
     }
 
     pub fn response(self) -> HttpResponse {
-        HttpResponse::build(self.status()).json(serde_json::json!({
+        let mut response = HttpResponse::build(self.status());
+        if self == EngineError::ShuttingDown {
+            // No keep-alive: the stopping node waits for its connections.
+            response.force_close();
+        }
+        response.json(serde_json::json!({
             "code": self.code(),
             "message": self.to_string(),
         }))

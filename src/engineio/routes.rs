@@ -45,6 +45,8 @@ struct EngineInner<F> {
     max_sessions: usize,
     capacity: crate::limits::Capacity,
     ip_limiter: crate::limits::IpLimiter,
+    /// Set when the node starts stopping: new sessions are refused.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,6 +78,7 @@ impl<F: EngineAppFactory> Engine<F> {
                 max_sessions,
                 capacity: crate::limits::Capacity::new(max_sessions),
                 ip_limiter,
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -90,6 +93,15 @@ impl<F: EngineAppFactory> Engine<F> {
 
     pub fn session_count(&self) -> usize {
         self.inner.registry.read().len()
+    }
+
+    /// Refuse new sessions from now on (503 "Server shutting down"): a
+    /// stopping node must not take back the clients it is closing, or it
+    /// never empties and its successor waits for it.
+    pub fn drain(&self) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Close every live session, e.g. before the node stops.
@@ -190,6 +202,13 @@ impl<F: EngineAppFactory> Engine<F> {
         req: &HttpRequest,
         kind: TransportKind,
     ) -> Result<Addr<SessionActor<F::App>>, EngineError> {
+        if self
+            .inner
+            .draining
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(EngineError::ShuttingDown);
+        }
         // Taken now, not when the session registers: handshakes on other
         // workers run concurrently and must not all see room for one more.
         let Some(capacity) = self.inner.capacity.try_acquire() else {
