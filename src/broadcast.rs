@@ -165,6 +165,7 @@ impl BroadcastOperator {
         let timeout = timeout.unwrap_or(self.server.config.ack_timeout);
         let local = self.select_local();
         let local = gather_acks(&local, event, &payload, timeout);
+        let (args_json, binary) = payload_to_wire(&payload);
         let op = RequestOp::BroadcastWithAck {
             ns: self.ns.to_string(),
             rooms: self.room_names(),
@@ -175,8 +176,8 @@ impl BroadcastOperator {
                 .map(|s| s.as_str().to_owned())
                 .collect(),
             event: event.to_owned(),
-            args_json: Value::Array(payload.args.clone()).to_string(),
-            binary: payload.binary.iter().map(|b| b.to_vec()).collect(),
+            args_json,
+            binary,
             timeout_ms: timeout.as_millis() as u64,
         };
         let remote = self.request_within(op, timeout + REMOTE_ACK_GRACE);
@@ -614,4 +615,20 @@ pub(crate) fn payload_from_json(args: &str) -> Payload {
 /// Ack arguments for another node: JSON only.
 pub(crate) fn payload_to_json(payload: &Payload) -> String {
     Value::Array(payload.args.clone()).to_string()
+}
+
+/// A payload as it crosses nodes: its arguments as a JSON array text and
+/// its attachments.
+pub(crate) fn payload_to_wire(payload: &Payload) -> (String, Vec<Vec<u8>>) {
+    (
+        payload_to_json(payload),
+        payload.binary.iter().map(|b| b.to_vec()).collect(),
+    )
+}
+
+/// [`payload_to_wire`] undone.
+pub(crate) fn payload_from_wire(args_json: &str, binary: Vec<Vec<u8>>) -> Payload {
+    let mut payload = payload_from_json(args_json);
+    payload.binary = binary.into_iter().map(Into::into).collect();
+    payload
 }

@@ -24,8 +24,8 @@ use crate::adapter::{
     ResponsePayload, Topic,
 };
 use crate::broadcast::{
-    affected_across, gather_acks, local_frames, payload_from_json, payload_to_json, Affected,
-    BroadcastOperator, UserOperator,
+    affected_across, gather_acks, local_frames, payload_from_json, payload_from_wire,
+    payload_to_json, payload_to_wire, Affected, BroadcastOperator, UserOperator,
 };
 use crate::engineio::{CloseReason, Engine, EngineAppFactory, EngineConfig, Handshake, Sid};
 use crate::handler::{Namespace, ServerAck, ServerAcks, ServerEvent};
@@ -352,11 +352,9 @@ impl ServerShared {
                 binary,
                 want_ack,
             } => {
-                let mut payload = payload_from_json(&args_json);
-                payload.binary = binary.into_iter().map(Into::into).collect();
                 let event = ServerEvent {
                     name: event,
-                    payload,
+                    payload: payload_from_wire(&args_json, binary),
                     origin: reply.origin,
                     ack: want_ack.then(|| ServerAck { reply }),
                 };
@@ -376,8 +374,7 @@ impl ServerShared {
                 let except_sids: Vec<Sid> =
                     except_sids.iter().map(|s| Sid::from(s.as_str())).collect();
                 let sockets = self.select_local(&ns, &rooms, &except_rooms, &except_sids);
-                let mut payload = payload_from_json(&args_json);
-                payload.binary = binary.into_iter().map(Into::into).collect();
+                let payload = payload_from_wire(&args_json, binary);
                 let timeout = Duration::from_millis(timeout_ms);
                 actix_rt::spawn(async move {
                     let (acks, unanswered) = gather_acks(&sockets, &event, &payload, timeout).await;
@@ -411,6 +408,16 @@ impl ServerShared {
         reply.send(payload);
     }
 
+    /// The handler actor of namespace `spec` on the current thread, started
+    /// (and recorded for shutdown) on first use.
+    pub fn handler(&self, spec: &Namespace) -> Recipient<Dispatch> {
+        crate::actors::handler::local_handler(spec.id, &*spec.start_handler, |h| {
+            let mut handlers = self.handlers.lock();
+            handlers.retain(|h| h.connected());
+            handlers.push(h.clone());
+        })
+    }
+
     /// Hand a `serverSideEmit` from another node to a handler of `ns` (the
     /// one of the current thread). A namespace this node does not serve
     /// drops it; an ack then never comes, and the emitter sees this node
@@ -420,12 +427,7 @@ impl ServerShared {
             slog::debug!(self.log, "server-side event for a namespace not served here"; "ns" => ns);
             return;
         };
-        let handler = crate::actors::handler::local_handler(spec.id, &*spec.start_handler, |h| {
-            let mut handlers = self.handlers.lock();
-            handlers.retain(|h| h.connected());
-            handlers.push(h.clone());
-        });
-        handler.do_send(Dispatch::ServerEvent {
+        self.handler(&spec).do_send(Dispatch::ServerEvent {
             ns: ns.into(),
             event,
             metrics: self.metrics.clone(),
@@ -986,11 +988,12 @@ fn server_side_op(
     want_ack: bool,
 ) -> Result<RequestOp, EmitError> {
     crate::broadcast::check_event_name(event)?;
+    let (args_json, binary) = payload_to_wire(&payload);
     Ok(RequestOp::ServerSideEmit {
         ns: ns.to_owned(),
         event: event.to_owned(),
-        args_json: payload_to_json(&payload),
-        binary: payload.binary.iter().map(|b| b.to_vec()).collect(),
+        args_json,
+        binary,
         want_ack,
     })
 }

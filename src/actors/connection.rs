@@ -20,7 +20,7 @@ use slog::{debug, warn};
 use tokio::sync::oneshot;
 
 use super::delivery::{Deliver, DisconnectSocket, Encoded};
-use super::handler::{local_handler, Dispatch};
+use super::handler::Dispatch;
 use super::registry::AddMember;
 use super::room::RoomKey;
 use crate::broadcast::{encode_ack, encode_event, encode_packet};
@@ -253,11 +253,7 @@ impl Connection {
         if let Some(user) = &user {
             server.users.join(user, member());
         }
-        let handler = local_handler(runtime.spec.id, &*runtime.spec.start_handler, |h| {
-            let mut handlers = server.handlers.lock();
-            handlers.retain(|h| h.connected());
-            handlers.push(h.clone());
-        });
+        let handler = server.handler(&runtime.spec);
         handler.do_send(Dispatch::Connect(socket.clone()));
         server.metrics.socket_connected(&runtime.metric_label);
         let reply = Packet {
