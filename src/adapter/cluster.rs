@@ -449,17 +449,19 @@ impl Cluster {
             from: self.shared.node,
             payload,
         };
-        let body = codec::encode_body(&response(payload));
         let max = self.shared.bus.max_payload();
-        if body.len() <= max {
-            return self.shared.send(&topic, body);
+        // Measured, not encoded: the split path never encodes the whole.
+        let body = response(payload);
+        if codec::HEADER_LEN + codec::encoded_len(&body) <= max {
+            return self.shared.send(&topic, codec::encode_body(&body));
         }
-        let Ok(Body::Response {
+        let Body::Response {
             payload: ResponsePayload::Sockets(sockets),
             ..
-        }) = codec::decode_body(&body)
+        } = body
         else {
-            return self.shared.send(&topic, body);
+            // Not splittable: the bus refuses it as too large.
+            return self.shared.send(&topic, codec::encode_body(&body));
         };
         let parts = self.split_sockets(sockets, max);
         let last = parts.len().saturating_sub(1);
