@@ -43,7 +43,6 @@ fn engineio(c: &mut Criterion) {
             black_box(buf.len())
         })
     });
-    g.bench_function("to_ws_binary_1k", |b| b.iter(|| black_box(&bin).to_ws()));
     g.bench_function("encode_text_binary_1k_base64", |b| {
         b.iter(|| {
             buf.clear();

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use riptide::actors::delivery::{Deliver, DisconnectSocket, Encoded};
-use riptide::actors::registry::AddMember;
-use riptide::actors::room::{Broadcast, Members, RoomActor, RoomKey};
 use riptide::engineio::{Frame, Sid};
-use riptide::metrics::Metrics;
+use riptide::node::delivery::{Deliver, DisconnectSocket, Encoded};
+use riptide::node::interest::{AddMember, Registry};
+use riptide::node::room::{Broadcast, Members, RoomActor, RoomKey};
+use riptide::Metrics;
 use tokio::sync::{mpsc, Notify};
 
 /// Counts deliveries; the one that completes a round wakes the bench.
@@ -67,7 +67,11 @@ fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
                 room: Some("bench".into()),
             };
             let log = slog::Logger::root(slog::Discard, slog::o!());
-            let room = RoomActor::new(key, Metrics::new(), log).start();
+            // Members join through the interest registry, as on a node.
+            let rooms: Registry<RoomKey, RoomActor> =
+                Registry::new(move |key: &RoomKey, roster| {
+                    RoomActor::new(key.clone(), roster, Metrics::new(), log.clone()).start()
+                });
             let done = Arc::new(Done {
                 count: AtomicUsize::new(0),
                 target: AtomicUsize::new(members),
@@ -75,13 +79,17 @@ fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
             });
             for _ in 0..members {
                 let m = Member { done: done.clone() }.start();
-                room.do_send(AddMember {
-                    sid: Sid::random(),
-                    ns: ns.clone(),
-                    conn: m.clone().recipient(),
-                    control: m.recipient(),
-                });
+                rooms.join(
+                    &key,
+                    AddMember {
+                        sid: Sid::random(),
+                        ns: ns.clone(),
+                        conn: m.clone().recipient(),
+                        control: m.recipient(),
+                    },
+                );
             }
+            let room = rooms.get(&key).expect("a room with members has an actor");
             // Every AddMember is handled before Members is answered.
             let n = room.send(Members).await.expect("room alive").len();
             assert_eq!(n, members);

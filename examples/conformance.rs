@@ -17,7 +17,7 @@ use std::sync::Arc;
 use actix::Context;
 use riptide::engineio::session::Message;
 use riptide::engineio::{
-    Engine, EngineApp, EngineAppFactory, EngineConfig, EngineCore, Frame, Handshake, SessionActor,
+    Engine, EngineApp, EngineAppFactory, EngineCore, Frame, Handshake, SessionActor,
 };
 use riptide::service::logging;
 use riptide::{Event, HandlerContext, Namespace, NamespaceHandler, Riptide, Settings, Socket};
@@ -73,9 +73,11 @@ impl NamespaceHandler for Conformance {
             "emit-with-ack" => {
                 // Emit the arguments back with an ack request; when the client
                 // acks, emit its ack arguments as a plain event.
-                let reply = socket.emit_with_ack("emit-with-ack", event.payload, None);
+                let Ok(reply) = socket.emit_with_ack("emit-with-ack", event.payload, None) else {
+                    return;
+                };
                 let socket = socket.clone();
-                riptide::handler::spawn(ctx, async move {
+                riptide::spawn(ctx, async move {
                     if let Ok(args) = reply.await {
                         let _ = socket.emit("emit-with-ack", args);
                     }
@@ -102,15 +104,10 @@ async fn main() -> std::io::Result<()> {
     settings.log.level = std::env::var("LOG_LEVEL")
         .ok()
         .and_then(|l| l.parse().ok())
-        .unwrap_or(riptide::service::config::LogLevel::Warning);
+        .unwrap_or(riptide::settings::LogLevel::Warning);
     let log = logging::build_logger(&settings.log);
-    let engine_config = EngineConfig {
-        ping_interval: std::time::Duration::from_millis(300),
-        ping_timeout: std::time::Duration::from_millis(200),
-        max_payload: 1_000_000,
-        cors_origins: vec!["*".into()],
-        ..EngineConfig::default()
-    };
+    // The echo endpoint runs with the same Engine.IO settings.
+    let engine_config = riptide::service::http::engine_config(&settings);
     let server = Riptide::new(settings, log.clone())
         .namespace("/", Namespace::new(|| Conformance { main: true }))
         .namespace("/custom", Namespace::new(|| Conformance { main: false }))
@@ -118,7 +115,7 @@ async fn main() -> std::io::Result<()> {
     let echo = Engine::new(
         engine_config,
         EchoFactory,
-        server.metrics(),
+        server.metrics().engine().clone(),
         log,
         usize::MAX,
     );

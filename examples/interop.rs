@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use regex::Regex;
-use riptide::service::{config, logging};
+use riptide::{logging, settings as config};
 use riptide::{
     ConnectError, Event, HandlerContext, Namespace, NamespaceHandler, Payload, Riptide, Socket,
 };
@@ -48,13 +48,13 @@ impl NamespaceHandler for Interop {
             "join" | "leave" => {
                 let Some(room) = arg_str(0) else { return };
                 if event.name == "join" {
-                    socket.join(room);
+                    let _ = socket.join(room);
                 } else {
                     socket.leave(room);
                 }
                 if let Some(ack) = event.ack {
                     let socket = socket.clone();
-                    riptide::handler::spawn(ctx, async move {
+                    riptide::spawn(ctx, async move {
                         let rooms = socket.rooms().await;
                         ack.send(json!({ "rooms": rooms }));
                     });
@@ -82,12 +82,14 @@ impl NamespaceHandler for Interop {
             }
             "ask-client" => {
                 let Some(ack) = event.ack else { return };
-                let answer = socket.emit_with_ack(
+                let Ok(answer) = socket.emit_with_ack(
                     "question",
-                    vec![json!(1), json!("two")],
+                    Payload::new(vec![json!(1), json!("two")]),
                     Some(Duration::from_secs(2)),
-                );
-                riptide::handler::spawn(ctx, async move {
+                ) else {
+                    return;
+                };
+                riptide::spawn(ctx, async move {
                     match answer.await {
                         // Keep the client's binary attachments: its
                         // placeholders still point at them.

@@ -5,80 +5,189 @@
 //!
 //! # Layout
 //!
-//! Data flows one way, down this list; a module never imports one above it.
+//! Data flows one way, down this list; a module never imports one above it
+//! (`tests/layering.rs` fails the build when one does).
 //!
-//! - [`engineio`]: the transport layer. `session` is the session actor (one
-//!   per client: heartbeat, upgrade, frames not yet written); `routes` is the
-//!   HTTP face (handshake, polling, protocol errors, CORS, admission limits);
-//!   `websocket` holds every WebSocket detail (reader task, bounded outbound
-//!   queue, killing a slow consumer's socket); `packet` the Engine.IO codec.
-//! - [`socketio`]: the Socket.IO packet codec, binary attachments included.
-//! - [`actors`]: `connection` (the Socket.IO state of a session: sockets,
-//!   rooms, acks), `room` (membership and fan-out of one room), `user` (one
-//!   user's sockets on every device), `handler` (runs an application's
-//!   handler), `registry` (which room and user actors exist, supervised).
-//! - The public API: [`handler`] (what applications implement and register),
-//!   [`socket`] (the socket handle, events, acks), [`broadcast`] (emits to
-//!   rooms), [`server`] (building and running a node), [`fixture`] (the bench
-//!   fixture application).
-//! - [`adapter`]: everything that crosses nodes. `Bus` (memory | NATS |
-//!   Redis, by interest: one subject per room and namespace), `subject` (the
-//!   one mapping of topics to subjects), `codec` (versioned bincode
-//!   envelopes), `cluster` (node heartbeats, requests with replies and
-//!   timeouts, broadcast).
-//! - [`limits`]: token buckets for per-IP admission and per-socket events.
-//! - [`service`] and [`metrics`]: configuration, logging and Prometheus
-//!   figures; `main.rs` wires them into the `riptide` binary;
-//!   `src/bin/riptide-bench` is the load generator.
+//! - `engineio`: the transport. Sessions and their actor (heartbeat,
+//!   upgrade, frames not yet written), HTTP long-polling, the WebSocket
+//!   reader and bounded outbound queue, admission limits (per node, per IP),
+//!   its own configuration and figures. It knows nothing of Socket.IO.
+//! - `socketio`: the protocol. The packet codec (binary attachments
+//!   included), event and ack encoding done once per emit, payloads and
+//!   their typed (serde) conversion.
+//! - `adapter`: everything that crosses nodes, beside the protocol and below
+//!   the actors: the `Bus` (memory | NATS | Redis), the subject mapping, the
+//!   versioned bincode envelope, heartbeats and requests. It imports nothing
+//!   else of the crate.
+//! - `node`: the actors and what they share. `connection` (a session's
+//!   sockets, rooms and acks), `room` and `user` actors, `interest` (the one
+//!   owner of record of who is interested in what), `supervisor` (restarts
+//!   from that record), `fanout` (emits to many, across nodes), `remote`
+//!   (what other nodes ask of this one).
+//! - `api`: what an application writes against: [`NamespaceHandler`] and
+//!   [`Namespace`] (typed listeners, middleware), the supervised
+//!   [`HandlerActor`], [`Socket`]'s broadcasts, [`ServerHandle`].
+//! - `service`: [`Settings`] (files and environment), logging, the HTTP
+//!   server that serves a node ([`Riptide`], [`RiptideServer`]), the bench
+//!   fixture; `main.rs` wires them into the `riptide` binary.
+//!
+//! Only the public API is `pub`; the layers are crate-private. The cargo
+//! feature `internals` makes them public for this crate's own integration
+//! tests, benches and the conformance example (it also enables the test
+//! hooks, such as `ServerHandle::inject_room_panic`).
 //!
 //! # Writing a handler
 //!
-//! ```no_run
-//! use riptide::{Event, HandlerContext, Namespace, NamespaceHandler, Riptide, Settings, Socket};
+//! A handler is an actor's state: listeners registered by event name get
+//! typed arguments and reply to acks with any `Serialize`.
 //!
-//! struct Chat;
+//! ```no_run
+//! use riptide::{AckSender, HandlerContext, Namespace, NamespaceHandler, Riptide, Settings, Socket};
+//!
+//! #[derive(Default)]
+//! struct Chat {
+//!     said: u64,
+//! }
 //!
 //! impl NamespaceHandler for Chat {
 //!     fn on_connect(&mut self, socket: &Socket, _ctx: &mut HandlerContext<Self>) {
-//!         socket.join("lobby");
+//!         let _ = socket.join("lobby");
 //!     }
-//!     fn on_event(&mut self, socket: &Socket, event: Event, _ctx: &mut HandlerContext<Self>) {
-//!         if event.name == "say" {
-//!             let _ = socket.to("lobby").emit("said", event.payload);
-//!         }
+//! }
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Say {
+//!     room: String,
+//!     text: String,
+//! }
+//!
+//! fn say(chat: &mut Chat, socket: &Socket, msg: Say, ack: Option<AckSender>, _ctx: &mut HandlerContext<Chat>) {
+//!     chat.said += 1;
+//!     let _ = socket.to(msg.room).emit("said", msg.text);
+//!     if let Some(ack) = ack {
+//!         ack.send(chat.said);
 //!     }
 //! }
 //!
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let settings = Settings::default();
-//!     let log = riptide::service::logging::build_logger(&settings.log);
+//!     let log = riptide::logging::build_logger(&settings.log);
 //!     Riptide::new(settings, log)
-//!         .namespace("/", Namespace::new(|| Chat))
+//!         .namespace("/", Namespace::new(Chat::default).on("say", say))
 //!         .build()
 //!         .run()
 //!         .await
 //! }
 //! ```
 
-pub mod actors;
-pub mod adapter;
-pub mod broadcast;
-pub mod engineio;
-pub mod fixture;
-pub mod handler;
-pub mod limits;
-pub mod metrics;
-pub mod server;
-pub mod service;
-pub mod socket;
-pub mod socketio;
+/// Closed sets of names (transports, levels, ...) parse case-insensitively, so
+/// `DEBUG` from an environment variable works, and a wrong name is reported
+/// with the accepted ones.
+macro_rules! named_enum {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every accepted name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
 
-pub use broadcast::{Affected, BroadcastAcks, BroadcastOperator, FetchedSockets, UserOperator};
-pub use handler::{
-    ConnectError, ConnectRequest, EventRefused, HandlerActor, HandlerContext, Namespace,
-    NamespaceHandler, ServerAck, ServerAcks, ServerEvent,
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(name: &str) -> Result<Self, String> {
+                $(if name.eq_ignore_ascii_case($name) {
+                    return Ok(Self::$variant);
+                })+
+                Err(format!(
+                    "unknown {} {name:?}, expected one of {}",
+                    $what,
+                    Self::NAMES.join(", ")
+                ))
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = String;
+
+            fn try_from(name: String) -> Result<Self, String> {
+                name.parse()
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        // Comparing with the configuration name (`t == "polling"`) reads like
+        // the TOML it came from.
+        impl PartialEq<str> for $ty {
+            fn eq(&self, name: &str) -> bool {
+                self.as_str() == name
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, name: &&str) -> bool {
+                self.as_str() == *name
+            }
+        }
+
+        // Loggable as its configuration name (`"adapter" => settings.adapter.kind`).
+        impl slog::Value for $ty {
+            fn serialize(
+                &self,
+                _record: &slog::Record<'_>,
+                key: slog::Key,
+                serializer: &mut dyn slog::Serializer,
+            ) -> slog::Result {
+                serializer.emit_str(key, self.as_str())
+            }
+        }
+    };
+}
+
+/// A layer: crate-private, or public with the `internals` feature (this
+/// crate's own tests and benches reach into the layers).
+macro_rules! layer {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        $(#[$doc])*
+        #[cfg(not(feature = "internals"))]
+        pub(crate) mod $name;
+    };
+}
+
+layer!(engineio);
+layer!(socketio);
+layer!(adapter);
+layer!(node);
+layer!(api);
+layer!(service);
+
+pub use adapter::{AdapterKind, NodeId, RemoteSocket};
+pub use api::{
+    spawn, spawn_then, HandlerActor, HandlerContext, Namespace, NamespaceHandler, ServerHandle,
 };
-pub use server::{Riptide, RiptideServer, ServerHandle};
-pub use service::config::Settings;
-pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Event, Payload, Socket};
+pub use engineio::Handshake;
+pub use node::fanout::{Affected, BroadcastAcks, BroadcastOperator, FetchedSockets, UserOperator};
+pub use node::metrics::Metrics;
+pub use node::namespace::{ConnectError, ConnectRequest, EventRefused};
+pub use node::remote::{ServerAck, ServerAcks, ServerEvent};
+pub use node::socket::{
+    AckError, AckSender, DisconnectReason, EmitError, Event, Extensions, JoinError, Socket,
+};
+pub use service::fixture;
+pub use service::http::{Riptide, RiptideServer};
+pub use service::logging;
+pub use service::settings::{self as settings, ConfigError, Settings};
+pub use socketio::payload::{ArgsError, IntoArgs, Payload};

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use riptide::fixture::FixtureHandler;
-use riptide::service::{config, logging};
-use riptide::{Namespace, Riptide};
+use riptide::{logging, settings, Namespace, Riptide};
 
 /// glibc's malloc was over a third of the node's CPU in fan-out profiles;
 /// jemalloc's thread caches fit the many small, short-lived allocations of
 /// message passing, and its RSS stays close to glibc's (docs/decisions.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let dir = std::env::var_os("RIPTIDE_CONFIG_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("config"));
-    let settings = match config::load(&dir) {
+    let settings = match settings::load(&dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("riptide: invalid configuration: {e}");

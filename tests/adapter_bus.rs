@@ -23,7 +23,7 @@ use riptide::adapter::{
     connect_with, AdapterError, AdapterMetrics, AdapterOptions, Bus, BusStatus, Cluster,
     ClusterOptions, Inbound, NodeId, PublishError, Topic,
 };
-use riptide::service::config::AdapterKind;
+use riptide::settings::AdapterKind;
 use slog::Logger;
 use tokio::sync::mpsc;
 

@@ -16,8 +16,8 @@ use riptide::adapter::{
     connect_with, AdapterMetrics, AdapterOptions, Broadcast, Cluster, ClusterEvent, ClusterOptions,
     NodeId, PeerDownReason, RemoteSocket, RequestOp, ResponsePayload, Topic, WireFrame,
 };
-use riptide::metrics::Metrics;
-use riptide::service::config::AdapterSettings;
+use riptide::settings::AdapterSettings;
+use riptide::Metrics;
 use slog::Logger;
 use tokio::sync::mpsc;
 
@@ -328,7 +328,7 @@ async fn figures_in_metrics<B: Broker>() {
         &settings(&broker),
         &adapter_options(),
         cluster_options(),
-        &metrics,
+        metrics.with_registry(riptide::adapter::AdapterMetrics::register),
         &log(),
     )
     .await

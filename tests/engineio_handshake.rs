@@ -130,7 +130,7 @@ async fn websocket_session_echoes() {
 #[actix_rt::test]
 async fn websocket_only_config_refuses_polling() {
     let mut s = settings();
-    s.engine.transports = vec![riptide::service::config::Transport::Websocket];
+    s.engine.transports = vec![riptide::settings::Transport::Websocket];
     let server = TestServer::start_echo(s);
     for path in [ECHO, SIO] {
         let (status, _, body) = server
@@ -153,7 +153,7 @@ async fn websocket_only_config_refuses_polling() {
 #[actix_rt::test]
 async fn polling_only_config_refuses_websocket_and_offers_no_upgrade() {
     let mut s = settings();
-    s.engine.transports = vec![riptide::service::config::Transport::Polling];
+    s.engine.transports = vec![riptide::settings::Transport::Polling];
     let server = TestServer::start_echo(s);
     let c = PollingClient::open_at(&server, ECHO).await;
     assert_eq!(c.handshake["upgrades"], serde_json::json!([]));

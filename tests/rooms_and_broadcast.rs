@@ -332,7 +332,7 @@ async fn join_is_in_effect_when_it_returns() {
             socket: &riptide::Socket,
             _ctx: &mut riptide::HandlerContext<Self>,
         ) {
-            socket.join("lobby");
+            let _ = socket.join("lobby");
             let _ = socket.within("lobby").emit("welcome", json!(socket.id()));
         }
         fn on_event(

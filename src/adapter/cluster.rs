@@ -63,7 +63,7 @@ use super::{
     connect_with, AdapterError, AdapterMetrics, AdapterOptions, Bus, BusStatus, Inbound, NodeId,
     PublishError, Topic,
 };
-use crate::service::config::AdapterSettings;
+use super::settings::AdapterSettings;
 
 /// Timers and bounds of a [`Cluster`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,17 +221,16 @@ fn now_ms() -> u64 {
 }
 
 impl Cluster {
-    /// The whole stack from settings: a random node id, the adapter's
-    /// metrics registered in `metrics`, the bus, the cluster.
+    /// The whole stack from settings: a random node id, the bus (counting in
+    /// `metrics`, registered by the caller), the cluster.
     pub async fn start(
         settings: &AdapterSettings,
         adapter: &AdapterOptions,
         options: ClusterOptions,
-        metrics: &crate::metrics::Metrics,
+        metrics: AdapterMetrics,
         log: &Logger,
     ) -> Result<(Cluster, mpsc::Receiver<ClusterEvent>), AdapterError> {
         let node = NodeId::random();
-        let metrics = AdapterMetrics::register(metrics);
         let (bus, inbound) = connect_with(settings, adapter, node, &metrics, log).await?;
         let log = log.new(slog::o!("node" => node));
         Ok(Cluster::new(bus, inbound, node, options, metrics, &log))
@@ -308,6 +307,7 @@ impl Cluster {
         }
     }
 
+#[cfg(any(test, feature = "internals"))]
     /// The largest envelope the bus accepts.
     pub fn max_payload(&self) -> usize {
         self.shared.bus.max_payload()
@@ -338,6 +338,7 @@ impl Cluster {
         self.shared.last_seq.lock().retain(|(_, t), _| *t != topic);
     }
 
+    #[cfg(any(test, feature = "internals"))]
     /// Send `broadcast` to the other nodes that can deliver it: one envelope
     /// per target room on that room's topic, or one on the namespace topic
     /// when `rooms` is empty. An error means at least one topic was not
@@ -403,6 +404,7 @@ impl Cluster {
             .await
     }
 
+    #[cfg(any(test, feature = "internals"))]
     /// Ask one node. Not a live peer: it is `missing` at once, nothing sent.
     pub async fn request_to(
         &self,

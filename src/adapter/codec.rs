@@ -28,6 +28,7 @@ use bincode::de::Decoder;
 use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
+#[cfg(any(test, feature = "internals"))]
 use bytes::Bytes;
 
 use super::{NodeId, NODE_ID_LEN};
@@ -47,6 +48,7 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_BODY_LEN>()
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// What crosses nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterEnvelope {
@@ -115,6 +117,7 @@ pub enum WireFrame {
 }
 
 impl WireFrame {
+#[cfg(any(test, feature = "internals"))]
     pub fn len(&self) -> usize {
         match self {
             WireFrame::Text(t) => t.len(),
@@ -122,6 +125,7 @@ impl WireFrame {
         }
     }
 
+#[cfg(any(test, feature = "internals"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -258,6 +262,7 @@ impl<Context> Decode<Context> for NodeId {
 
 bincode::impl_borrow_decode!(NodeId);
 
+#[cfg(any(test, feature = "internals"))]
 /// Encode a whole envelope (any version: tests write unknown ones).
 pub fn encode(envelope: &ClusterEnvelope) -> Bytes {
     let mut buf = encode_body(&envelope.body);
@@ -327,6 +332,7 @@ pub fn decode_body(bytes: &[u8]) -> Result<Body, CodecError> {
     Ok(value)
 }
 
+#[cfg(any(test, feature = "internals"))]
 pub fn decode(bytes: &[u8]) -> Result<ClusterEnvelope, CodecError> {
     let header = decode_header(bytes)?;
     Ok(ClusterEnvelope {

@@ -39,12 +39,14 @@ struct HubInner {
     members: Mutex<Vec<Arc<Member>>>,
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// An in-process "broker" joining several [`MemoryBus`]es.
 #[derive(Clone, Default)]
 pub struct MemoryHub {
     inner: Arc<HubInner>,
 }
 
+#[cfg(any(test, feature = "internals"))]
 impl MemoryHub {
     pub fn new() -> MemoryHub {
         MemoryHub::default()

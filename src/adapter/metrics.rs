@@ -25,7 +25,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::Metrics;
+use prometheus_client::registry::Registry;
 
 /// The `kind` values of `riptide_adapter_errors_total` (see the module doc).
 pub const ERROR_KINDS: [&str; 13] = [
@@ -73,9 +73,9 @@ pub struct AdapterMetrics {
 impl AdapterMetrics {
     /// Register the adapter's series in `metrics`. Call once per registry
     /// (a second call would register the names twice).
-    pub fn register(metrics: &Metrics) -> AdapterMetrics {
+    pub fn register(r: &mut Registry) -> AdapterMetrics {
         let m = AdapterMetrics::unregistered();
-        metrics.with_registry(|r| {
+        {
             r.register(
                 "adapter_published",
                 "Cluster messages handed to the broker",
@@ -117,7 +117,7 @@ impl AdapterMetrics {
                 "1 when the broker is reachable, else 0",
                 m.up.clone(),
             );
-        });
+        }
         m
     }
 
@@ -188,43 +188,53 @@ impl AdapterMetrics {
 
     // Readers, for tests and for a health endpoint.
 
+#[cfg(any(test, feature = "internals"))]
     pub fn published_count(&self) -> u64 {
         self.published.get()
     }
 
+#[cfg(any(test, feature = "internals"))]
     pub fn received_count(&self) -> u64 {
         self.received.get()
     }
 
+#[cfg(any(test, feature = "internals"))]
     pub fn bytes_out_count(&self) -> u64 {
         self.bytes_out.get()
     }
 
+#[cfg(any(test, feature = "internals"))]
     pub fn bytes_in_count(&self) -> u64 {
         self.bytes_in.get()
     }
 
+#[cfg(any(test, feature = "internals"))]
     /// `riptide_adapter_errors_total{kind}`.
     pub fn error_count(&self, kind: &'static str) -> u64 {
         self.errors.get_or_create(&KindLabel { kind }).get()
     }
 
+#[cfg(any(test, feature = "internals"))]
     pub fn reconnect_count(&self) -> u64 {
         self.reconnects.get()
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn subscription_count(&self) -> i64 {
         self.subscriptions.get()
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn outbound_dropped_count(&self) -> u64 {
         self.outbound_dropped.get()
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn peer_count(&self) -> i64 {
         self.peers.get()
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_up(&self) -> bool {
         self.up.get() == 1
     }

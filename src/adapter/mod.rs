@@ -1,8 +1,9 @@
 //! The cluster adapter: everything that crosses nodes goes through here.
 //!
 //! This is the lowest cluster layer. It knows brokers, subjects, envelopes
-//! and peers; it knows nothing of actors, sockets or the HTTP server (it may
-//! only use [`crate::metrics`] and `slog`). The engine above it turns local
+//! and peers; it knows nothing of actors, sockets or the HTTP server, and
+//! imports nothing else of the crate: it owns its settings ([`settings`])
+//! and registers its figures in a registry it is handed. The engine above it turns local
 //! events into [`codec::Body`] values and inbound bodies back into local
 //! deliveries.
 //!
@@ -63,6 +64,7 @@ pub mod memory;
 pub mod metrics;
 pub mod nats;
 pub mod redis;
+pub mod settings;
 pub mod subject;
 
 use std::fmt;
@@ -74,18 +76,30 @@ use bytes::Bytes;
 use slog::Logger;
 use tokio::sync::mpsc;
 
-use crate::service::config::{AdapterKind, AdapterSettings};
 
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
+pub use self::settings::{AdapterKind, AdapterSettings, InvalidSetting};
+
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use self::cluster::{
     Cluster, ClusterEvent, ClusterOptions, ClusterStatus, PeerDownReason, RequestOutcome,
 };
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use self::codec::{
-    Body, Broadcast, ClusterEnvelope, CodecError, RemoteSocket, RequestOp, ResponsePayload,
+    Body, Broadcast, CodecError, RemoteSocket, RequestOp, ResponsePayload,
     WireFrame,
 };
-pub use self::memory::{MemoryBus, MemoryHub};
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
+#[cfg(any(test, feature = "internals"))]
+pub use self::codec::ClusterEnvelope;
+pub use self::memory::MemoryBus;
+#[cfg(any(test, feature = "internals"))]
+pub use self::memory::MemoryHub;
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use self::metrics::AdapterMetrics;
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use self::nats::NatsBus;
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use self::redis::RedisBus;
 
 /// Where a message goes. Each maps to one NATS subject / Redis channel
@@ -312,18 +326,6 @@ impl Default for AdapterOptions {
             ping_interval: Duration::from_secs(5),
         }
     }
-}
-
-/// Build the bus `settings` select, with default [`AdapterOptions`] and the
-/// adapter's figures registered in `metrics` (call once per registry).
-pub async fn connect(
-    settings: &AdapterSettings,
-    node: NodeId,
-    metrics: &crate::metrics::Metrics,
-    log: &Logger,
-) -> Result<(Arc<dyn Bus>, mpsc::Receiver<Inbound>), AdapterError> {
-    let metrics = AdapterMetrics::register(metrics);
-    connect_with(settings, &AdapterOptions::default(), node, &metrics, log).await
 }
 
 /// [`connect`] with explicit options and metrics handles. Must run inside a

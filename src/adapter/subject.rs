@@ -80,6 +80,7 @@ fn hashed(name: &str) -> String {
     out
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// True if `token` is a valid literal NATS subject token: non-empty,
 /// printable ASCII, no `.`, and not a wildcard.
 pub fn is_valid_token(token: &str) -> bool {

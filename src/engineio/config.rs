@@ -1,4 +1,6 @@
-//! The Engine.IO layer's bounds and timings, resolved from [`crate::Settings`].
+//! The Engine.IO layer's bounds and timings: plain data, built once per
+//! node by whoever configures the engine (the service resolves it from its
+//! settings, whose defaults live in `config/default.toml` alone).
 
 use std::time::Duration;
 
@@ -26,27 +28,6 @@ pub struct EngineConfig {
     pub max_connections_per_ip: u32,
     pub connection_rate_per_ip: f64,
     pub connection_burst_per_ip: u32,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            ping_interval: Duration::from_millis(25_000),
-            ping_timeout: Duration::from_millis(20_000),
-            max_payload: 1_000_000,
-            upgrade_timeout: Duration::from_millis(10_000),
-            allow_polling: true,
-            allow_websocket: true,
-            cors_origins: Vec::new(),
-            cors_credentials: false,
-            max_queued_frames: 1024,
-            max_queued_bytes: 8 * 1024 * 1024,
-            slow_consumer_grace: Duration::from_millis(5_000),
-            max_connections_per_ip: 1_000,
-            connection_rate_per_ip: 100.0,
-            connection_burst_per_ip: 200,
-        }
-    }
 }
 
 impl EngineConfig {

@@ -14,8 +14,6 @@ pub enum EngineError {
     BadHandshakeMethod,
     #[error("Bad request")]
     BadRequest,
-    #[error("Forbidden")]
-    Forbidden,
     #[error("Unsupported protocol version")]
     UnsupportedProtocolVersion,
     /// A polling body over `max_payload`: answered 413 and the session closed.
@@ -44,7 +42,6 @@ impl EngineError {
             EngineError::UnknownSid => 1,
             EngineError::BadHandshakeMethod => 2,
             EngineError::BadRequest => 3,
-            EngineError::Forbidden => 4,
             EngineError::UnsupportedProtocolVersion => 5,
             EngineError::PayloadTooLarge => 3,
             EngineError::ServerFull | EngineError::ShuttingDown => 4,
@@ -59,7 +56,6 @@ impl EngineError {
             EngineError::UnknownSid => "unknown_sid",
             EngineError::BadHandshakeMethod => "bad_handshake_method",
             EngineError::BadRequest => "bad_request",
-            EngineError::Forbidden => "forbidden",
             EngineError::UnsupportedProtocolVersion => "unsupported_protocol_version",
             EngineError::PayloadTooLarge => "oversized",
             EngineError::ServerFull => "server_full",
@@ -71,7 +67,6 @@ impl EngineError {
 
     pub fn status(self) -> StatusCode {
         match self {
-            EngineError::Forbidden => StatusCode::FORBIDDEN,
             EngineError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             EngineError::ServerFull | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::TooManyConnectionsFromIp | EngineError::ConnectionRateLimited => {

@@ -6,18 +6,26 @@
 //! session actor, and takes frames to send back. Socket.IO is one such app;
 //! the conformance fixture's echo server is another.
 
+pub mod admission;
 pub mod config;
 pub mod errors;
+pub mod metrics;
 pub mod packet;
 pub mod routes;
 pub mod session;
 pub mod sid;
 pub mod websocket;
 
+
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use config::EngineConfig;
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use errors::EngineError;
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use routes::Engine;
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use session::{
     CloseReason, EngineApp, EngineAppFactory, EngineCore, Frame, Handshake, SessionActor,
 };
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use sid::Sid;

@@ -38,13 +38,6 @@ pub enum Packet {
     Noop,
 }
 
-/// What a WebSocket transport sends for one packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WsFrame {
-    Text(String),
-    Binary(Bytes),
-}
-
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("empty Engine.IO packet (no type character)")]
@@ -96,8 +89,23 @@ impl Packet {
         Packet::Binary(b)
     }
 
+    #[cfg(test)]
+    /// Stable lowercase name, for metric labels and logs.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Packet::Open(_) => "open",
+            Packet::Close => "close",
+            Packet::Ping(_) => "ping",
+            Packet::Pong(_) => "pong",
+            Packet::Message(_) => "message",
+            Packet::Binary(_) => "binary",
+            Packet::Upgrade => "upgrade",
+            Packet::Noop => "noop",
+        }
+    }
+
     /// Appends the text form; binary messages become `'b'` + base64, which is
-    /// only correct for polling (WebSocket sends them raw, see [`Packet::to_ws`]).
+    /// only correct for polling (WebSocket sends them raw, as binary frames).
     pub fn encode_text(&self, out: &mut String) {
         out.reserve(self.encoded_text_len());
         match self {
@@ -115,6 +123,7 @@ impl Packet {
         }
     }
 
+#[cfg(any(test, feature = "internals"))]
     /// The text form in a new, exactly sized `String`.
     pub fn to_text(&self) -> String {
         let mut s = String::with_capacity(self.encoded_text_len());
@@ -122,13 +131,6 @@ impl Packet {
         s
     }
 
-    /// The WebSocket frame for this packet; binary data is not copied.
-    pub fn to_ws(&self) -> WsFrame {
-        match self {
-            Packet::Binary(b) => WsFrame::Binary(b.clone()),
-            other => WsFrame::Text(other.to_text()),
-        }
-    }
 
     /// Exact length in bytes of [`Packet::encode_text`]'s output.
     pub fn encoded_text_len(&self) -> usize {
@@ -139,19 +141,6 @@ impl Packet {
         }
     }
 
-    /// Stable lowercase name, for metric labels and logs.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Packet::Open(_) => "open",
-            Packet::Close => "close",
-            Packet::Ping(_) => "ping",
-            Packet::Pong(_) => "pong",
-            Packet::Message(_) => "message",
-            Packet::Binary(_) => "binary",
-            Packet::Upgrade => "upgrade",
-            Packet::Noop => "noop",
-        }
-    }
 }
 
 fn push_typed(out: &mut String, ty: char, data: &str) {
@@ -173,6 +162,7 @@ pub fn decode_payload(body: &str, max_packets: usize) -> Result<Vec<Packet>, Dec
     Ok(packets)
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// Encodes packets as a polling GET response body.
 pub fn encode_payload(packets: &[Packet]) -> String {
     let mut out = String::new();
@@ -180,6 +170,7 @@ pub fn encode_payload(packets: &[Packet]) -> String {
     out
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// Appends the polling body for `packets` to `out`, growing it at most once.
 pub fn encode_payload_into(packets: &[Packet], out: &mut String) {
     let len: usize = packets.iter().map(Packet::encoded_text_len).sum::<usize>()
@@ -297,23 +288,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn websocket_frames() {
-        assert_eq!(
-            Packet::Message("hi".into()).to_ws(),
-            WsFrame::Text("4hi".into())
-        );
-        assert_eq!(
-            Packet::Ping("probe".into()).to_ws(),
-            WsFrame::Text("2probe".into())
-        );
-        let raw = Bytes::from_static(&[1, 2, 3]);
-        assert_eq!(
-            Packet::Binary(raw.clone()).to_ws(),
-            WsFrame::Binary(raw.clone())
-        );
-        assert_eq!(Packet::decode_ws_binary(raw.clone()), Packet::Binary(raw));
-    }
 
     #[test]
     fn payload_examples_from_the_protocol() {

@@ -21,7 +21,7 @@ use super::session::{
     PollAborted, Post, PostError, SessionActor, SessionHandle, SessionRegistry,
 };
 use super::sid::Sid;
-use crate::metrics::Metrics;
+use super::metrics::EngineMetrics as Metrics;
 
 /// One Engine.IO endpoint: its settings, its app factory and its sessions.
 pub struct Engine<F: EngineAppFactory> {
@@ -43,8 +43,8 @@ struct EngineInner<F> {
     metrics: Metrics,
     log: Logger,
     max_sessions: usize,
-    capacity: crate::limits::Capacity,
-    ip_limiter: crate::limits::IpLimiter,
+    capacity: super::admission::Capacity,
+    ip_limiter: super::admission::IpLimiter,
     /// Set when the node starts stopping: new sessions are refused.
     draining: std::sync::atomic::AtomicBool,
 }
@@ -63,7 +63,7 @@ impl<F: EngineAppFactory> Engine<F> {
         log: Logger,
         max_sessions: usize,
     ) -> Self {
-        let ip_limiter = crate::limits::IpLimiter::new(
+        let ip_limiter = super::admission::IpLimiter::new(
             config.max_connections_per_ip,
             config.connection_rate_per_ip,
             config.connection_burst_per_ip,
@@ -76,19 +76,11 @@ impl<F: EngineAppFactory> Engine<F> {
                 metrics,
                 log,
                 max_sessions,
-                capacity: crate::limits::Capacity::new(max_sessions),
+                capacity: super::admission::Capacity::new(max_sessions),
                 ip_limiter,
                 draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
-    }
-
-    pub fn config(&self) -> &EngineConfig {
-        &self.inner.config
-    }
-
-    pub fn factory(&self) -> &F {
-        &self.inner.factory
     }
 
     pub fn session_count(&self) -> usize {
@@ -116,7 +108,7 @@ impl<F: EngineAppFactory> Engine<F> {
     /// with and without its trailing slash answer, like the reference server.
     ///
     /// Serve it with `HttpServer::h1_allow_half_closed(false)` (as
-    /// [`crate::RiptideServer`] does): otherwise actix keeps a long-poll
+    /// `RiptideServer` does): otherwise actix keeps a long-poll
     /// whose client hung up (FIN) running, and the session only ends at the
     /// ping timeout instead of at once.
     pub fn mount(&self, path: &str, cfg: &mut web::ServiceConfig) {
@@ -224,10 +216,10 @@ impl<F: EngineAppFactory> Engine<F> {
                 Err(refusal) => {
                     debug!(self.inner.log, "connection refused"; "reason" => %refusal, "peer" => %peer);
                     return Err(match refusal {
-                        crate::limits::Refusal::TooManyConnections => {
+                        super::admission::Refusal::TooManyConnections => {
                             EngineError::TooManyConnectionsFromIp
                         }
-                        crate::limits::Refusal::RateLimited => EngineError::ConnectionRateLimited,
+                        super::admission::Refusal::RateLimited => EngineError::ConnectionRateLimited,
                     });
                 }
             },
@@ -257,7 +249,7 @@ impl<F: EngineAppFactory> Engine<F> {
             TransportKind::Polling => "polling",
             TransportKind::WebSocket => "websocket",
         });
-        core.hold_ip_slot(crate::limits::SessionSlot {
+        core.hold_ip_slot(super::admission::SessionSlot {
             capacity,
             ip: ip_slot,
         });

@@ -23,7 +23,7 @@ use super::errors::EngineError;
 use super::packet::Packet;
 use super::sid::Sid;
 use super::websocket::{SendOutcome, WsSink};
-use crate::metrics::Metrics;
+use super::metrics::EngineMetrics as Metrics;
 use actix_http::ws::CloseCode;
 
 /// One outbound Engine.IO message, already encoded: shared by every receiver of
@@ -42,6 +42,7 @@ impl Frame {
         }
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -216,7 +217,6 @@ pub type PollReply = Result<String, EngineError>;
 /// The engine half of a session, lent to the app on every call.
 pub struct EngineCore {
     pub sid: Sid,
-    pub handshake: Arc<Handshake>,
     pub config: Arc<EngineConfig>,
     pub metrics: Metrics,
     pub log: Logger,
@@ -240,7 +240,7 @@ pub struct EngineCore {
     waiting_since_probe: bool,
     /// The session's place under the node's and its address's connection
     /// limits, released when the session is dropped.
-    ip_slot: Option<crate::limits::SessionSlot>,
+    ip_slot: Option<super::admission::SessionSlot>,
     /// A slow-consumer check is scheduled.
     grace_armed: bool,
     /// This session's own address, for what must happen outside a call that
@@ -287,7 +287,7 @@ impl EngineCore {
         }
     }
 
-    pub(crate) fn hold_ip_slot(&mut self, slot: crate::limits::SessionSlot) {
+    pub(crate) fn hold_ip_slot(&mut self, slot: super::admission::SessionSlot) {
         self.ip_slot = Some(slot);
     }
 
@@ -934,7 +934,6 @@ pub(crate) fn new_core(
     EngineCore {
         sid: handshake.sid.clone(),
         log: log.new(o!("sid" => handshake.sid.to_string())),
-        handshake,
         config,
         metrics,
         transport: if polling {

@@ -138,15 +138,13 @@ impl WsSink {
         }
     }
 
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Frames queued and not yet handed to actix-web.
+    #[cfg(any(test, feature = "internals"))]
     pub fn queued_frames(&self) -> usize {
         self.out.lock().frames
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn queued_bytes(&self) -> usize {
         self.out.lock().bytes
     }

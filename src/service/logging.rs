@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use slog::{o, Drain, FnValue, Level, Logger, OwnedKVList, PushFnValue, Record};
 
-use super::config::{LogFormat, LogLevel, LogSettings};
+use super::settings::{LogFormat, LogLevel, LogSettings};
 
 /// Records that can wait for the writer thread. A burst (a reconnect storm logs
 /// per connection) fits; beyond it records are dropped and the drop is counted

@@ -1,5 +1,9 @@
-//! Running Riptide as a service: typed configuration with environment
-//! overrides, structured logging.
+//! Running Riptide as a service: typed settings with environment overrides
+//! (`settings`), structured logging (`logging`), the HTTP server that
+//! serves a node with `/health` and `/metrics` and stops it in order
+//! (`http`), and the bench fixture application (`fixture`).
 
-pub mod config;
+pub mod fixture;
+pub mod http;
 pub mod logging;
+pub mod settings;

@@ -13,7 +13,9 @@
 //! server policy, see [`is_reserved_event`].
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
+#[cfg(any(test, feature = "internals"))]
+use serde_json::Map;
+use serde_json::Value;
 
 /// Event names a server must not dispatch to user handlers, because
 /// Socket.IO or the Node.js EventEmitter give them a meaning of their own.
@@ -31,6 +33,7 @@ pub fn is_reserved_event(name: &str) -> bool {
     RESERVED_EVENTS.contains(&name)
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// The JSON object that stands for attachment `num` in a binary packet.
 pub fn placeholder(num: usize) -> Value {
     let mut m = Map::new();
@@ -124,6 +127,8 @@ const CONNECT_ERROR: u8 = b'4';
 const BINARY_EVENT: u8 = b'5';
 const BINARY_ACK: u8 = b'6';
 
+/// Constructors for tests and benches.
+#[cfg(any(test, feature = "internals"))]
 impl Packet {
     pub fn connect(ns: impl Into<String>, data: Option<Value>) -> Self {
         Self::new(ns, PacketData::Connect(data))
@@ -237,11 +242,31 @@ impl Packet {
         }
     }
 
+}
+
+impl Packet {
     pub fn attachments(&self) -> &[Bytes] {
         match &self.data {
             PacketData::BinaryEvent { attachments, .. }
             | PacketData::BinaryAck { attachments, .. } => attachments,
             _ => &[],
+        }
+    }
+
+}
+
+impl Packet {
+    #[cfg(test)]
+    /// Stable lowercase name, for metric labels and logs.
+    pub fn type_name(&self) -> &'static str {
+        match self.data {
+            PacketData::Connect(_) => "connect",
+            PacketData::Disconnect => "disconnect",
+            PacketData::Event { .. } => "event",
+            PacketData::Ack { .. } => "ack",
+            PacketData::ConnectError(_) => "connect_error",
+            PacketData::BinaryEvent { .. } => "binary_event",
+            PacketData::BinaryAck { .. } => "binary_ack",
         }
     }
 
@@ -287,18 +312,6 @@ impl Packet {
         }
     }
 
-    /// Stable lowercase name, for metric labels and logs.
-    pub fn type_name(&self) -> &'static str {
-        match self.data {
-            PacketData::Connect(_) => "connect",
-            PacketData::Disconnect => "disconnect",
-            PacketData::Event { .. } => "event",
-            PacketData::Ack { .. } => "ack",
-            PacketData::ConnectError(_) => "connect_error",
-            PacketData::BinaryEvent { .. } => "binary_event",
-            PacketData::BinaryAck { .. } => "binary_ack",
-        }
-    }
 
     /// Initial capacity for [`Packet::encode`]: the header exactly plus a guess
     /// at the JSON, so small packets never reallocate.
@@ -309,6 +322,8 @@ impl Packet {
     }
 }
 
+
+#[cfg(any(test, feature = "internals"))]
 fn event_array(name: String, args: Vec<Value>) -> Value {
     let mut v = Vec::with_capacity(args.len() + 1);
     v.push(Value::String(name));
@@ -441,11 +456,13 @@ impl Decoder {
         Ok(self.pending.take().map(Pending::into_packet))
     }
 
+#[cfg(any(test, feature = "internals"))]
     /// Whether a binary packet is waiting for attachments.
     pub fn is_waiting(&self) -> bool {
         self.pending.is_some()
     }
 
+#[cfg(any(test, feature = "internals"))]
     /// Drops any partly assembled packet.
     pub fn reset(&mut self) {
         self.pending = None;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use riptide::service::config::{AdapterKind, AdapterSettings};
+use riptide::settings::{AdapterKind, AdapterSettings};
 
 /// How long a broker may take to accept connections.
 pub const BROKER_START: Duration = Duration::from_secs(10);

@@ -34,7 +34,7 @@ pub fn test_settings() -> Settings {
     s.log.level = std::env::var("TEST_LOG")
         .ok()
         .and_then(|l| l.parse().ok())
-        .unwrap_or(riptide::service::config::LogLevel::Critical);
+        .unwrap_or(riptide::settings::LogLevel::Critical);
     s
 }
 
@@ -411,7 +411,7 @@ impl riptide::engineio::EngineAppFactory for EchoFactory {
 
 /// The Engine.IO settings of `s`, resolved as `Riptide::build` resolves them.
 pub fn engine_config(s: &Settings) -> riptide::engineio::EngineConfig {
-    riptide::server::engine_config(s)
+    riptide::service::http::engine_config(s)
 }
 
 /// The Engine.IO echo endpoint's path on a [`TestServer::start_echo`] node.
@@ -437,7 +437,7 @@ impl TestServer {
                 let echo = riptide::engineio::Engine::new(
                     config,
                     EchoFactory,
-                    server.metrics(),
+                    server.metrics().engine().clone(),
                     log,
                     usize::MAX,
                 );
@@ -735,7 +735,7 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub fn namespace(tx: &SeenTx) -> riptide::Namespace {
+    pub fn namespace(tx: &SeenTx) -> riptide::Namespace<TestApp> {
         let tx = tx.clone();
         riptide::Namespace::new(move || TestApp { tx: tx.clone() })
     }
@@ -791,14 +791,15 @@ impl riptide::NamespaceHandler for TestApp {
             "join" | "leave" => {
                 for room in rooms_arg(event.arg(0)) {
                     if event.name == "join" {
-                        socket.join(room);
+                        // Refusals are logged and counted by `join`.
+                        let _ = socket.join(room);
                     } else {
                         socket.leave(room);
                     }
                 }
                 if let Some(ack) = event.ack {
                     let socket = socket.clone();
-                    riptide::handler::spawn(ctx, async move {
+                    riptide::spawn(ctx, async move {
                         ack.send(json!(socket.rooms().await));
                     });
                 }
@@ -819,14 +820,16 @@ impl riptide::NamespaceHandler for TestApp {
             }
             "ask" => {
                 let ms = event.arg(0).and_then(Value::as_u64).unwrap_or(1000);
-                let answer = socket.emit_with_ack(
-                    "question",
-                    rest_payload(event.payload, 1),
-                    Some(Duration::from_millis(ms)),
-                );
+                let answer = socket
+                    .emit_with_ack(
+                        "question",
+                        rest_payload(event.payload, 1),
+                        Some(Duration::from_millis(ms)),
+                    )
+                    .expect("`question` is not a reserved event name");
                 let socket = socket.clone();
                 let tx = self.tx.clone();
-                riptide::handler::spawn(ctx, async move {
+                riptide::spawn(ctx, async move {
                     let reply = match answer.await {
                         Ok(p) => json!({ "ok": p.args, "binary": p.binary.len() }),
                         Err(e) => json!({ "error": format!("{e:?}") }),

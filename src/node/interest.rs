@@ -1,9 +1,16 @@
-//! Which room and user actors exist on this node.
+//! Who is interested in what, on this node: the one owner of record of room
+//! membership (a namespace's sockets are the members of its namespace
+//! room), of each user's sockets, and, through the creation hook, of the
+//! node's cluster interest (a node subscribes to a room's subject exactly
+//! while the room has an actor here).
 //!
 //! Joins and leaves pass through here under one lock, and the membership
-//! message is sent while the lock is held: a join can never reach an actor
-//! that is being retired, and a room's actor is retired (its last address
-//! dropped) exactly when its last member leaves.
+//! message is sent to the actor while the lock is held: a join can never
+//! reach an actor that is being retired, a room's actor is retired (its last
+//! address dropped) exactly when its last member leaves, and the hook's calls
+//! for one key come in the order of the changes. The actors keep a working
+//! copy of their members, to fan out without a lock; when one is restarted
+//! by its supervisor it rebuilds that copy from here ([`Roster`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -16,7 +23,7 @@ use super::delivery::{Deliver, DisconnectSocket};
 use crate::engineio::Sid;
 
 /// Add a member to a room or user actor.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct AddMember {
     pub sid: Sid,
@@ -34,20 +41,40 @@ pub struct RemoveMember {
 
 struct Entry<A: Actor> {
     addr: Addr<A>,
-    members: usize,
+    members: HashMap<Sid, AddMember>,
 }
 
-/// Starts the actor of one key.
-type Starter<K, A> = Box<dyn Fn(&K) -> Addr<A> + Send + Sync>;
+type Entries<K, A> = Arc<RwLock<HashMap<K, Entry<A>>>>;
+
+/// Starts the actor of one key, handing it its roster.
+type Starter<K, A> = Box<dyn Fn(&K, Roster<K, A>) -> Addr<A> + Send + Sync>;
 
 /// Told when a key's actor is created (`true`) or retired (`false`). Runs
 /// under the registry's lock, so the calls for one key come in the order of
 /// the changes (the cluster's interest relies on it); it must not block.
 type Hook<K> = Box<dyn Fn(&K, bool) + Send + Sync>;
 
-/// A map from key to a supervised actor, counted by membership.
+/// One key's members as the registry knows them: what a restarted actor
+/// rebuilds its state from.
+pub struct Roster<K, A: Actor> {
+    entries: Entries<K, A>,
+    key: K,
+}
+
+impl<K: Hash + Eq, A: Actor> Roster<K, A> {
+    /// The key's members now (empty once the key is retired).
+    pub fn members(&self) -> Vec<AddMember> {
+        self.entries
+            .read()
+            .get(&self.key)
+            .map(|e| e.members.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A map from key to a supervised actor and its members.
 pub struct Registry<K, A: Actor> {
-    entries: RwLock<HashMap<K, Entry<A>>>,
+    entries: Entries<K, A>,
     start: Starter<K, A>,
     hook: Option<Hook<K>>,
 }
@@ -58,9 +85,9 @@ where
     A: Actor + Handler<AddMember> + Handler<RemoveMember>,
     A::Context: actix::dev::ToEnvelope<A, AddMember> + actix::dev::ToEnvelope<A, RemoveMember>,
 {
-    pub fn new(start: impl Fn(&K) -> Addr<A> + Send + Sync + 'static) -> Self {
+    pub fn new(start: impl Fn(&K, Roster<K, A>) -> Addr<A> + Send + Sync + 'static) -> Self {
         Registry {
-            entries: RwLock::new(HashMap::new()),
+            entries: Arc::new(RwLock::new(HashMap::new())),
             start: Box::new(start),
             hook: None,
         }
@@ -79,12 +106,16 @@ where
         let mut created = false;
         let entry = entries.entry(key.clone()).or_insert_with(|| {
             created = true;
+            let roster = Roster {
+                entries: self.entries.clone(),
+                key: key.clone(),
+            };
             Entry {
-                addr: (self.start)(key),
-                members: 0,
+                addr: (self.start)(key, roster),
+                members: HashMap::new(),
             }
         });
-        entry.members += 1;
+        entry.members.insert(member.sid.clone(), member.clone());
         entry.addr.do_send(member);
         if created {
             if let Some(hook) = &self.hook {
@@ -100,9 +131,11 @@ where
         let Some(entry) = entries.get_mut(key) else {
             return false;
         };
+        if entry.members.remove(&sid).is_none() {
+            return false;
+        }
         entry.addr.do_send(RemoveMember { sid });
-        entry.members = entry.members.saturating_sub(1);
-        if entry.members == 0 {
+        if entry.members.is_empty() {
             // Dropping the registry's address lets the actor stop once its
             // mailbox is drained and in-flight broadcasts are done with it.
             entries.remove(key);
@@ -122,17 +155,4 @@ where
         self.entries.read().len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The keys for which `pred` holds, e.g. the rooms of one namespace.
-    pub fn keys_where(&self, pred: impl Fn(&K) -> bool) -> Vec<K> {
-        self.entries
-            .read()
-            .keys()
-            .filter(|k| pred(k))
-            .cloned()
-            .collect()
-    }
 }

@@ -66,14 +66,6 @@ pub enum Refusal {
     RateLimited,
 }
 
-impl Refusal {
-    pub fn metric_kind(self) -> &'static str {
-        match self {
-            Refusal::TooManyConnections => "ip_concurrency",
-            Refusal::RateLimited => "ip_rate",
-        }
-    }
-}
 
 #[derive(Debug)]
 struct IpState {
@@ -161,6 +153,7 @@ impl IpLimiter {
             .retain(|_, s| s.active > 0 || !s.bucket.is_full(now));
     }
 
+#[cfg(any(test, feature = "internals"))]
     pub fn tracked(&self) -> usize {
         self.inner.lock().len()
     }
@@ -203,6 +196,7 @@ impl Capacity {
             .map(|_| CapacitySlot(self.active.clone()))
     }
 
+#[cfg(any(test, feature = "internals"))]
     pub fn in_use(&self) -> usize {
         self.active.load(Ordering::Acquire)
     }
@@ -212,50 +206,11 @@ impl Capacity {
 /// cap and its address's.
 #[derive(Debug)]
 pub struct SessionSlot {
+    // Held for their `Drop`, which gives the places back.
+    #[allow(dead_code)]
     pub capacity: CapacitySlot,
+    #[allow(dead_code)]
     pub ip: Option<IpSlot>,
-}
-
-/// A socket's event budget: events over the rate are refused; a socket that
-/// keeps exceeding it is closed.
-#[derive(Debug, Clone)]
-pub struct EventBudget {
-    bucket: TokenBucket,
-    refused_in_row: u32,
-    close_after: u32,
-}
-
-/// What to do with one incoming event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventVerdict {
-    Accept,
-    Refuse,
-    /// Sustained abuse: close the socket.
-    Close,
-}
-
-impl EventBudget {
-    pub fn new(rate: f64, burst: u32, close_after: u32, now: Instant) -> EventBudget {
-        EventBudget {
-            bucket: TokenBucket::new(rate, burst.max(1) as f64, now),
-            refused_in_row: 0,
-            close_after,
-        }
-    }
-
-    pub fn check(&mut self, now: Instant) -> EventVerdict {
-        if self.bucket.try_take(now) {
-            self.refused_in_row = 0;
-            EventVerdict::Accept
-        } else {
-            self.refused_in_row += 1;
-            if self.refused_in_row >= self.close_after {
-                EventVerdict::Close
-            } else {
-                EventVerdict::Refuse
-            }
-        }
-    }
 }
 
 /// How often (in admissions) [`IpLimiter::admit`] sweeps idle addresses.
@@ -323,19 +278,4 @@ mod tests {
         assert!(c.try_acquire().is_some());
     }
 
-    #[test]
-    fn event_budget_refuses_then_closes_on_sustained_abuse() {
-        let t0 = Instant::now();
-        let mut e = EventBudget::new(1.0, 2, 3, t0);
-        assert_eq!(e.check(t0), EventVerdict::Accept);
-        assert_eq!(e.check(t0), EventVerdict::Accept);
-        assert_eq!(e.check(t0), EventVerdict::Refuse);
-        assert_eq!(e.check(t0), EventVerdict::Refuse);
-        assert_eq!(e.check(t0), EventVerdict::Close);
-        let mut e = EventBudget::new(1.0, 1, 3, t0);
-        assert_eq!(e.check(t0), EventVerdict::Accept);
-        assert_eq!(e.check(t0), EventVerdict::Refuse);
-        assert_eq!(e.check(t0 + Duration::from_secs(1)), EventVerdict::Accept);
-        assert_eq!(e.check(t0 + Duration::from_secs(1)), EventVerdict::Refuse);
-    }
 }

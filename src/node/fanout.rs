@@ -1,95 +1,24 @@
-//! Emitting to many sockets: rooms, exclusions, volatile, and the encoding
-//! that a fan-out does once for all its receivers.
+//! Emitting to many sockets: rooms, exclusions, volatile, across nodes; a
+//! fan-out encodes its packet once for all its receivers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::actors::delivery::{Deliver, Encoded, Filter};
-use crate::actors::room::{Broadcast, RoomKey};
+use super::delivery::{Deliver, Encoded, Filter};
+use super::room::{Broadcast, RoomKey};
+use super::shared::ServerShared;
+use super::socket::{EmitError, Socket};
 use crate::adapter::{
     Broadcast as ClusterBroadcast, NodeId, RemoteSocket, RequestOp, ResponsePayload, Topic,
     WireFrame,
 };
 use crate::engineio::{Frame, Sid};
-use crate::server::ServerShared;
-use crate::socket::{AckError, EmitError, Payload, Socket};
-use crate::socketio::packet::{is_reserved_event, Packet, PacketData};
-
-pub(crate) fn check_event_name(event: &str) -> Result<(), EmitError> {
-    if is_reserved_event(event) {
-        Err(EmitError::ReservedEvent(event.to_string()))
-    } else {
-        Ok(())
-    }
-}
-
-/// Encode a Socket.IO packet as Engine.IO frames: the `4`-prefixed text frame
-/// and one binary frame per attachment.
-pub(crate) fn encode_packet(packet: &Packet) -> Encoded {
-    let (text, attachments) = packet.encode();
-    let mut frames = Vec::with_capacity(1 + attachments.len());
-    frames.push(Frame::message(&text));
-    frames.extend(attachments.into_iter().map(Frame::Binary));
-    frames.into()
-}
-
-fn event_data(event: &str, payload: &Payload) -> Value {
-    let mut arr = Vec::with_capacity(payload.args.len() + 1);
-    arr.push(Value::String(event.to_string()));
-    arr.extend(payload.args.iter().cloned());
-    Value::Array(arr)
-}
-
-pub(crate) fn encode_event(
-    ns: &str,
-    event: &str,
-    payload: &Payload,
-    id: Option<u64>,
-) -> Result<Encoded, EmitError> {
-    check_event_name(event)?;
-    let data = event_data(event, payload);
-    let packet = if payload.binary.is_empty() {
-        Packet {
-            ns: ns.to_string(),
-            data: PacketData::Event { data, id },
-        }
-    } else {
-        Packet {
-            ns: ns.to_string(),
-            data: PacketData::BinaryEvent {
-                data,
-                id,
-                attachments: payload.binary.clone(),
-            },
-        }
-    };
-    Ok(encode_packet(&packet))
-}
-
-pub(crate) fn encode_ack(ns: &str, id: u64, payload: &Payload) -> Encoded {
-    let data = Value::Array(payload.args.clone());
-    let packet = if payload.binary.is_empty() {
-        Packet {
-            ns: ns.to_string(),
-            data: PacketData::Ack { data, id },
-        }
-    } else {
-        Packet {
-            ns: ns.to_string(),
-            data: PacketData::BinaryAck {
-                data,
-                id,
-                attachments: payload.binary.clone(),
-            },
-        }
-    };
-    encode_packet(&packet)
-}
+use crate::socketio::encode::{check_event_name, encode_event};
+use crate::socketio::payload::{payload_from_json, payload_to_wire, IntoArgs, Payload};
 
 /// A broadcast being described: `to`, `except` and `volatile` narrow it,
-/// `emit` sends it. Built from a [`crate::Socket`] or a [`crate::ServerHandle`].
+/// `emit` sends it. Built from a socket (`to`, `within`, `broadcast`) or from
+/// the server handle (`of`).
 #[derive(Clone)]
 pub struct BroadcastOperator {
     server: Arc<ServerShared>,
@@ -142,8 +71,8 @@ impl BroadcastOperator {
     /// first, whatever happens next; with a cluster the packet is then
     /// published for the other nodes, and a refusal there
     /// ([`EmitError::Cluster`]) means the other nodes did not get it.
-    pub fn emit(self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        let frames = encode_event(&self.ns, event, &payload.into(), None)?;
+    pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        let frames = encode_event(&self.ns, event, &args.into_args()?, None)?;
         self.send_encoded(frames)
     }
 
@@ -157,11 +86,11 @@ impl BroadcastOperator {
     pub async fn emit_with_ack(
         self,
         event: &str,
-        payload: impl Into<Payload>,
+        args: impl IntoArgs,
         timeout: Option<Duration>,
     ) -> Result<BroadcastAcks, EmitError> {
         check_event_name(event)?;
-        let payload = payload.into();
+        let payload = args.into_args()?;
         let timeout = timeout.unwrap_or(self.server.config.ack_timeout);
         let local = self.select_local();
         let local = gather_acks(&local, event, &payload, timeout);
@@ -246,7 +175,7 @@ impl BroadcastOperator {
         let room = room.into();
         let local = self.select_local();
         for s in &local {
-            s.join(room.as_str());
+            let _ = s.join(room.as_str());
         }
         let op = RequestOp::SocketsJoin {
             ns: self.ns.to_string(),
@@ -495,8 +424,8 @@ impl UserOperator {
     /// Local sockets are served first; with a cluster the packet then goes
     /// to every node (a user has no subscription of its own), and a refusal
     /// there ([`EmitError::Cluster`]) means the other nodes did not get it.
-    pub fn emit(self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        let frames = encode_event(&self.ns, event, &payload.into(), None)?;
+    pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        let frames = encode_event(&self.ns, event, &args.into_args()?, None)?;
         self.server
             .user_emit(&self.ns, &self.user, frames.clone(), false);
         let Some(cluster) = self.server.cluster() else {
@@ -590,8 +519,8 @@ pub(crate) async fn gather_acks(
 ) -> (Vec<Payload>, usize) {
     let waits = sockets
         .iter()
-        .map(|s| s.emit_with_ack(event, payload.clone(), Some(timeout)));
-    let results: Vec<Result<Payload, AckError>> = futures_util::future::join_all(waits).await;
+        .filter_map(|s| s.emit_with_ack(event, payload.clone(), Some(timeout)).ok());
+    let results = futures_util::future::join_all(waits).await;
     let mut acks = Vec::with_capacity(results.len());
     let mut unanswered = 0;
     for r in results {
@@ -603,32 +532,3 @@ pub(crate) async fn gather_acks(
     (acks, unanswered)
 }
 
-/// Ack arguments from another node (a JSON array text).
-pub(crate) fn payload_from_json(args: &str) -> Payload {
-    match serde_json::from_str(args) {
-        Ok(Value::Array(args)) => Payload::new(args),
-        Ok(other) => Payload::new(vec![other]),
-        Err(_) => Payload::default(),
-    }
-}
-
-/// Ack arguments for another node: JSON only.
-pub(crate) fn payload_to_json(payload: &Payload) -> String {
-    Value::Array(payload.args.clone()).to_string()
-}
-
-/// A payload as it crosses nodes: its arguments as a JSON array text and
-/// its attachments.
-pub(crate) fn payload_to_wire(payload: &Payload) -> (String, Vec<Vec<u8>>) {
-    (
-        payload_to_json(payload),
-        payload.binary.iter().map(|b| b.to_vec()).collect(),
-    )
-}
-
-/// [`payload_to_wire`] undone.
-pub(crate) fn payload_from_wire(args_json: &str, binary: Vec<Vec<u8>>) -> Payload {
-    let mut payload = payload_from_json(args_json);
-    payload.binary = binary.into_iter().map(Into::into).collect();
-    payload
-}

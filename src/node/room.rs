@@ -5,16 +5,16 @@
 //! per namespace (key `room: None`) serves namespace-wide emits the same way.
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use slog::{error, Logger};
+use slog::Logger;
 
 use super::delivery::{Deliver, Encoded, Filter};
-use super::registry::{AddMember, RemoveMember};
+use super::interest::{AddMember, RemoveMember, Roster};
+use super::metrics::Metrics;
+use super::supervisor::{guard, restarted};
 use crate::engineio::Sid;
-use crate::metrics::Metrics;
 
 /// A room of a namespace; `room: None` is the namespace itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,16 +25,25 @@ pub struct RoomKey {
 
 pub struct RoomActor {
     key: RoomKey,
+    /// A working copy of the registry's membership, for fan-out without a
+    /// lock; rebuilt from `roster` on restart.
     members: HashMap<Sid, Recipient<Deliver>>,
+    roster: Roster<RoomKey, RoomActor>,
     metrics: Metrics,
     log: Logger,
 }
 
 impl RoomActor {
-    pub fn new(key: RoomKey, metrics: Metrics, log: Logger) -> RoomActor {
+    pub fn new(
+        key: RoomKey,
+        roster: Roster<RoomKey, RoomActor>,
+        metrics: Metrics,
+        log: Logger,
+    ) -> RoomActor {
         RoomActor {
             key,
             members: HashMap::new(),
+            roster,
             metrics,
             log,
         }
@@ -54,28 +63,6 @@ impl RoomActor {
     }
 }
 
-/// Run one message's work; a panic restarts the actor instead of killing it.
-///
-/// actix's `Supervisor` restarts an actor that stops, but a panic would
-/// unwind through the supervisor itself; catching it here turns it into a
-/// stop, so the supervisor restarts the actor with the same mailbox and the
-/// addresses held by the registry and in-flight emits stay valid.
-pub(crate) fn supervised<A, F>(ctx: &mut Context<A>, log: &Logger, kind: &'static str, f: F)
-where
-    A: Actor<Context = Context<A>>,
-    F: FnOnce(),
-{
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        error!(log, "actor panicked; restarting it"; "actor" => kind, "panic" => what);
-        ctx.stop();
-    }
-}
-
 impl Actor for RoomActor {
     type Context = Context<Self>;
 
@@ -90,24 +77,37 @@ impl Actor for RoomActor {
 
 impl Supervised for RoomActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // Membership survives: it is only changed by whole insert/remove
-        // operations, so it is consistent whatever panicked. The rooms gauge
-        // needs no care: `stopped` ran before this and `started` runs after.
-        self.metrics.actor_restart("room");
+        // The state that panicked is not trusted: membership comes back from
+        // the registry. Joins and leaves still queued apply on top (both are
+        // idempotent). The rooms gauge needs no care: `stopped` ran before
+        // this and `started` runs after.
+        self.members = self
+            .roster
+            .members()
+            .into_iter()
+            .map(|m| (m.sid, m.conn))
+            .collect();
+        restarted(&self.metrics, "room");
     }
 }
 
 impl Handler<AddMember> for RoomActor {
     type Result = ();
-    fn handle(&mut self, m: AddMember, _ctx: &mut Context<Self>) {
-        self.members.insert(m.sid, m.conn);
+    fn handle(&mut self, m: AddMember, ctx: &mut Context<Self>) {
+        let log = self.log.clone();
+        guard(ctx, &log, "room", || {
+            self.members.insert(m.sid, m.conn);
+        });
     }
 }
 
 impl Handler<RemoveMember> for RoomActor {
     type Result = ();
-    fn handle(&mut self, m: RemoveMember, _ctx: &mut Context<Self>) {
-        self.members.remove(&m.sid);
+    fn handle(&mut self, m: RemoveMember, ctx: &mut Context<Self>) {
+        let log = self.log.clone();
+        guard(ctx, &log, "room", || {
+            self.members.remove(&m.sid);
+        });
     }
 }
 
@@ -124,7 +124,7 @@ impl Handler<Broadcast> for RoomActor {
     type Result = ();
     fn handle(&mut self, msg: Broadcast, ctx: &mut Context<Self>) {
         let log = self.log.clone();
-        supervised(ctx, &log, "room", || self.fanout(&msg));
+        guard(ctx, &log, "room", || self.fanout(&msg));
     }
 }
 
@@ -135,21 +135,18 @@ pub struct Members;
 
 impl Handler<Members> for RoomActor {
     type Result = MessageResult<Members>;
-    fn handle(&mut self, _: Members, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.members.keys().cloned().collect())
+    fn handle(&mut self, _: Members, ctx: &mut Context<Self>) -> Self::Result {
+        let log = self.log.clone();
+        let members = guard(ctx, &log, "room", || self.members.keys().cloned().collect());
+        MessageResult(members.unwrap_or_default())
     }
 }
 
-/// Fault injection for the supervision tests: panics inside the actor.
-#[doc(hidden)]
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct InjectPanic;
-
-impl Handler<InjectPanic> for RoomActor {
+#[cfg(any(test, feature = "internals"))]
+impl Handler<super::supervisor::InjectPanic> for RoomActor {
     type Result = ();
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: super::supervisor::InjectPanic, ctx: &mut Context<Self>) {
         let log = self.log.clone();
-        supervised(ctx, &log, "room", || panic!("injected fault"));
+        guard(ctx, &log, "room", || panic!("injected fault"));
     }
 }

@@ -20,18 +20,18 @@ use slog::{debug, warn};
 use tokio::sync::oneshot;
 
 use super::delivery::{Deliver, DisconnectSocket, Encoded};
-use super::handler::Dispatch;
-use super::registry::AddMember;
+use super::dispatch::Dispatch;
+use super::interest::AddMember;
+use super::limits::{EventBudget, EventVerdict};
+use super::namespace::{ConnectError, ConnectRequest, EventRefused};
 use super::room::RoomKey;
-use crate::broadcast::{encode_ack, encode_event, encode_packet};
+use super::shared::{NamespaceRuntime, ServerShared};
+use super::socket::{AckError, AckSender, DisconnectReason, Event, RoomSet, Socket, SocketInner};
 use crate::engineio::session::Message as EngineMessage;
 use crate::engineio::{CloseReason, EngineApp, EngineCore, Handshake, SessionActor, Sid};
-use crate::handler::{ConnectError, ConnectRequest};
-use crate::server::{NamespaceRuntime, ServerShared};
-use crate::socket::{
-    AckError, AckSender, DisconnectReason, Event, Payload, RoomSet, Socket, SocketInner,
-};
+use crate::socketio::encode::{encode_ack, encode_event, encode_packet};
 use crate::socketio::packet::{is_reserved_event, Decoder, Packet, PacketData};
+use crate::socketio::payload::Payload;
 
 type Ctx = Context<SessionActor<Connection>>;
 type AckReply = oneshot::Sender<Result<Payload, AckError>>;
@@ -43,7 +43,7 @@ struct SocketState {
     next_ack: u64,
     handler: Recipient<Dispatch>,
     /// The socket's event rate limit.
-    budget: crate::limits::EventBudget,
+    budget: EventBudget,
 }
 
 impl SocketState {
@@ -226,6 +226,7 @@ impl Connection {
                 auth,
                 user: user.clone(),
                 rooms: Mutex::new(RoomSet::default()),
+                extensions: Default::default(),
             }),
         };
         let Some(runtime) = server.attach(&socket) else {
@@ -270,7 +271,7 @@ impl Connection {
                 // Ids start at 1, like the official protocol test suite expects.
                 next_ack: 1,
                 handler,
-                budget: crate::limits::EventBudget::new(
+                budget: EventBudget::new(
                     self.server.config.event_rate,
                     self.server.config.event_burst,
                     self.server.config.event_abuse_close_after,
@@ -310,12 +311,12 @@ impl Connection {
             None => return,
         };
         match verdict {
-            crate::limits::EventVerdict::Accept => {}
-            crate::limits::EventVerdict::Refuse => {
+            EventVerdict::Accept => {}
+            EventVerdict::Refuse => {
                 self.server.metrics.event_refused("rate_limit");
                 return Self::refuse(core, ns, id, &name, "rate limit exceeded");
             }
-            crate::limits::EventVerdict::Close => {
+            EventVerdict::Close => {
                 self.server.metrics.event_refused("abuse");
                 warn!(core.log, "disconnecting a socket that keeps exceeding its event rate"; "ns" => ns);
                 return self.remove_socket(
@@ -345,7 +346,7 @@ impl Connection {
             let verdict =
                 catch_unwind(AssertUnwindSafe(|| mw(&socket, &event))).unwrap_or_else(|_| {
                     self.server.metrics.handler_panic();
-                    Err(crate::handler::EventRefused::new("Internal error"))
+                    Err(EventRefused::new("Internal error"))
                 });
             if let Err(refused) = verdict {
                 self.server.metrics.event_refused("middleware");
@@ -430,6 +431,17 @@ impl Connection {
             set.closed = true;
             std::mem::take(&mut set.rooms)
         };
+        // Tell the handler which rooms the socket was in: it runs later, on
+        // its own actor, after the leaves below took effect, so it gets
+        // them as a list (`on_disconnecting`), before `on_disconnect`.
+        let mut was_in: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+        was_in.push(sid.to_string());
+        was_in.sort();
+        state.handler.do_send(Dispatch::Disconnecting(
+            state.socket.clone(),
+            was_in,
+            reason,
+        ));
         for room in rooms {
             server.rooms.leave(
                 &RoomKey {

@@ -1,8 +1,7 @@
-//! Prometheus metrics for the engine, the Socket.IO layer and the actors.
+//! The node's Prometheus registry and the Socket.IO layer's and actors'
+//! figures; the engine's own are [`EngineMetrics`], registered here.
 //!
-//! [`Metrics`] is one `Arc`: clone it into every actor. The per-packet methods
-//! (`packet_in`, `packet_out`, `bytes_in`, `bytes_out`, session changes) touch
-//! pre-resolved atomics only: no lock, no hash, no allocation. Methods with a
+//! [`Metrics`] is one `Arc`: clone it into every actor. Methods with a
 //! dynamic namespace label allocate the label once per call; an actor that
 //! calls them often can keep a [`NamespaceMetrics`] handle instead.
 //!
@@ -19,8 +18,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::engineio::metrics::EngineMetrics;
 
 /// `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics text).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -28,16 +28,6 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Prefix of every metric name, including those added through
 /// [`Metrics::with_registry`].
 pub const PREFIX: &str = "riptide";
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DirectionLabel {
-    direction: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TransportLabel {
-    transport: &'static str,
-}
 
 // `Cow` so a caller holding a `&'static str` namespace could skip the allocation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,24 +57,13 @@ struct Instruments {
     // Behind a mutex only so later subsystems can register into it; the
     // instruments below are updated without touching it.
     registry: Mutex<Registry>,
-    polling_sessions: Gauge,
-    websocket_sessions: Gauge,
-    sessions_closed: Family<ReasonLabel, Counter>,
-    packets_in: Counter,
-    packets_out: Counter,
-    bytes_in: Counter,
-    bytes_out: Counter,
-    polling_bytes_in: Counter,
-    polling_bytes_out: Counter,
+    engine: EngineMetrics,
     sockets_connected: Family<NamespaceLabel, Gauge>,
     connects: Family<NamespaceLabel, Counter>,
     disconnects: Family<ReasonLabel, Counter>,
-    bad_input: Family<KindLabel, Counter>,
     connect_errors: Family<ReasonLabel, Counter>,
     events_refused: Family<ReasonLabel, Counter>,
     volatile_dropped: Counter,
-    slow_consumers: Counter,
-    queue_depth: Histogram,
     handler_panics: Counter,
     actor_restarts: Family<KindLabel, Counter>,
     acks_timed_out: Counter,
@@ -113,36 +92,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix(PREFIX);
         let r = &mut registry;
 
-        let sessions: Family<TransportLabel, Gauge> = register(
-            r,
-            "engine_sessions",
-            "Engine.IO sessions currently open, by current transport",
-            Family::default(),
-        );
-        let sessions_closed = register(
-            r,
-            "engine_sessions_closed",
-            "Engine.IO sessions closed, by reason",
-            Family::default(),
-        );
-        let packets: Family<DirectionLabel, Counter> = register(
-            r,
-            "packets",
-            "Engine.IO packets received (in) and sent (out), all transports",
-            Family::default(),
-        );
-        let bytes: Family<DirectionLabel, Counter> = register(
-            r,
-            "bytes",
-            "Engine.IO packet bytes received (in) and sent (out), all transports",
-            Family::default(),
-        );
-        let polling_bytes: Family<DirectionLabel, Counter> = register(
-            r,
-            "polling_body_bytes",
-            "HTTP long-polling body bytes received (in) and sent (out), framing included",
-            Family::default(),
-        );
+        let engine = EngineMetrics::register(r);
         let sockets_connected = register(
             r,
             "sockets_connected",
@@ -159,12 +109,6 @@ impl Metrics {
             r,
             "disconnects",
             "Socket.IO sockets disconnected, by reason",
-            Family::default(),
-        );
-        let bad_input = register(
-            r,
-            "bad_input",
-            "Client input rejected, by kind",
             Family::default(),
         );
         let connect_errors = register(
@@ -184,20 +128,6 @@ impl Metrics {
             "volatile_dropped",
             "Volatile emits dropped because the client was not ready",
             Counter::default(),
-        );
-        let slow_consumers = register(
-            r,
-            "slow_consumer_closes",
-            "Clients closed because they did not take their messages fast enough",
-            Counter::default(),
-        );
-        // Powers of four from 1 to 4096 frames: "healthy" (0-4), "busy" (16-64)
-        // and "about to be closed" (the default limit, 1024) land apart.
-        let queue_depth = register(
-            r,
-            "outbound_queue_depth",
-            "Frames waiting in a client's outbound queue after a write: every write that leaves 2 or more queued, one in 16 of the others",
-            Histogram::new(exponential_buckets(1.0, 4.0, 7)),
         );
         let handler_panics = register(
             r,
@@ -224,34 +154,16 @@ impl Metrics {
             Gauge::default(),
         );
 
-        // Resolved once here so the per-packet path is a bare atomic add, and so
-        // these series exist (at 0) from the first scrape: rate() needs a start.
-        let direction = |family: &Family<DirectionLabel, Counter>, direction| {
-            family.get_or_create_owned(&DirectionLabel { direction })
-        };
-        let transport = |transport| sessions.get_or_create_owned(&TransportLabel { transport });
-
         Self {
             inner: Arc::new(Instruments {
-                polling_sessions: transport("polling"),
-                websocket_sessions: transport("websocket"),
-                packets_in: direction(&packets, "in"),
-                packets_out: direction(&packets, "out"),
-                bytes_in: direction(&bytes, "in"),
-                bytes_out: direction(&bytes, "out"),
-                polling_bytes_in: direction(&polling_bytes, "in"),
-                polling_bytes_out: direction(&polling_bytes, "out"),
                 registry: Mutex::new(registry),
-                sessions_closed,
+                engine,
                 sockets_connected,
                 connects,
                 disconnects,
-                bad_input,
                 connect_errors,
                 events_refused,
                 volatile_dropped,
-                slow_consumers,
-                queue_depth,
                 handler_panics,
                 actor_restarts,
                 acks_timed_out,
@@ -260,59 +172,9 @@ impl Metrics {
         }
     }
 
-    /// One Engine.IO packet of `bytes` bytes received, on either transport.
-    pub fn packet_in(&self, bytes: usize) {
-        self.inner.packets_in.inc();
-        self.inner.bytes_in.inc_by(bytes as u64);
-    }
-
-    /// One Engine.IO packet of `bytes` bytes sent, on either transport.
-    pub fn packet_out(&self, bytes: usize) {
-        self.inner.packets_out.inc();
-        self.inner.bytes_out.inc_by(bytes as u64);
-    }
-
-    /// A long-polling POST body of `bytes` bytes received. A separate series
-    /// from `packet_in`'s bytes, which already count the packets inside it.
-    pub fn bytes_in(&self, bytes: usize) {
-        self.inner.polling_bytes_in.inc_by(bytes as u64);
-    }
-
-    /// A long-polling GET response body of `bytes` bytes sent. See [`Metrics::bytes_in`].
-    pub fn bytes_out(&self, bytes: usize) {
-        self.inner.polling_bytes_out.inc_by(bytes as u64);
-    }
-
-    /// A session opened on `transport` (`"polling"` or `"websocket"`). Pair it
-    /// with [`Metrics::session_closed`] on the transport it has when it closes.
-    pub fn session_opened(&self, transport: &str) {
-        self.session_gauge(transport).inc();
-    }
-
-    /// A session closed. `transport` is its current one (after any upgrade);
-    /// `reason` is the Engine.IO close reason (`"ping timeout"`, ...).
-    pub fn session_closed(&self, transport: &str, reason: &'static str) {
-        self.session_gauge(transport).dec();
-        self.inner
-            .sessions_closed
-            .get_or_create(&ReasonLabel { reason })
-            .inc();
-    }
-
-    /// A session moved from polling to WebSocket.
-    pub fn session_upgraded(&self) {
-        self.inner.polling_sessions.dec();
-        self.inner.websocket_sessions.inc();
-    }
-
-    // Only two transports exist; a session still negotiating counts as polling,
-    // the transport every Engine.IO session starts on unless it opens a WebSocket.
-    fn session_gauge(&self, transport: &str) -> &Gauge {
-        if transport == "websocket" {
-            &self.inner.websocket_sessions
-        } else {
-            &self.inner.polling_sessions
-        }
+    /// The engine layer's figures (registered in this registry).
+    pub fn engine(&self) -> &EngineMetrics {
+        &self.inner.engine
     }
 
     /// A socket joined `namespace` (CONNECT accepted).
@@ -340,14 +202,9 @@ impl Metrics {
         }
     }
 
-    /// Client input rejected; `kind` names what was wrong (`"engine_decode"`,
-    /// `"socket_decode"`, `"unknown_namespace"`, `"oversized"`, `"unknown_sid"`,
-    /// `"bad_request"`, ...).
+    /// Client input rejected (the engine's `bad_input` family).
     pub fn bad_input(&self, kind: &'static str) {
-        self.inner
-            .bad_input
-            .get_or_create(&KindLabel { kind })
-            .inc();
+        self.inner.engine.bad_input(kind);
     }
 
     /// A CONNECT refused (`"invalid_namespace"`, `"middleware"`, ...). Not
@@ -369,29 +226,6 @@ impl Metrics {
 
     pub fn volatile_dropped(&self) {
         self.inner.volatile_dropped.inc();
-    }
-
-    /// A client closed as a slow consumer.
-    pub fn slow_consumer_closed(&self) {
-        self.inner.slow_consumers.inc();
-    }
-
-    /// A write left `depth` frames in the client's outbound queue. Sampled on
-    /// the hot path (every write of a fan-out comes here): a backlog (2 or
-    /// more frames) is always observed, the common depth 1 one time in 16.
-    pub fn queue_depth(&self, depth: usize) {
-        thread_local! {
-            static WRITES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-        }
-        let sampled = depth >= 2
-            || WRITES.with(|n| {
-                let v = n.get().wrapping_add(1);
-                n.set(v);
-                v % 16 == 1
-            });
-        if sampled {
-            self.inner.queue_depth.observe(depth as f64);
-        }
     }
 
     pub fn handler_panic(&self) {
@@ -496,7 +330,7 @@ mod tests {
     fn calls_show_up_in_the_exposition() {
         let metrics = Metrics::new();
         // A clone shares the instruments, as actors holding one will.
-        let engine = metrics.clone();
+        let engine = metrics.clone().engine().clone();
 
         engine.session_opened("polling");
         engine.session_opened("polling");

@@ -1,67 +1,26 @@
-//! What an application handler sees of one socket: its identity, its
-//! handshake, and the operations it may ask of the connection actor.
+//! One socket (one client in one namespace): its identity, its handshake,
+//! its per-socket state, and the operations a handler may ask of the
+//! connection actor that owns it.
 
-use std::collections::HashSet;
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::Value;
 use slog::warn;
 use tokio::sync::oneshot;
 
-use crate::actors::connection::{Command, Connection};
-use crate::actors::registry::AddMember;
-use crate::actors::room::RoomKey;
-use crate::broadcast::BroadcastOperator;
+use super::connection::{Command, Connection};
+use super::interest::AddMember;
+use super::room::RoomKey;
+use super::shared::ServerShared;
+use crate::adapter::PublishError;
 use crate::engineio::{Handshake, SessionActor, Sid};
-use crate::server::ServerShared;
-
-/// The arguments of an event or ack: JSON values, with binary attachments
-/// referenced from them by `{"_placeholder": true, "num": i}`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Payload {
-    pub args: Vec<Value>,
-    pub binary: Vec<Bytes>,
-}
-
-impl Payload {
-    pub fn new(args: Vec<Value>) -> Payload {
-        Payload {
-            args,
-            binary: Vec::new(),
-        }
-    }
-
-    /// Adds a binary attachment and returns the placeholder to put where the
-    /// bytes belong (as an argument, or nested in one).
-    pub fn attach(&mut self, bytes: impl Into<Bytes>) -> Value {
-        let num = self.binary.len();
-        self.binary.push(bytes.into());
-        serde_json::json!({"_placeholder": true, "num": num})
-    }
-}
-
-impl From<Vec<Value>> for Payload {
-    fn from(args: Vec<Value>) -> Payload {
-        Payload::new(args)
-    }
-}
-
-impl From<Value> for Payload {
-    /// One argument.
-    fn from(v: Value) -> Payload {
-        Payload::new(vec![v])
-    }
-}
-
-impl From<()> for Payload {
-    fn from(_: ()) -> Payload {
-        Payload::default()
-    }
-}
+use crate::socketio::encode::{check_event_name, encode_event, ReservedEvent};
+use crate::socketio::payload::{ArgsError, IntoArgs, Payload};
 
 /// An event from a client.
 #[derive(Debug)]
@@ -76,6 +35,11 @@ impl Event {
     /// The `i`-th argument, if any.
     pub fn arg(&self, i: usize) -> Option<&Value> {
         self.payload.args.get(i)
+    }
+
+    /// The arguments as a `T` (see [`Payload::decode`]).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ArgsError> {
+        self.payload.decode()
     }
 
     /// The `i`-th argument as a string, if it is one.
@@ -95,12 +59,29 @@ pub struct AckSender {
 }
 
 impl AckSender {
-    pub fn send(self, payload: impl Into<Payload>) {
+    /// A second sender for the same ack, so the handler actor can still
+    /// refuse an event whose listener took the first.
+    pub(crate) fn clone_for_refusal(&self) -> AckSender {
+        AckSender {
+            conn: self.conn.clone(),
+            ns: self.ns.clone(),
+            sid: self.sid.clone(),
+            id: self.id,
+        }
+    }
+
+    /// Answer with `args`: a `Serialize` value (one argument), `()` (none)
+    /// or a [`Payload`]. A value that cannot be serialized is answered as
+    /// `[{"error": ...}]` so the client is not left waiting.
+    pub fn send(self, args: impl IntoArgs) {
+        let payload = args.into_args().unwrap_or_else(|e| {
+            Payload::new(vec![serde_json::json!({ "error": { "message": e.to_string() } })])
+        });
         self.conn.do_send(Command::Ack {
             ns: self.ns,
             sid: self.sid,
             id: self.id,
-            payload: payload.into(),
+            payload,
         });
     }
 }
@@ -144,11 +125,37 @@ impl DisconnectReason {
 pub enum EmitError {
     #[error("`{0}` is a reserved event name")]
     ReservedEvent(String),
+    /// The arguments could not be serialized.
+    #[error("arguments not serializable: {0}")]
+    Serialize(String),
     /// Local sockets got the packet, but the cluster refused it: too large
     /// for the broker, or the outbound buffer is full (broker away or slow).
     /// The other nodes did not get it.
     #[error("local sockets served, other nodes not reached: {0}")]
-    Cluster(#[from] crate::adapter::PublishError),
+    Cluster(#[from] PublishError),
+}
+
+impl From<ReservedEvent> for EmitError {
+    fn from(e: ReservedEvent) -> EmitError {
+        EmitError::ReservedEvent(e.0)
+    }
+}
+
+impl From<serde_json::Error> for EmitError {
+    fn from(e: serde_json::Error) -> EmitError {
+        EmitError::Serialize(e.to_string())
+    }
+}
+
+/// Why a join was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The socket is at `socketio.max_rooms_per_socket` (its own room counts).
+    #[error("the socket is already in {max} rooms (socketio.max_rooms_per_socket)")]
+    RoomLimit { max: usize },
+    /// The socket has left its namespace.
+    #[error("the socket is disconnected")]
+    Disconnected,
 }
 
 /// Why an acknowledgement did not come.
@@ -181,6 +188,9 @@ pub(crate) struct SocketInner {
     /// `join` returns; `closed` once the socket has left, so a late join
     /// cannot leave a membership behind.
     pub rooms: Mutex<RoomSet>,
+    /// Typed per-socket state ([`Socket::extensions`]); dropped with the
+    /// socket.
+    pub extensions: Extensions,
 }
 
 #[derive(Debug, Default)]
@@ -207,13 +217,6 @@ impl std::fmt::Debug for Socket {
 
 impl Socket {
     /// The socket id (also the name of the room only this socket is in).
-    /// The node's handle: other namespaces, users, `server_side_emit`.
-    pub fn server(&self) -> crate::ServerHandle {
-        crate::ServerHandle {
-            shared: self.inner.server.clone(),
-        }
-    }
-
     pub fn id(&self) -> &str {
         self.inner.id.as_str()
     }
@@ -242,76 +245,81 @@ impl Socket {
         self.inner.user.as_deref()
     }
 
-    /// Emit an event to this socket.
-    pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        let frames = crate::broadcast::encode_event(&self.inner.ns, event, &payload.into(), None)?;
-        self.inner.conn.do_send(Command::Send {
-            ns: self.inner.ns.clone(),
-            sid: self.inner.id.clone(),
-            frames,
-            volatile: false,
-        });
-        Ok(())
+    /// Emit `event` to this socket with `args`: a `Serialize` value (one
+    /// argument), `()` (none) or a [`Payload`] (several, or binary).
+    pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        self.send_event(event, args, false)
     }
 
     /// Emit an event that is dropped rather than queued if the client cannot
     /// take it right now.
-    pub fn emit_volatile(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        let frames = crate::broadcast::encode_event(&self.inner.ns, event, &payload.into(), None)?;
+    pub fn emit_volatile(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        self.send_event(event, args, true)
+    }
+
+    fn send_event(&self, event: &str, args: impl IntoArgs, volatile: bool) -> Result<(), EmitError> {
+        let frames = encode_event(&self.inner.ns, event, &args.into_args()?, None)?;
         self.inner.conn.do_send(Command::Send {
             ns: self.inner.ns.clone(),
             sid: self.inner.id.clone(),
             frames,
-            volatile: true,
+            volatile,
         });
         Ok(())
     }
 
     /// Emit an event and wait for the client's acknowledgement, at most
-    /// `timeout` (`None`: the configured `socketio.ack_timeout_ms`).
+    /// `timeout` (`None`: the configured `socketio.ack_timeout_ms`). A
+    /// reserved event name or arguments that do not serialize are refused
+    /// at once, before anything is sent; the future then resolves to the
+    /// client's answer (read it with [`Payload::decode`]).
     pub fn emit_with_ack(
         &self,
         event: &str,
-        payload: impl Into<Payload>,
+        args: impl IntoArgs,
         timeout: Option<Duration>,
-    ) -> impl std::future::Future<Output = Result<Payload, AckError>> + 'static {
+    ) -> Result<impl std::future::Future<Output = Result<Payload, AckError>> + 'static, EmitError>
+    {
+        check_event_name(event)?;
+        let payload = args.into_args()?;
         let (tx, rx) = oneshot::channel();
-        let checked = crate::broadcast::check_event_name(event);
-        if checked.is_ok() {
-            self.inner.conn.do_send(Command::EmitWithAck {
-                ns: self.inner.ns.clone(),
-                sid: self.inner.id.clone(),
-                event: event.to_string(),
-                payload: payload.into(),
-                timeout: timeout.unwrap_or(self.inner.server.config.ack_timeout),
-                reply: tx,
-            });
-        }
-        async move {
+        self.inner.conn.do_send(Command::EmitWithAck {
+            ns: self.inner.ns.clone(),
+            sid: self.inner.id.clone(),
+            event: event.to_string(),
+            payload,
+            timeout: timeout.unwrap_or(self.inner.server.config.ack_timeout),
+            reply: tx,
+        });
+        Ok(async move {
             match rx.await {
                 Ok(r) => r,
                 Err(_) => Err(AckError::Disconnected),
             }
-        }
+        })
     }
 
     /// Join a room. The join is in effect for every emit made after this call
     /// returns, on any thread. Refused (and counted in
     /// `riptide_events_refused_total{reason="room_limit"}`) past
     /// `socketio.max_rooms_per_socket`, which counts the socket's own room.
-    pub fn join(&self, room: impl Into<String>) {
+    /// Joining a room the socket is already in (its own included) is `Ok`.
+    pub fn join(&self, room: impl Into<String>) -> Result<(), JoinError> {
         let room: Arc<str> = room.into().into();
         let inner = &self.inner;
         let mut set = inner.rooms.lock();
-        if set.closed || room.as_ref() == inner.id.as_str() || set.rooms.contains(&room) {
-            return;
+        if set.closed {
+            return Err(JoinError::Disconnected);
+        }
+        if room.as_ref() == inner.id.as_str() || set.rooms.contains(&room) {
+            return Ok(());
         }
         let max = inner.server.config.max_rooms_per_socket;
         if set.rooms.len() + 1 >= max {
             inner.server.metrics.event_refused("room_limit");
             warn!(inner.server.log, "join refused: socket at max_rooms_per_socket";
                 "ns" => &*inner.ns, "room" => &*room, "max" => max);
-            return;
+            return Err(JoinError::RoomLimit { max });
         }
         set.rooms.insert(room.clone());
         // Registered while the room set is locked: a concurrent disconnect
@@ -328,6 +336,7 @@ impl Socket {
                 control: inner.conn.clone().recipient(),
             },
         );
+        Ok(())
     }
 
     /// Leave a room; emits made after this call returns do not reach it.
@@ -363,22 +372,23 @@ impl Socket {
         rooms
     }
 
-    /// Emit to `room`'s members except this socket.
-    pub fn to(&self, room: impl Into<String>) -> BroadcastOperator {
-        BroadcastOperator::new(self.inner.server.clone(), self.inner.ns.clone())
-            .to(room)
-            .except_socket(self.inner.id.clone())
+    /// Typed state of this socket, set and read by handlers: it lives as
+    /// long as the socket and is dropped with it.
+    pub fn extensions(&self) -> &Extensions {
+        &self.inner.extensions
     }
 
-    /// Emit to `room`'s members, this socket included if it is a member.
-    pub fn within(&self, room: impl Into<String>) -> BroadcastOperator {
-        BroadcastOperator::new(self.inner.server.clone(), self.inner.ns.clone()).to(room)
+    /// The value of type `T` in [`Socket::extensions`], cloned.
+    pub fn data<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.inner.extensions.get::<T>()
     }
 
-    /// Emit to every socket of the namespace except this one.
-    pub fn broadcast(&self) -> BroadcastOperator {
-        BroadcastOperator::new(self.inner.server.clone(), self.inner.ns.clone())
-            .except_socket(self.inner.id.clone())
+    pub(crate) fn server_shared(&self) -> &Arc<ServerShared> {
+        &self.inner.server
+    }
+
+    pub(crate) fn sid(&self) -> &Sid {
+        &self.inner.id
     }
 
     /// Disconnect this socket from its namespace (the client is told).
@@ -400,5 +410,56 @@ impl Socket {
             ns: self.inner.ns.clone(),
             sid: self.inner.id.clone(),
         });
+    }
+}
+
+/// A socket's typed state: at most one value per type.
+#[derive(Default)]
+pub struct Extensions {
+    map: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+}
+
+impl Extensions {
+    /// Store `value`, returning the one of the same type it replaces.
+    pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<T> {
+        self.map
+            .lock()
+            .insert(TypeId::of::<T>(), Box::new(value))
+            .and_then(|old| old.downcast().ok().map(|b: Box<T>| *b))
+    }
+
+    /// A clone of the stored `T`.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.map
+            .lock()
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Run `f` on the stored `T` (inserting `T::default()` first if absent)
+    /// and return what it returns: read-modify-write under one lock.
+    pub fn with<T: Default + Send + Sync + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut map = self.map.lock();
+        let slot = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()));
+        f(slot.downcast_mut::<T>().expect("keyed by its own TypeId"))
+    }
+
+    /// Take the stored `T` out.
+    pub fn remove<T: Send + Sync + 'static>(&self) -> Option<T> {
+        self.map
+            .lock()
+            .remove(&TypeId::of::<T>())
+            .and_then(|old| old.downcast().ok().map(|b: Box<T>| *b))
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extensions")
+            .field("len", &self.map.lock().len())
+            .finish()
     }
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::engineio::{Frame, Sid};
+use crate::engineio::Sid;
+pub use crate::socketio::encode::Encoded;
 
 /// Who, among a room's members, a broadcast is for. Absent on the hot path
 /// (one room, nobody excluded), so the common fan-out carries no filter.
@@ -18,10 +19,6 @@ pub struct Filter {
     /// Sockets left out (the emitter's own socket for `socket.broadcast()`).
     pub except_sids: Vec<Sid>,
 }
-
-/// An encoded packet: a text frame and its binary attachments, shared by
-/// every receiver of one emit.
-pub type Encoded = Arc<[Frame]>;
 
 /// One packet for one socket.
 #[derive(Message)]

@@ -9,36 +9,28 @@ use actix::prelude::*;
 use slog::Logger;
 
 use super::delivery::{Deliver, DisconnectSocket, Encoded};
-use super::registry::{AddMember, RemoveMember};
-use super::room::supervised;
+use super::interest::{AddMember, RemoveMember, Roster};
+use super::metrics::Metrics;
+use super::supervisor::{guard, restarted};
 use crate::engineio::Sid;
-use crate::metrics::Metrics;
-
-struct Member {
-    ns: Arc<str>,
-    conn: Recipient<Deliver>,
-    control: Recipient<DisconnectSocket>,
-}
 
 pub struct UserActor {
-    user: Arc<str>,
-    sockets: HashMap<Sid, Member>,
+    /// A working copy of the registry's record of this user's sockets;
+    /// rebuilt from `roster` on restart.
+    sockets: HashMap<Sid, AddMember>,
+    roster: Roster<Arc<str>, UserActor>,
     metrics: Metrics,
     log: Logger,
 }
 
 impl UserActor {
-    pub fn new(user: Arc<str>, metrics: Metrics, log: Logger) -> UserActor {
+    pub fn new(roster: Roster<Arc<str>, UserActor>, metrics: Metrics, log: Logger) -> UserActor {
         UserActor {
-            user,
             sockets: HashMap::new(),
+            roster,
             metrics,
             log,
         }
-    }
-
-    pub fn user(&self) -> &str {
-        &self.user
     }
 }
 
@@ -48,28 +40,33 @@ impl Actor for UserActor {
 
 impl Supervised for UserActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.metrics.actor_restart("user");
+        self.sockets = self
+            .roster
+            .members()
+            .into_iter()
+            .map(|m| (m.sid.clone(), m))
+            .collect();
+        restarted(&self.metrics, "user");
     }
 }
 
 impl Handler<AddMember> for UserActor {
     type Result = ();
-    fn handle(&mut self, m: AddMember, _ctx: &mut Context<Self>) {
-        self.sockets.insert(
-            m.sid,
-            Member {
-                ns: m.ns,
-                conn: m.conn,
-                control: m.control,
-            },
-        );
+    fn handle(&mut self, m: AddMember, ctx: &mut Context<Self>) {
+        let log = self.log.clone();
+        guard(ctx, &log, "user", || {
+            self.sockets.insert(m.sid.clone(), m);
+        });
     }
 }
 
 impl Handler<RemoveMember> for UserActor {
     type Result = ();
-    fn handle(&mut self, m: RemoveMember, _ctx: &mut Context<Self>) {
-        self.sockets.remove(&m.sid);
+    fn handle(&mut self, m: RemoveMember, ctx: &mut Context<Self>) {
+        let log = self.log.clone();
+        guard(ctx, &log, "user", || {
+            self.sockets.remove(&m.sid);
+        });
     }
 }
 
@@ -86,7 +83,7 @@ impl Handler<UserEmit> for UserActor {
     type Result = ();
     fn handle(&mut self, msg: UserEmit, ctx: &mut Context<Self>) {
         let log = self.log.clone();
-        supervised(ctx, &log, "user", || {
+        guard(ctx, &log, "user", || {
             for (sid, m) in &self.sockets {
                 if m.ns == msg.ns {
                     m.conn.do_send(Deliver {
@@ -111,13 +108,26 @@ pub struct DisconnectUser;
 
 impl Handler<DisconnectUser> for UserActor {
     type Result = usize;
-    fn handle(&mut self, _: DisconnectUser, _ctx: &mut Context<Self>) -> usize {
-        for (sid, m) in &self.sockets {
-            m.control.do_send(DisconnectSocket {
-                ns: m.ns.clone(),
-                sid: sid.clone(),
-            });
-        }
-        self.sockets.len()
+    fn handle(&mut self, _: DisconnectUser, ctx: &mut Context<Self>) -> usize {
+        let log = self.log.clone();
+        guard(ctx, &log, "user", || {
+            for (sid, m) in &self.sockets {
+                m.control.do_send(DisconnectSocket {
+                    ns: m.ns.clone(),
+                    sid: sid.clone(),
+                });
+            }
+            self.sockets.len()
+        })
+        .unwrap_or(0)
+    }
+}
+
+#[cfg(any(test, feature = "internals"))]
+impl Handler<super::supervisor::InjectPanic> for UserActor {
+    type Result = ();
+    fn handle(&mut self, _: super::supervisor::InjectPanic, ctx: &mut Context<Self>) {
+        let log = self.log.clone();
+        guard(ctx, &log, "user", || panic!("injected fault"));
     }
 }

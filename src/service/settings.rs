@@ -2,7 +2,8 @@
 //!
 //! Layers, later wins:
 //!
-//! 1. `config/default.toml`, the single source of every default (required);
+//! 1. `config/default.toml`, the single source of every default, compiled in
+//!    ([`DEFAULT_TOML`]; a copy in the config directory may override it);
 //! 2. `config/<environment>.toml`, where the environment comes from
 //!    `RIPTIDE_ENV` (default `development`); a missing file is fine;
 //! 3. environment variables `RIPTIDE__<SECTION>__<KEY>`, e.g.
@@ -12,8 +13,9 @@
 //! names it instead of a silent fallback to the default. Loading ends with
 //! [`Settings::validate`], so a `Settings` returned by [`load`] is usable as is.
 //!
-//! The `Default` impls mirror `config/default.toml` for library users who build
-//! `Settings` in code; a unit test keeps the two in step.
+//! `Settings::default()` is `config/default.toml` as compiled in, so library
+//! users who build `Settings` in code get the same defaults as the binary;
+//! no default is written anywhere else.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -21,6 +23,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use crate::adapter::{AdapterKind, AdapterSettings};
 
 /// Environment variable naming the environment file to layer on the defaults.
 pub const ENVIRONMENT_VAR: &str = "RIPTIDE_ENV";
@@ -90,81 +94,8 @@ impl ConfigError {
     }
 }
 
-/// Closed sets of names (transports, levels, ...) parse case-insensitively, so
-/// `DEBUG` from an environment variable works, and a wrong name is reported
-/// with the accepted ones.
-macro_rules! named_enum {
-    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
-        impl $ty {
-            /// Every accepted name, in declaration order.
-            pub const NAMES: &'static [&'static str] = &[$($name),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $name),+
-                }
-            }
-        }
-
-        impl std::str::FromStr for $ty {
-            type Err = String;
-
-            fn from_str(name: &str) -> Result<Self, String> {
-                $(if name.eq_ignore_ascii_case($name) {
-                    return Ok(Self::$variant);
-                })+
-                Err(format!(
-                    "unknown {} {name:?}, expected one of {}",
-                    $what,
-                    Self::NAMES.join(", ")
-                ))
-            }
-        }
-
-        impl TryFrom<String> for $ty {
-            type Error = String;
-
-            fn try_from(name: String) -> Result<Self, String> {
-                name.parse()
-            }
-        }
-
-        impl std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        // Comparing with the configuration name (`t == "polling"`) reads like
-        // the TOML it came from.
-        impl PartialEq<str> for $ty {
-            fn eq(&self, name: &str) -> bool {
-                self.as_str() == name
-            }
-        }
-
-        impl PartialEq<&str> for $ty {
-            fn eq(&self, name: &&str) -> bool {
-                self.as_str() == *name
-            }
-        }
-
-        // Loggable as its configuration name (`"adapter" => settings.adapter.kind`).
-        impl slog::Value for $ty {
-            fn serialize(
-                &self,
-                _record: &slog::Record<'_>,
-                key: slog::Key,
-                serializer: &mut dyn slog::Serializer,
-            ) -> slog::Result {
-                serializer.emit_str(key, self.as_str())
-            }
-        }
-    };
-}
-
 /// The whole configuration. See `config/default.toml` for every default and why.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -192,23 +123,6 @@ pub struct ServerSettings {
     pub max_connections: usize,
 }
 
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            // Loopback: exposing the server should be a deliberate choice.
-            host: "127.0.0.1".to_owned(),
-            port: 3000,
-            // What Socket.IO clients request unless told otherwise.
-            path: "/socket.io/".to_owned(),
-            // One worker per core.
-            workers: 0,
-            // Clean closes on deploy without stalling a rolling restart.
-            shutdown_timeout_ms: 10_000,
-            // Caps memory under a connection flood.
-            max_connections: 10_000,
-        }
-    }
-}
 
 impl ServerSettings {
     pub fn shutdown_timeout(&self) -> Duration {
@@ -245,22 +159,6 @@ pub struct EngineSettings {
     pub max_attachments: usize,
 }
 
-impl Default for EngineSettings {
-    fn default() -> Self {
-        Self {
-            // Engine.IO v4 reference values, below common 60 s proxy idle timeouts.
-            ping_interval_ms: 25_000,
-            ping_timeout_ms: 20_000,
-            // The reference server's maxHttpBufferSize (1 MB).
-            max_payload: 1_000_000,
-            upgrade_timeout_ms: 10_000,
-            // Both, so clients behind WebSocket-hostile proxies still connect.
-            transports: vec![Transport::Polling, Transport::Websocket],
-            // Each attachment is held until the packet completes, so bound the count.
-            max_attachments: 10,
-        }
-    }
-}
 
 impl EngineSettings {
     pub fn ping_interval(&self) -> Duration {
@@ -293,19 +191,6 @@ pub struct SocketIoSettings {
     pub max_rooms_per_socket: usize,
 }
 
-impl Default for SocketIoSettings {
-    fn default() -> Self {
-        Self {
-            // The reference server's connectTimeout.
-            connect_timeout_ms: 45_000,
-            ack_timeout_ms: 10_000,
-            // Real clients use a handful; stops one connection multiplying its state.
-            max_namespaces_per_connection: 16,
-            // Bounds the room registry one socket can grow.
-            max_rooms_per_socket: 1024,
-        }
-    }
-}
 
 impl SocketIoSettings {
     pub fn connect_timeout(&self) -> Duration {
@@ -342,21 +227,6 @@ pub struct LimitsSettings {
 
 impl Eq for LimitsSettings {}
 
-impl Default for LimitsSettings {
-    fn default() -> Self {
-        Self {
-            max_queued_frames: 1024,
-            max_queued_bytes: 8 * 1024 * 1024,
-            slow_consumer_grace_ms: 5_000,
-            max_connections_per_ip: 1_000,
-            connection_rate_per_ip: 100.0,
-            connection_burst_per_ip: 200,
-            event_rate: 1_000.0,
-            event_burst: 2_000,
-            event_abuse_close_after: 1_000,
-        }
-    }
-}
 
 impl LimitsSettings {
     fn validate(&self) -> Result<(), ConfigError> {
@@ -393,7 +263,7 @@ fn positive_f(key: &str, value: f64) -> Result<(), ConfigError> {
 }
 
 /// `[cors]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorsSettings {
     /// Empty = send no CORS headers (the safe default); `["*"]` = any origin;
@@ -453,7 +323,7 @@ named_enum!(LogLevel, "log level", {
 });
 
 /// `[log]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -464,44 +334,6 @@ pub struct LogSettings {
     pub modules: BTreeMap<String, LogLevel>,
 }
 
-/// Cluster adapter implementation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum AdapterKind {
-    /// Single node, no broker.
-    #[default]
-    Memory,
-    Nats,
-    Redis,
-}
-
-named_enum!(AdapterKind, "adapter kind", {
-    Memory => "memory",
-    Nats => "nats",
-    Redis => "redis",
-});
-
-/// `[adapter]`: how nodes of a cluster reach each other.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdapterSettings {
-    pub kind: AdapterKind,
-    /// Broker URL; required unless `kind` is `memory`.
-    pub url: String,
-    /// Prefix of every subject / channel, so several clusters can share a broker.
-    pub prefix: String,
-}
-
-impl Default for AdapterSettings {
-    fn default() -> Self {
-        Self {
-            kind: AdapterKind::Memory,
-            url: String::new(),
-            prefix: "riptide".to_owned(),
-        }
-    }
-}
-
 /// `[app]`: what the binary serves.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -510,9 +342,24 @@ pub struct AppSettings {
     pub fixture: bool,
 }
 
-impl Default for AppSettings {
-    fn default() -> Self {
-        Self { fixture: true }
+
+/// `config/default.toml`, compiled in: the one place every default is
+/// written (with its reason). A `default.toml` in the config directory may
+/// override it; every other file and variable overrides both.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+fn embedded_defaults() -> config::File<config::FileSourceString, config::FileFormat> {
+    config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml)
+}
+
+impl Default for Settings {
+    /// `config/default.toml` as compiled in.
+    fn default() -> Settings {
+        config::Config::builder()
+            .add_source(embedded_defaults())
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .expect("config/default.toml deserializes into Settings (a unit test checks it)")
     }
 }
 
@@ -581,7 +428,8 @@ pub fn load_from(
             .required(required)
     };
     let settings: Settings = config::Config::builder()
-        .add_source(toml("default.toml".to_owned(), true))
+        .add_source(embedded_defaults())
+        .add_source(toml("default.toml".to_owned(), false))
         .add_source(toml(format!("{environment}.toml"), false))
         .add_source(EnvSource(overrides))
         .build()
@@ -779,7 +627,9 @@ impl Settings {
         self.limits.validate()?;
         self.cors.validate()?;
         self.log.validate()?;
-        self.adapter.validate()?;
+        self.adapter
+            .validate()
+            .map_err(|e| ConfigError::invalid(e.key, e.reason))?;
         Ok(())
     }
 }
@@ -923,34 +773,6 @@ impl LogSettings {
                     "not a module path like \"riptide::engineio\"",
                 ));
             }
-        }
-        Ok(())
-    }
-}
-
-impl AdapterSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.kind != AdapterKind::Memory && self.url.trim().is_empty() {
-            return Err(ConfigError::invalid(
-                "adapter.url",
-                format!("required when adapter.kind = {:?}", self.kind.as_str()),
-            ));
-        }
-        // The prefix becomes a NATS subject token and a Redis key prefix: `.`, `*`,
-        // `>` and whitespace would change what a NATS subscription matches.
-        let well_formed = !self.prefix.is_empty()
-            && self
-                .prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !well_formed {
-            return Err(ConfigError::invalid(
-                "adapter.prefix",
-                format!(
-                    "{:?} must be non-empty ASCII letters, digits, '_' or '-'",
-                    self.prefix
-                ),
-            ));
         }
         Ok(())
     }
@@ -1151,7 +973,7 @@ mod tests {
         assert_eq!(settings.server.port, 9090);
         assert_eq!(settings.log.format, LogFormat::Json);
         // Untouched keys keep their defaults.
-        assert_eq!(settings.engine, EngineSettings::default());
+        assert_eq!(settings.engine, Settings::default().engine);
     }
 
     #[test]
@@ -1170,10 +992,12 @@ mod tests {
     }
 
     #[test]
-    fn missing_default_toml_is_an_error() {
+    fn without_a_default_toml_the_compiled_in_defaults_apply() {
+        // The defaults are written once, in config/default.toml, and compiled
+        // in: a config directory without a copy still loads them.
         let dir = TempDir::new();
-        let error = load_from(dir.path(), None, vars(&[])).unwrap_err();
-        assert!(error.to_string().contains("default.toml"), "{error}");
+        let settings = load_from(dir.path(), None, vars(&[])).unwrap();
+        assert_eq!(settings, Settings::default());
     }
 
     #[test]

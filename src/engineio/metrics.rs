@@ -1,0 +1,248 @@
+//! The Engine.IO layer's own figures: sessions, packets, bytes, rejected
+//! input, outbound queues and slow consumers.
+//!
+//! [`EngineMetrics`] is registered into a Prometheus registry the caller
+//! owns, so this layer needs nothing from the node above it. Cloning is one
+//! reference-count increment. The per-packet methods touch pre-resolved
+//! atomics only: no lock, no hash, no allocation.
+//!
+//! Every label takes a `&'static str` from the caller's own vocabulary
+//! (`CloseReason::as_str()`, a literal kind), so a label value never comes
+//! from client input and a client cannot grow the number of time series.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// The engine's instruments. `bad_input` is shared with the layers above
+/// (they count their own rejected input in the same family).
+#[derive(Clone, Debug)]
+pub struct EngineMetrics {
+    inner: Arc<Instruments>,
+}
+
+#[derive(Debug)]
+struct Instruments {
+    polling_sessions: Gauge,
+    websocket_sessions: Gauge,
+    sessions_closed: Family<ReasonLabel, Counter>,
+    packets_in: Counter,
+    packets_out: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    polling_bytes_in: Counter,
+    polling_bytes_out: Counter,
+    bad_input: Family<KindLabel, Counter>,
+    slow_consumers: Counter,
+    queue_depth: Histogram,
+}
+
+/// Registers `metric` and hands it back, so construction reads as a list.
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+impl EngineMetrics {
+    /// Register the engine's series in `r`. Call once per registry (a second
+    /// call would register the names twice).
+    pub fn register(r: &mut Registry) -> EngineMetrics {
+        let sessions: Family<TransportLabel, Gauge> = register(
+            r,
+            "engine_sessions",
+            "Engine.IO sessions currently open, by current transport",
+            Family::default(),
+        );
+        let sessions_closed = register(
+            r,
+            "engine_sessions_closed",
+            "Engine.IO sessions closed, by reason",
+            Family::default(),
+        );
+        let packets: Family<DirectionLabel, Counter> = register(
+            r,
+            "packets",
+            "Engine.IO packets received (in) and sent (out), all transports",
+            Family::default(),
+        );
+        let bytes: Family<DirectionLabel, Counter> = register(
+            r,
+            "bytes",
+            "Engine.IO packet bytes received (in) and sent (out), all transports",
+            Family::default(),
+        );
+        let polling_bytes: Family<DirectionLabel, Counter> = register(
+            r,
+            "polling_body_bytes",
+            "HTTP long-polling body bytes received (in) and sent (out), framing included",
+            Family::default(),
+        );
+        let bad_input = register(
+            r,
+            "bad_input",
+            "Client input rejected, by kind",
+            Family::default(),
+        );
+        let slow_consumers = register(
+            r,
+            "slow_consumer_closes",
+            "Clients closed because they did not take their messages fast enough",
+            Counter::default(),
+        );
+        // Powers of four from 1 to 4096 frames: "healthy" (0-4), "busy" (16-64)
+        // and "about to be closed" (the default limit, 1024) land apart.
+        let queue_depth = register(
+            r,
+            "outbound_queue_depth",
+            "Frames waiting in a client's outbound queue after a write: every write that leaves 2 or more queued, one in 16 of the others",
+            Histogram::new(exponential_buckets(1.0, 4.0, 7)),
+        );
+
+        // Resolved once here so the per-packet path is a bare atomic add, and so
+        // these series exist (at 0) from the first scrape: rate() needs a start.
+        let direction = |family: &Family<DirectionLabel, Counter>, direction| {
+            family.get_or_create_owned(&DirectionLabel { direction })
+        };
+        let transport = |transport| sessions.get_or_create_owned(&TransportLabel { transport });
+
+        EngineMetrics {
+            inner: Arc::new(Instruments {
+                polling_sessions: transport("polling"),
+                websocket_sessions: transport("websocket"),
+                packets_in: direction(&packets, "in"),
+                packets_out: direction(&packets, "out"),
+                bytes_in: direction(&bytes, "in"),
+                bytes_out: direction(&bytes, "out"),
+                polling_bytes_in: direction(&polling_bytes, "in"),
+                polling_bytes_out: direction(&polling_bytes, "out"),
+                sessions_closed,
+                bad_input,
+                slow_consumers,
+                queue_depth,
+            }),
+        }
+    }
+
+    /// Handles that no registry exposes (an engine used outside a node).
+    pub fn unregistered() -> EngineMetrics {
+        EngineMetrics::register(&mut Registry::default())
+    }
+
+    /// One Engine.IO packet of `bytes` bytes received, on either transport.
+    pub fn packet_in(&self, bytes: usize) {
+        self.inner.packets_in.inc();
+        self.inner.bytes_in.inc_by(bytes as u64);
+    }
+
+    /// One Engine.IO packet of `bytes` bytes sent, on either transport.
+    pub fn packet_out(&self, bytes: usize) {
+        self.inner.packets_out.inc();
+        self.inner.bytes_out.inc_by(bytes as u64);
+    }
+
+    /// A long-polling POST body of `bytes` bytes received. A separate series
+    /// from `packet_in`'s bytes, which already count the packets inside it.
+    pub fn bytes_in(&self, bytes: usize) {
+        self.inner.polling_bytes_in.inc_by(bytes as u64);
+    }
+
+    /// A long-polling GET response body of `bytes` bytes sent. See [`EngineMetrics::bytes_in`].
+    pub fn bytes_out(&self, bytes: usize) {
+        self.inner.polling_bytes_out.inc_by(bytes as u64);
+    }
+
+    /// A session opened on `transport` (`"polling"` or `"websocket"`). Pair it
+    /// with [`EngineMetrics::session_closed`] on the transport it has when it closes.
+    pub fn session_opened(&self, transport: &str) {
+        self.session_gauge(transport).inc();
+    }
+
+    /// A session closed. `transport` is its current one (after any upgrade);
+    /// `reason` is the Engine.IO close reason (`"ping timeout"`, ...).
+    pub fn session_closed(&self, transport: &str, reason: &'static str) {
+        self.session_gauge(transport).dec();
+        self.inner
+            .sessions_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A session moved from polling to WebSocket.
+    pub fn session_upgraded(&self) {
+        self.inner.polling_sessions.dec();
+        self.inner.websocket_sessions.inc();
+    }
+
+    // Only two transports exist; a session still negotiating counts as polling,
+    // the transport every Engine.IO session starts on unless it opens a WebSocket.
+    fn session_gauge(&self, transport: &str) -> &Gauge {
+        if transport == "websocket" {
+            &self.inner.websocket_sessions
+        } else {
+            &self.inner.polling_sessions
+        }
+    }
+
+    /// Client input rejected; `kind` names what was wrong (`"engine_decode"`,
+    /// `"socket_decode"`, `"unknown_namespace"`, `"oversized"`, `"unknown_sid"`,
+    /// `"bad_request"`, ...).
+    pub fn bad_input(&self, kind: &'static str) {
+        self.inner
+            .bad_input
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// A client closed as a slow consumer.
+    pub fn slow_consumer_closed(&self) {
+        self.inner.slow_consumers.inc();
+    }
+
+    /// A write left `depth` frames in the client's outbound queue. Sampled on
+    /// the hot path (every write of a fan-out comes here): a backlog (2 or
+    /// more frames) is always observed, the common depth 1 one time in 16.
+    pub fn queue_depth(&self, depth: usize) {
+        thread_local! {
+            static WRITES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let sampled = depth >= 2
+            || WRITES.with(|n| {
+                let v = n.get().wrapping_add(1);
+                n.set(v);
+                v % 16 == 1
+            });
+        if sampled {
+            self.inner.queue_depth.observe(depth as f64);
+        }
+    }
+}

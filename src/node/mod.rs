@@ -1,0 +1,32 @@
+//! The node: the actors that hold Socket.IO state, and the state they share.
+//!
+//! - `connection`: the Socket.IO state of one Engine.IO session (its
+//!   namespaces' sockets, their rooms and pending acks), running inside the
+//!   session actor; `socket` is the handle to one of its sockets.
+//! - `interest`: the one owner of record of who is interested in what
+//!   (room members, a namespace's sockets, a user's sockets, and through
+//!   its hook the node's cluster interest).
+//! - `room`, `user`: one actor per room (and per namespace) and per
+//!   authenticated user, each with a working copy of its members.
+//! - `supervisor`: how those actors and the handler actors survive panics.
+//! - `dispatch`, `namespace`: what connections tell a namespace's handler
+//!   actor, and what a namespace is to the node (middleware, handler starter).
+//! - `fanout`: emits to many sockets, on this node and across the cluster;
+//!   `remote`: what other nodes ask of this one.
+//! - `shared`: the node's namespaces, registries and cluster handle;
+//!   `metrics`, `limits`: its figures and the per-socket event budget.
+
+pub mod connection;
+pub mod delivery;
+pub mod dispatch;
+pub mod fanout;
+pub mod interest;
+pub mod limits;
+pub mod metrics;
+pub mod namespace;
+pub mod remote;
+pub mod room;
+pub mod shared;
+pub mod socket;
+pub mod supervisor;
+pub mod user;

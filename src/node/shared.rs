@@ -1,0 +1,303 @@
+//! The node's shared state: its namespaces and their sockets, the room and
+//! user registries, the cluster handle, and the Socket.IO bounds every
+//! connection applies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use parking_lot::{Mutex, RwLock};
+use regex::Regex;
+use slog::{o, Logger};
+
+use super::connection::Connection;
+use super::delivery::{Deliver, Encoded};
+use super::dispatch::{local_handler, Dispatch};
+use super::interest::Registry;
+use super::metrics::Metrics;
+use super::namespace::NamespaceSpec;
+use super::room::{RoomActor, RoomKey};
+use super::socket::Socket;
+use super::user::{UserActor, UserEmit};
+use crate::adapter::Cluster;
+use crate::engineio::{EngineAppFactory, Handshake, Sid};
+
+/// The Socket.IO layer's bounds (the service resolves them from its settings).
+#[derive(Debug, Clone)]
+pub struct SioConfig {
+    pub connect_timeout: Duration,
+    pub ack_timeout: Duration,
+    pub max_namespaces: usize,
+    pub max_rooms_per_socket: usize,
+    pub max_attachments: usize,
+    pub event_rate: f64,
+    pub event_burst: u32,
+    pub event_abuse_close_after: u32,
+}
+
+/// A namespace with sockets on this node: every registered namespace, and each
+/// dynamic namespace while it has at least one socket.
+pub(crate) struct NamespaceRuntime {
+    pub name: Arc<str>,
+    pub spec: NamespaceSpec,
+    /// Created from a `dynamic_namespace` pattern: dropped with its last
+    /// socket, so clients cannot grow the node's namespaces without bound.
+    pub dynamic: bool,
+    /// The `namespace` label of its metrics: the name for a registered
+    /// namespace, the pattern for a dynamic one (bounded label cardinality).
+    pub metric_label: Arc<str>,
+    /// The namespace's local sockets by id.
+    pub sockets: RwLock<HashMap<Sid, Socket>>,
+}
+
+/// State shared by every connection and handler of the node.
+pub(crate) struct ServerShared {
+    pub config: SioConfig,
+    namespaces: RwLock<HashMap<Arc<str>, Arc<NamespaceRuntime>>>,
+    dynamic: Vec<(Regex, NamespaceSpec)>,
+    /// Room actors. Creating and retiring one tells the cluster (if any)
+    /// that this node gained or lost interest in the room's traffic.
+    pub rooms: Registry<RoomKey, RoomActor>,
+    pub users: Registry<Arc<str>, UserActor>,
+    /// The cluster this node belongs to: set once by the server's
+    /// `start_cluster` before the first connection when `adapter.kind` is not `memory`.
+    pub cluster: Arc<OnceLock<Cluster>>,
+    /// Every handler actor started for this node, so shutdown can wait until
+    /// each has run the `on_disconnect`s it was sent.
+    pub handlers: Mutex<Vec<Recipient<Dispatch>>>,
+    pub metrics: Metrics,
+    pub log: Logger,
+}
+
+impl ServerShared {
+    /// A node's state with its registered namespaces (`namespaces`) and
+    /// dynamic ones (`dynamic`, by pattern). Room actors' creation and
+    /// retirement tell the cluster, once there is one.
+    pub fn new(
+        config: SioConfig,
+        namespaces: Vec<(String, NamespaceSpec)>,
+        dynamic: Vec<(Regex, NamespaceSpec)>,
+        metrics: Metrics,
+        log: Logger,
+    ) -> Arc<ServerShared> {
+        let (room_metrics, room_log) = (metrics.clone(), log.new(o!("actor" => "room")));
+        let (user_metrics, user_log) = (metrics.clone(), log.new(o!("actor" => "user")));
+        let cluster: Arc<OnceLock<Cluster>> = Arc::new(OnceLock::new());
+        let interest = cluster.clone();
+        Arc::new(ServerShared {
+            config,
+            namespaces: RwLock::new(
+                namespaces
+                    .into_iter()
+                    .map(|(name, ns)| {
+                        let name: Arc<str> = name.into();
+                        (
+                            name.clone(),
+                            Arc::new(NamespaceRuntime::registered(name, ns)),
+                        )
+                    })
+                    .collect(),
+            ),
+            dynamic,
+            rooms: Registry::new(move |key: &RoomKey, roster| {
+                let (key, m, l) = (key.clone(), room_metrics.clone(), room_log.clone());
+                Supervisor::start(move |_| RoomActor::new(key, roster, m, l))
+            })
+            .with_hook(move |key: &RoomKey, created| {
+                let Some(cluster) = interest.get() else {
+                    return;
+                };
+                match (&key.room, created) {
+                    (Some(room), true) => cluster.room_joined(&key.ns, room),
+                    (Some(room), false) => cluster.room_left(&key.ns, room),
+                    (None, true) => cluster.namespace_joined(&key.ns),
+                    (None, false) => cluster.namespace_left(&key.ns),
+                }
+            }),
+            users: Registry::new(move |_user: &Arc<str>, roster| {
+                let (m, l) = (user_metrics.clone(), user_log.clone());
+                Supervisor::start(move |_| UserActor::new(roster, m, l))
+            }),
+            cluster,
+            handlers: Mutex::new(Vec::new()),
+            metrics,
+            log,
+        })
+    }
+
+    /// The spec serving namespace `name`: registered exactly, or the first
+    /// dynamic pattern it matches. Creates nothing: a namespace's runtime
+    /// exists once a socket is attached to it (see [`ServerShared::attach`]).
+    pub fn spec(&self, name: &str) -> Option<NamespaceSpec> {
+        if let Some(ns) = self.namespaces.read().get(name) {
+            return Some(ns.spec.clone());
+        }
+        self.dynamic
+            .iter()
+            .find(|(re, _)| re.is_match(name))
+            .map(|(_, spec)| spec.clone())
+    }
+
+    /// Add `socket` to its namespace, creating a dynamic namespace's runtime
+    /// on its first socket. `None` if no namespace serves the name.
+    pub fn attach(&self, socket: &Socket) -> Option<Arc<NamespaceRuntime>> {
+        let name = &socket.inner.ns;
+        let sid = socket.inner.id.clone();
+        {
+            // Inserted under the map's read lock: `detach` cannot drop the
+            // runtime between the lookup and the insert.
+            let namespaces = self.namespaces.read();
+            if let Some(rt) = namespaces.get(name) {
+                rt.sockets.write().insert(sid, socket.clone());
+                return Some(rt.clone());
+            }
+        }
+        let (re, spec) = self.dynamic.iter().find(|(re, _)| re.is_match(name))?;
+        let mut namespaces = self.namespaces.write();
+        let rt = namespaces
+            .entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(NamespaceRuntime {
+                    name: name.clone(),
+                    spec: spec.clone(),
+                    dynamic: true,
+                    metric_label: re.as_str().into(),
+                    sockets: RwLock::new(HashMap::new()),
+                })
+            })
+            .clone();
+        rt.sockets.write().insert(sid, socket.clone());
+        Some(rt)
+    }
+
+    /// Remove socket `sid` from its namespace; a dynamic namespace left
+    /// without sockets is dropped.
+    pub fn detach(&self, rt: &Arc<NamespaceRuntime>, sid: &Sid) {
+        let now_empty = {
+            let mut sockets = rt.sockets.write();
+            sockets.remove(sid);
+            sockets.is_empty()
+        };
+        if now_empty && rt.dynamic {
+            let mut namespaces = self.namespaces.write();
+            let current = namespaces
+                .get(&rt.name)
+                .is_some_and(|cur| Arc::ptr_eq(cur, rt));
+            if current && rt.sockets.read().is_empty() {
+                namespaces.remove(&rt.name);
+            }
+        }
+    }
+
+    /// How many namespaces have a runtime on this node (registered ones
+    /// included).
+    pub fn namespace_count(&self) -> usize {
+        self.namespaces.read().len()
+    }
+
+    /// How many sockets are attached on this node, all namespaces together.
+    pub fn socket_count(&self) -> usize {
+        self.namespaces
+            .read()
+            .values()
+            .map(|n| n.sockets.read().len())
+            .sum()
+    }
+
+    /// The connection of local socket `sid` in `ns`, if `sid` is one.
+    pub fn local_socket(&self, ns: &str, sid: &str) -> Option<Recipient<Deliver>> {
+        // Socket ids have one length: most room names are ruled out for free.
+        if sid.len() != 20 {
+            return None;
+        }
+        let namespaces = self.namespaces.read();
+        let socket = namespaces.get(ns)?.sockets.read().get(sid)?.clone();
+        Some(socket.inner.conn.clone().recipient())
+    }
+
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.get()
+    }
+
+    /// Emit to the local sockets of `user` in `ns`.
+    pub fn user_emit(&self, ns: &Arc<str>, user: &str, frames: Encoded, volatile: bool) {
+        if let Some(actor) = self.users.get(&Arc::from(user)) {
+            actor.do_send(UserEmit {
+                ns: ns.clone(),
+                frames,
+                volatile,
+            });
+        }
+    }
+
+    /// The local sockets of `ns` a cluster operation selects: in any of
+    /// `rooms` (all sockets when empty; a socket's own id counts as a room),
+    /// in none of `except_rooms`, and not one of `except_sids`.
+    pub fn select_local(
+        &self,
+        ns: &str,
+        rooms: &[impl AsRef<str>],
+        except_rooms: &[impl AsRef<str>],
+        except_sids: &[Sid],
+    ) -> Vec<Socket> {
+        self.local_sockets(ns)
+            .into_iter()
+            .filter(|s| {
+                let inner = &s.inner;
+                !except_sids.contains(&inner.id)
+                    && (rooms.is_empty() || rooms.iter().any(|r| inner.in_room(r.as_ref())))
+                    && !except_rooms.iter().any(|r| inner.in_room(r.as_ref()))
+            })
+            .collect()
+    }
+
+    /// The handler actor of namespace `spec` on the current thread, started
+    /// (and recorded for shutdown) on first use.
+    pub fn handler(&self, spec: &NamespaceSpec) -> Recipient<Dispatch> {
+        let start = || (spec.start_handler)(self.metrics.clone(), self.log.clone());
+        local_handler(spec.id, &start, |h| {
+            let mut handlers = self.handlers.lock();
+            handlers.retain(|h| h.connected());
+            handlers.push(h.clone());
+        })
+    }
+
+    pub fn local_sockets(&self, ns: &str) -> Vec<Socket> {
+        self.namespaces
+            .read()
+            .get(ns)
+            .map(|n| n.sockets.read().values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl NamespaceRuntime {
+    fn registered(name: Arc<str>, spec: NamespaceSpec) -> NamespaceRuntime {
+        NamespaceRuntime {
+            metric_label: name.clone(),
+            name,
+            spec,
+            dynamic: false,
+            sockets: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+/// Builds each session's Socket.IO connection.
+pub(crate) struct SocketIoFactory {
+    shared: Arc<ServerShared>,
+}
+
+impl SocketIoFactory {
+    pub fn new(shared: Arc<ServerShared>) -> SocketIoFactory {
+        SocketIoFactory { shared }
+    }
+}
+
+impl EngineAppFactory for SocketIoFactory {
+    type App = Connection;
+    fn create(&self, handshake: &Arc<Handshake>) -> Connection {
+        Connection::new(self.shared.clone(), handshake.clone())
+    }
+}
