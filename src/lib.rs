@@ -29,7 +29,7 @@
 //! - [`limits`]: token buckets for per-IP admission and per-socket events.
 //! - [`service`] and [`metrics`]: configuration, logging and Prometheus
 //!   figures; `main.rs` wires them into the `riptide` binary;
-//!   `src/bin/riptide-bench` is the load generator.
+//!   the load generator is its own package, `benches/riptide-bench`.
 //!
 //! # Writing a handler
 //!
