@@ -71,7 +71,7 @@ done
 URL=http://127.0.0.1:$PORT
 
 echo "== building (release)" >&2
-cargo build --release --bin riptide-bench --example bench_fixture >&2
+cargo build --release --workspace --bin riptide-bench --example bench_fixture >&2
 BENCH=target/release/riptide-bench
 
 # The start command writes the node's PID to $PID_FILE; reconnect-storm's

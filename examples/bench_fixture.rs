@@ -10,6 +10,7 @@ use riptide::{logging, settings, AckSender, HandlerContext, Namespace, Riptide, 
 /// glibc's malloc was over a third of the node's CPU in fan-out profiles;
 /// jemalloc's thread caches fit the many small, short-lived allocations of
 /// message passing, and its RSS stays close to glibc's (docs/decisions.md).
+/// The `jemalloc` feature (a default one); without it, the system allocator.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

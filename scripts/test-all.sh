@@ -23,15 +23,15 @@ fi
 export PATH="$PATH:/usr/sbin"
 
 stage "build"
-cargo build --all-targets --locked
+cargo build --workspace --all-targets --locked
 
 stage "lint"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 stage "rust tests"
-cargo test --all-targets --locked
-cargo test --doc --locked
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked
 
 stage "interop (official socket.io-client)"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && npm test)

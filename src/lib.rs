@@ -29,7 +29,8 @@
 //!   [`HandlerActor`], [`Socket`]'s broadcasts, [`ServerHandle`].
 //! - `service`: [`Settings`] (files and environment), logging, the HTTP
 //!   server that serves a node ([`Riptide`], [`RiptideServer`]), the bench
-//!   fixture; `main.rs` wires them into the `riptide` binary.
+//!   fixture; `main.rs` wires them into the `riptide` binary. The load
+//!   generator is its own package, `benches/riptide-bench`.
 //!
 //! Only the public API is `pub`; the layers are crate-private. The cargo
 //! feature `internals` makes them public for this crate's own integration

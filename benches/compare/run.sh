@@ -152,9 +152,9 @@ fi
 if [ "$BUILD" = 1 ]; then
   stage "building riptide-bench and bench_fixture ($PROFILE)"
   if [ "$PROFILE" = release ]; then
-    nice cargo build --release --bin riptide-bench --example bench_fixture >&2
+    nice cargo build --release --workspace --bin riptide-bench --example bench_fixture >&2
   else
-    nice cargo build --bin riptide-bench --example bench_fixture >&2
+    nice cargo build --workspace --bin riptide-bench --example bench_fixture >&2
   fi
   if selected socketioxide; then
     stage "building the socketioxide peer (benches/peers/socketioxide)"

@@ -4,7 +4,7 @@
 //! generator measures Riptide and its peers.
 //!
 //! ```sh
-//! cargo run --release --bin riptide-bench -- fanout --url http://127.0.0.1:3000 --receivers 1000 --rate 1000 --duration 10
+//! cargo run --release -p riptide-bench -- fanout --url http://127.0.0.1:3000 --receivers 1000 --rate 1000 --duration 10
 //! ```
 //!
 //! One JSON line on stdout per run (schema `riptide-bench/1`, see
