@@ -275,3 +275,81 @@ async fn a_message_on_the_probe_before_5_aborts_the_upgrade() {
     assert_eq!(c.post("4x").await, (200, "ok".to_string()));
     assert_eq!(c.get().await, (200, "4x".to_string()));
 }
+
+/// Two workers, so the WebSocket, the session and the GET can be on
+/// different threads (the conformance suites run the node's default).
+fn two_workers() -> riptide::Settings {
+    let mut s = test_settings();
+    s.server.workers = 2;
+    s
+}
+
+/// The next WebSocket message if it is already there, without waiting: what
+/// a client that reads the socket right now gets.
+fn already_there(ws: &mut WsClient) -> Option<String> {
+    use futures_util::{FutureExt, StreamExt};
+    match ws.ws.next().now_or_never() {
+        Some(Some(Ok(m))) => Some(m.to_text().unwrap_or("<binary>").to_string()),
+        Some(other) => Some(format!("{other:?}")),
+        None => None,
+    }
+}
+
+// The official suite's "ignores HTTP requests with same sid after upgrade":
+// the client sends `2probe` and `5`, then a GET, and once it has the GET's
+// 400 it listens for the echo of `4hello`. A `3probe` arriving after the 400
+// lands in that listener. The session therefore answers such a GET only
+// after the `3probe` has been written to the WebSocket's socket. Here the
+// GET waits in the session before the probe begins (the order the two
+// connections' workers make most likely to put the 400 first).
+#[actix_rt::test]
+async fn the_400_of_a_get_during_the_upgrade_leaves_after_the_3probe() {
+    let server = TestServer::start_echo(two_workers());
+    for round in 0..10 {
+        let c = PollingClient::open_at(&server, ECHO).await;
+        let mut ws = WsClient::upgrade_at(&server, ECHO, &c.sid).await;
+        // Waits in the session (mid-upgrade: released after 100 ms at most).
+        let get = spawn_get(&c);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        ws.send("2probe").await;
+        ws.send("5").await;
+        let (status, body) = join_get(get).await;
+        assert_engine_error(status, &body, 400, 3, "Bad request");
+        assert_eq!(
+            already_there(&mut ws).as_deref(),
+            Some("3probe"),
+            "round {round}: the 3probe must be there when the 400 is"
+        );
+        ws.send("4hello").await;
+        assert_eq!(ws.recv().await, Frame::Text("4hello".into()));
+        // A GET after the upgrade: the same.
+        let (status, body) = c.get().await;
+        assert_engine_error(status, &body, 400, 3, "Bad request");
+    }
+}
+
+// The official suite's "ignores WebSocket connection with same sid after
+// upgrade": `2probe`, `5`, then a second WebSocket with the same sid, whose
+// close the client waits for before it listens for the echo of `4hello`.
+// That close leaves only after the `3probe`, even when the second
+// WebSocket reaches the session before the `2probe` does.
+#[actix_rt::test]
+async fn a_second_websocket_after_the_upgrade_is_closed_after_the_3probe() {
+    let server = TestServer::start_echo(two_workers());
+    for round in 0..10 {
+        let c = PollingClient::open_at(&server, ECHO).await;
+        let mut ws = WsClient::upgrade_at(&server, ECHO, &c.sid).await;
+        ws.send("2probe").await;
+        ws.send("5").await;
+        let mut again = WsClient::upgrade_at(&server, ECHO, &c.sid).await;
+        assert!(matches!(again.expect_closed(WAIT).await, Frame::Closed(..)));
+        assert_eq!(
+            already_there(&mut ws).as_deref(),
+            Some("3probe"),
+            "round {round}: the 3probe must be there when the close is"
+        );
+        // The second WebSocket was ignored: the upgraded session works.
+        ws.send("4hello").await;
+        assert_eq!(ws.recv().await, Frame::Text("4hello".into()));
+    }
+}

@@ -17,8 +17,9 @@ use super::config::EngineConfig;
 use super::errors::EngineError;
 use super::packet::decode_payload;
 use super::session::{
-    new_core, url_query_pairs, CloseReason, CloseSession, EngineAppFactory, Handshake, Poll,
-    PollAborted, Post, PostError, SessionActor, SessionHandle, SessionRegistry,
+    new_core, take_closed_poll, url_query_pairs, CloseReason, CloseSession, ClosedPolls,
+    EngineAppFactory, Handshake, Poll, PollAborted, Post, PostError, SessionActor, SessionHandle,
+    SessionRegistry, CLOSED_POLL_GRACE,
 };
 use super::sid::Sid;
 use super::metrics::EngineMetrics as Metrics;
@@ -40,6 +41,8 @@ struct EngineInner<F> {
     config: Arc<EngineConfig>,
     factory: F,
     registry: SessionRegistry,
+    /// What is owed to the GETs of sessions their clients just closed.
+    closed_polls: ClosedPolls,
     metrics: Metrics,
     log: Logger,
     max_sessions: usize,
@@ -73,6 +76,7 @@ impl<F: EngineAppFactory> Engine<F> {
                 config: Arc::new(config),
                 factory,
                 registry: SessionRegistry::default(),
+                closed_polls: ClosedPolls::default(),
                 metrics,
                 log,
                 max_sessions,
@@ -180,6 +184,12 @@ impl<F: EngineAppFactory> Engine<F> {
         }
     }
 
+    /// The 200 answer of a polling GET.
+    fn poll_answer(&self, req: &HttpRequest, body: String) -> HttpResponse {
+        self.inner.metrics.bytes_out(body.len());
+        self.ok(req, "text/plain; charset=UTF-8").body(body)
+    }
+
     fn ok(&self, req: &HttpRequest, content_type: &'static str) -> HttpResponseBuilder {
         let mut b = HttpResponse::Ok();
         b.insert_header((header::CONTENT_TYPE, content_type));
@@ -243,6 +253,7 @@ impl<F: EngineAppFactory> Engine<F> {
             self.inner.metrics.clone(),
             &self.inner.log,
             self.inner.registry.clone(),
+            self.inner.closed_polls.clone(),
             kind == TransportKind::Polling,
         );
         self.inner.metrics.session_opened(match kind {
@@ -310,14 +321,19 @@ async fn handle_request<F: EngineAppFactory>(
         Some(sid) => {
             let handle = engine.inner.registry.read().get(sid.as_str()).cloned();
             let Some(handle) = handle else {
+                if kind == TransportKind::Polling && req.method() == Method::GET {
+                    if let Some(body) = take_closed_poll(&engine.inner.closed_polls, &sid) {
+                        return engine.poll_answer(&req, body);
+                    }
+                }
                 return engine.error(&req, EngineError::UnknownSid);
             };
             match kind {
                 TransportKind::Polling if req.method() == Method::GET => {
-                    poll(&engine, &req, &handle).await
+                    poll(&engine, &req, &handle, Some(&sid)).await
                 }
                 TransportKind::Polling if req.method() == Method::POST => {
-                    post(&engine, &req, payload, &handle).await
+                    post(&engine, &req, payload, &handle, &sid).await
                 }
                 TransportKind::Polling => engine.error(&req, EngineError::BadRequest),
                 TransportKind::WebSocket => {
@@ -356,7 +372,7 @@ async fn handshake<F: EngineAppFactory>(
                 ws: session.clone().recipient(),
                 close: session.recipient(),
             };
-            poll(&engine, &req, &handle).await
+            poll(&engine, &req, &handle, None).await
         }
         TransportKind::WebSocket => {
             let resp = websocket(&engine, &req, payload, session.clone().recipient(), false);
@@ -368,11 +384,21 @@ async fn handshake<F: EngineAppFactory>(
     }
 }
 
+/// A polling GET. `sid` is the session's, when the request named it: if the
+/// session turns out to be gone, a GET its client's close owes an answer to
+/// gets it (see [`ClosedPolls`]).
 async fn poll<F: EngineAppFactory>(
     engine: &Engine<F>,
     req: &HttpRequest,
     handle: &SessionHandle,
+    sid: Option<&str>,
 ) -> HttpResponse {
+    let gone = |engine: &Engine<F>| match sid
+        .and_then(|sid| take_closed_poll(&engine.inner.closed_polls, sid))
+    {
+        Some(body) => engine.poll_answer(req, body),
+        None => engine.error(req, EngineError::UnknownSid),
+    };
     let (tx, rx) = oneshot::channel();
     // Armed until the GET is answered: if actix drops this future first (the
     // client's connection died), the session hears of it at once.
@@ -381,17 +407,27 @@ async fn poll<F: EngineAppFactory>(
     // refuse the poll; only a stopped session is.
     if handle.poll.send(Poll(tx)).await.is_err() {
         guard.0 = None;
-        return engine.error(req, EngineError::UnknownSid);
+        return gone(engine);
     }
     let reply = rx.await;
     guard.0 = None;
     match reply {
-        Ok(Ok(body)) => {
-            engine.inner.metrics.bytes_out(body.len());
-            engine.ok(req, "text/plain; charset=UTF-8").body(body)
-        }
+        Ok(Ok(body)) => engine.poll_answer(req, body),
         Ok(Err(e)) => engine.refuse(req, e),
-        Err(_) => engine.error(req, EngineError::UnknownSid),
+        Err(_) => gone(engine),
+    }
+}
+
+/// Removes what a held close POST kept for its GET, when the POST is
+/// answered or its request goes away.
+struct ClosedPollSlot<'a> {
+    polls: &'a ClosedPolls,
+    sid: &'a str,
+}
+
+impl Drop for ClosedPollSlot<'_> {
+    fn drop(&mut self) {
+        self.polls.lock().remove(self.sid);
     }
 }
 
@@ -411,6 +447,7 @@ async fn post<F: EngineAppFactory>(
     req: &HttpRequest,
     mut payload: web::Payload,
     handle: &SessionHandle,
+    sid: &str,
 ) -> HttpResponse {
     let max = engine.inner.config.max_payload;
     let declared = req
@@ -444,7 +481,18 @@ async fn post<F: EngineAppFactory>(
         }
     };
     match handle.post.send(Post(packets)).await {
-        Ok(Ok(())) => engine.ok(req, "text/html").body("ok"),
+        Ok(Ok(closed)) => {
+            if let Some(taken) = closed {
+                // The client closed with no GET waiting: hold the answer for
+                // the GET it may have sent first (see `ClosedPolls`).
+                let _slot = ClosedPollSlot {
+                    polls: &engine.inner.closed_polls,
+                    sid,
+                };
+                let _ = tokio::time::timeout(CLOSED_POLL_GRACE, taken).await;
+            }
+            engine.ok(req, "text/html").body("ok")
+        }
         Ok(Err(e)) => engine.refuse(req, e),
         Err(_) => engine.error(req, EngineError::UnknownSid),
     }

@@ -174,6 +174,48 @@ fn percent_decode(s: &str) -> String {
 /// How long a GET that arrives mid-upgrade waits before its noop.
 const UPGRADE_NOOP_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How long the answer to a POST whose close packet ended the session, with
+/// no GET waiting, is held for the GET the client may have sent before it
+/// (see [`ClosedPolls`]).
+pub const CLOSED_POLL_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The answer owed to the poll of a session its client closed over polling
+/// while no GET was waiting, by sid.
+///
+/// The client's GET and its close POST travel on two connections, read by
+/// two worker threads: the GET the client sent first may reach the session
+/// after the POST. The reference server, on one thread, answers a GET that
+/// waits at the close with a noop; here the GET that arrives while the
+/// POST's answer is held gets the same answer (a GET that arrives before the
+/// client has its POST answer cannot have been sent after it). The POST is
+/// answered as soon as that GET took its answer, or after
+/// [`CLOSED_POLL_GRACE`]; the sid is then unknown, as for the reference.
+pub type ClosedPolls = Arc<parking_lot::Mutex<HashMap<Sid, ClosedPoll>>>;
+
+pub struct ClosedPoll {
+    body: String,
+    taken: oneshot::Sender<()>,
+}
+
+/// The answer owed to a GET of closed session `sid`, if there is one (it is
+/// given once).
+pub(crate) fn take_closed_poll(polls: &ClosedPolls, sid: &str) -> Option<String> {
+    let slot = polls.lock().remove(sid)?;
+    let _ = slot.taken.send(());
+    Some(slot.body)
+}
+
+/// Run `then` once what has been queued on `ws` so far has been written to
+/// its socket (or can no longer be): an answer on another connection must not
+/// overtake it.
+fn after_flush(ws: &WsSink, then: impl FnOnce() + 'static) {
+    let flushed = ws.flushed();
+    actix_rt::spawn(async move {
+        let _ = flushed.await;
+        then();
+    });
+}
+
 /// The protocol that runs on top of a session (Socket.IO, or a plain echo).
 ///
 /// Its methods run inside the session actor, with the engine's state and the
@@ -225,6 +267,13 @@ pub struct EngineCore {
     buffer: Vec<Frame>,
     /// A WebSocket that sent `2probe` and has not yet sent `5`.
     probe: Option<(u64, WsSink)>,
+    /// The probe WebSocket's `2probe` has been answered.
+    probe_answered: bool,
+    /// Second upgrade WebSockets refused while the probe has not answered
+    /// `2probe` yet: closed once it has and the `3probe` has left (or the
+    /// probe ended), so the client never sees their close before it.
+    refused_ws: Vec<WsSink>,
+    closed_polls: ClosedPolls,
     ping_timer: Option<SpawnHandle>,
     pong_timer: Option<SpawnHandle>,
     /// When the outstanding ping's pong is due. Requests are checked against
@@ -426,6 +475,9 @@ impl EngineCore {
         if let Some(h) = self.upgrade_timer.take() {
             ctx.cancel_future(h);
         }
+        for ws in self.refused_ws.drain(..) {
+            ws.close(CloseCode::Normal, "");
+        }
     }
 
     /// Close the session if its pong is overdue; true when it was.
@@ -488,6 +540,15 @@ impl<A: EngineApp> SessionActor<A> {
                 if let (Some(id), Some((probe_id, ws))) = (from_ws, &self.core.probe) {
                     if id == *probe_id && data == "probe" {
                         ws.send(&Frame::control(&Packet::Pong(data)), false);
+                        self.core.probe_answered = true;
+                        let refused = std::mem::take(&mut self.core.refused_ws);
+                        if !refused.is_empty() {
+                            after_flush(ws, move || {
+                                for r in refused {
+                                    r.close(CloseCode::Normal, "");
+                                }
+                            });
+                        }
                         // A waiting GET means nothing is queued. Only one
                         // that was waiting before the upgrade WebSocket came
                         // is released now; a later one is the client's after
@@ -511,12 +572,24 @@ impl<A: EngineApp> SessionActor<A> {
                         // The GET that was waiting when the probe began was
                         // released then; one waiting now came after the
                         // client's `5`: polling is over for this session.
+                        // Its 400 leaves after the `3probe`: the client may
+                        // read the WebSocket only once it has the 400.
                         if let Some(tx) = self.core.take_waiting() {
                             self.core.metrics.bad_input("bad_request");
-                            let _ = tx.send(Err(EngineError::BadRequest));
+                            after_flush(&ws, move || {
+                                let _ = tx.send(Err(EngineError::BadRequest));
+                            });
                         }
                         for frame in self.core.buffer.drain(..) {
                             ws.send(&frame, false);
+                        }
+                        let refused = std::mem::take(&mut self.core.refused_ws);
+                        if !refused.is_empty() {
+                            after_flush(&ws, move || {
+                                for r in refused {
+                                    r.close(CloseCode::Normal, "");
+                                }
+                            });
                         }
                         self.core.transport = Transport::WebSocket { id, ws };
                         self.core.metrics.session_upgraded();
@@ -607,6 +680,9 @@ impl<A: EngineApp> Actor for SessionActor<A> {
         if let Some((_, ws)) = self.core.probe.take() {
             ws.close(CloseCode::Normal, "");
         }
+        for ws in self.core.refused_ws.drain(..) {
+            ws.close(CloseCode::Normal, "");
+        }
         self.core.close_reason = Some(reason);
         self.app.on_close(reason, &mut self.core);
     }
@@ -629,6 +705,13 @@ impl<A: EngineApp> Handler<Poll> for SessionActor<A> {
                 .bad_input(EngineError::UnknownSid.metric_kind());
             let _ = tx.send(Err(EngineError::UnknownSid));
             return;
+        }
+        if self.core.close_reason.is_some() {
+            // Closed by the client's POST, handled before this GET.
+            if let Some(body) = take_closed_poll(&self.core.closed_polls, self.core.sid.as_str()) {
+                let _ = tx.send(Ok(body));
+                return;
+            }
         }
         match &mut self.core.transport {
             Transport::Polling { waiting } => {
@@ -664,7 +747,16 @@ impl<A: EngineApp> Handler<Poll> for SessionActor<A> {
                     *waiting = Some(tx);
                 }
             }
-            _ => {
+            Transport::WebSocket { ws, .. } => {
+                // Upgraded: polling is over. The 400 leaves after what the
+                // WebSocket carries (the `3probe`): the client may read the
+                // WebSocket only once it has the 400.
+                self.core.metrics.bad_input("bad_request");
+                after_flush(ws, move || {
+                    let _ = tx.send(Err(EngineError::BadRequest));
+                });
+            }
+            Transport::Pending => {
                 let _ = tx.send(Err(EngineError::BadRequest));
                 self.core.metrics.bad_input("bad_request");
             }
@@ -702,12 +794,18 @@ pub enum PostError {
     InvalidUtf8,
     TooLarge,
 }
+/// What a handled POST asks of its answer: `Some` when its close packet
+/// ended the session while no GET was waiting. The answer is then held until
+/// the receiver resolves (a GET took the noop it is owed) or
+/// [`CLOSED_POLL_GRACE`] has passed; see [`ClosedPolls`].
+pub type PostDone = Option<oneshot::Receiver<()>>;
+
 impl actix::Message for Post {
-    type Result = Result<(), EngineError>;
+    type Result = Result<PostDone, EngineError>;
 }
 
 impl<A: EngineApp> Handler<Post> for SessionActor<A> {
-    type Result = Result<(), EngineError>;
+    type Result = Result<PostDone, EngineError>;
     fn handle(&mut self, Post(packets): Post, ctx: &mut Context<Self>) -> Self::Result {
         if self.core.pong_overdue(ctx) {
             self.core
@@ -721,13 +819,35 @@ impl<A: EngineApp> Handler<Post> for SessionActor<A> {
         }
         match packets {
             Ok(packets) => {
+                let was_open = !self.core.is_closing();
                 for p in packets {
                     if self.core.is_closing() {
                         break;
                     }
                     self.on_packet(p, None, ctx);
                 }
-                Ok(())
+                if !(was_open && self.core.close_reason == Some(CloseReason::TransportClose)) {
+                    return Ok(None);
+                }
+                // The client closed. A waiting GET gets its noop when the
+                // actor stops; with none waiting, one may be on its way on
+                // another connection: keep its answer for it.
+                if matches!(&self.core.transport,
+                    Transport::Polling { waiting: Some(tx) } if !tx.is_closed())
+                {
+                    return Ok(None);
+                }
+                let body = if self.core.buffer.is_empty() {
+                    Frame::control(&Packet::Noop).as_text()
+                } else {
+                    encode_poll_body(&mut self.core.buffer)
+                };
+                let (taken, rx) = oneshot::channel();
+                self.core
+                    .closed_polls
+                    .lock()
+                    .insert(self.core.sid.clone(), ClosedPoll { body, taken });
+                Ok(Some(rx))
             }
             Err(e @ (PostError::Decode | PostError::InvalidUtf8)) => {
                 self.core.metrics.bad_input(match e {
@@ -784,14 +904,30 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                         ws.send(&frame, false);
                     }
                     self.core.transport = Transport::WebSocket { id, ws };
-                } else if self.core.probe.is_some()
-                    || !matches!(self.core.transport, Transport::Polling { .. })
-                {
-                    // Only one upgrade, and only from polling.
+                } else if let Some((_, probe)) = &self.core.probe {
+                    // Only one upgrade at a time. The client may have sent
+                    // `2probe` on the first WebSocket before opening this
+                    // one (on another connection, so it may be handled
+                    // later), and must see the `3probe` before this close:
+                    // it waits for the probe's answer to have left.
+                    self.core.metrics.bad_input("bad_request");
+                    if self.core.probe_answered {
+                        after_flush(probe, move || ws.close(CloseCode::Normal, ""));
+                    } else {
+                        self.core.refused_ws.push(ws);
+                    }
+                } else if let Transport::WebSocket { ws: active, .. } = &self.core.transport {
+                    // Upgraded already: closed after what the active
+                    // WebSocket carries has left, for the same reason.
+                    self.core.metrics.bad_input("bad_request");
+                    after_flush(active, move || ws.close(CloseCode::Normal, ""));
+                } else if !matches!(self.core.transport, Transport::Polling { .. }) {
+                    // Only from polling.
                     self.core.metrics.bad_input("bad_request");
                     ws.close(CloseCode::Normal, "");
                 } else {
                     self.core.probe = Some((id, ws));
+                    self.core.probe_answered = false;
                     let timeout = self.core.config.upgrade_timeout;
                     self.core.upgrade_timer = Some(ctx.run_later(timeout, move |act, ctx| {
                         act.core.upgrade_timer = None;
@@ -929,6 +1065,7 @@ pub(crate) fn new_core(
     metrics: Metrics,
     log: &Logger,
     registry: SessionRegistry,
+    closed_polls: ClosedPolls,
     polling: bool,
 ) -> EngineCore {
     EngineCore {
@@ -943,6 +1080,9 @@ pub(crate) fn new_core(
         },
         buffer: Vec::new(),
         probe: None,
+        probe_answered: false,
+        refused_ws: Vec::new(),
+        closed_polls,
         ping_timer: None,
         pong_timer: None,
         pong_deadline: None,

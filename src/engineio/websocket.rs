@@ -81,6 +81,16 @@ struct Outbound {
     /// Chunks that end a frame, so frames can be counted as they leave.
     frame_ends: VecDeque<usize>,
     sent_chunks: usize,
+    /// The response body was dropped: nothing more is written.
+    body_gone: bool,
+    /// `sent_chunks` when the body last answered `Pending`. actix-http's h1
+    /// dispatcher writes its buffer to the socket right after the body
+    /// answers `Pending`, in the same poll, so by the body's next poll every
+    /// chunk below this mark has been handed to the kernel (see
+    /// [`WsSink::flushed`]).
+    settled_chunks: usize,
+    /// [`WsSink::flushed`] waiters: the chunk count each one waits for.
+    flush_waiters: Vec<(usize, tokio::sync::oneshot::Sender<()>)>,
     state: State,
     waker: Option<Waker>,
 }
@@ -132,6 +142,9 @@ impl WsSink {
                 frames: 0,
                 frame_ends: VecDeque::new(),
                 sent_chunks: 0,
+                body_gone: false,
+                settled_chunks: 0,
+                flush_waiters: Vec::new(),
                 state: State::Open,
                 waker: None,
             })),
@@ -189,6 +202,41 @@ impl WsSink {
         } else {
             SendOutcome::Queued { depth: out.frames }
         }
+    }
+
+    /// Resolves once everything queued so far has been written to the
+    /// connection's socket (handed to the kernel), or once nothing more will
+    /// be: the sink was killed or its connection is gone (the receiver then
+    /// resolves with an error, which means the same to a caller: there is
+    /// nothing left to wait for).
+    ///
+    /// For answers that travel on other connections and must not overtake
+    /// what this one carries: the session sends the 400 of a polling GET, or
+    /// closes a second upgrade WebSocket, only after the `3probe` written
+    /// here has left (docs/decisions.md, "Ordering across a session's
+    /// requests").
+    ///
+    /// How: the waiter is released on the body's first poll after the body
+    /// answered `Pending` with its chunks handed over, i.e. after the
+    /// dispatcher's flush of that poll. If the socket's send buffer was full
+    /// at that flush (a client not reading), the frames are still ahead of
+    /// everything later on this connection, but may sit in actix-web's write
+    /// buffer when the waiter is released.
+    pub fn flushed(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut out = self.out.lock();
+        if out.state == State::Killed || out.body_gone {
+            return rx;
+        }
+        let target = out.sent_chunks + out.chunks.len();
+        out.flush_waiters.push((target, tx));
+        // Even with nothing queued, the last chunks may have been handed over
+        // in a dispatcher poll whose flush is still to come: the waiter is
+        // released on the body's next poll, not here.
+        if let Some(w) = out.waker.take() {
+            w.wake();
+        }
+        rx
     }
 
     /// Queue a close frame; the connection ends once it is written, or is
@@ -268,6 +316,7 @@ impl WsSink {
         }
         out.state = State::Killed;
         out.chunks.clear();
+        out.flush_waiters.clear();
         out.bytes = 0;
         out.frames = 0;
         if let Some(w) = out.waker.take() {
@@ -299,6 +348,8 @@ impl Drop for Body {
         // the sink for a while: free the frames now).
         let mut out = self.out.lock();
         out.fd = None;
+        out.body_gone = true;
+        out.flush_waiters.clear();
         out.chunks.clear();
         out.frame_ends.clear();
         out.bytes = 0;
@@ -348,6 +399,18 @@ impl Stream for Body {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut out = self.out.lock();
+        // The chunks handed over before the last `Pending` went through the
+        // dispatcher's flush that followed it.
+        if !out.flush_waiters.is_empty() {
+            let settled = out.settled_chunks;
+            for (target, tx) in std::mem::take(&mut out.flush_waiters) {
+                if target <= settled {
+                    let _ = tx.send(());
+                } else {
+                    out.flush_waiters.push((target, tx));
+                }
+            }
+        }
         if out.state == State::Killed {
             return Poll::Ready(Some(Err(std::io::Error::other(
                 "websocket closed by the server",
@@ -369,6 +432,11 @@ impl Stream for Body {
         }
         if out.state == State::Closing {
             return Poll::Ready(None);
+        }
+        out.settled_chunks = out.sent_chunks;
+        if out.flush_waiters.iter().any(|(t, _)| *t <= out.sent_chunks) {
+            // Polled again after this poll's flush, to release them.
+            cx.waker().wake_by_ref();
         }
         out.waker = Some(cx.waker().clone());
         Poll::Pending
