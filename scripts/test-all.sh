@@ -28,6 +28,10 @@ cargo build --workspace --all-targets --locked
 stage "lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The library and binaries alone, without the `internals` feature that the
+# tests turn on: only here does the compiler see the layers as crate-private
+# and report their dead code.
+cargo clippy -p riptide --lib --bins --locked -- -D warnings
 
 stage "rust tests"
 cargo test --workspace --all-targets --locked

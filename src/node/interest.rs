@@ -151,8 +151,14 @@ where
         self.entries.read().get(key).map(|e| e.addr.clone())
     }
 
+    /// How many keys have an actor.
     pub fn len(&self) -> usize {
         self.entries.read().len()
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
 }
