@@ -155,25 +155,33 @@ macro_rules! named_enum {
     };
 }
 
-/// A layer: crate-private, or public with the `internals` feature (this
-/// crate's own tests and benches reach into the layers).
-macro_rules! layer {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[cfg(feature = "internals")]
-        pub mod $name;
-        $(#[$doc])*
-        #[cfg(not(feature = "internals"))]
-        pub(crate) mod $name;
-    };
-}
-
-layer!(engineio);
-layer!(socketio);
-layer!(adapter);
-layer!(node);
-layer!(api);
-layer!(service);
+// The layers: crate-private, or public with the `internals` feature (this
+// crate's own tests and benches reach into them). Written out, not made by a
+// macro: rustfmt does not format modules declared inside a macro call.
+#[cfg(feature = "internals")]
+pub mod adapter;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod adapter;
+#[cfg(feature = "internals")]
+pub mod api;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod api;
+#[cfg(feature = "internals")]
+pub mod engineio;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod engineio;
+#[cfg(feature = "internals")]
+pub mod node;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod node;
+#[cfg(feature = "internals")]
+pub mod service;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod service;
+#[cfg(feature = "internals")]
+pub mod socketio;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod socketio;
 
 pub use adapter::{AdapterKind, NodeId, RemoteSocket};
 pub use api::{

@@ -59,11 +59,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, Body, Broadcast, RemoteSocket, RequestOp, ResponsePayload};
 use super::core::Tasks;
+use super::settings::AdapterSettings;
 use super::{
     connect_with, AdapterError, AdapterMetrics, AdapterOptions, Bus, BusStatus, Inbound, NodeId,
     PublishError, Topic,
 };
-use super::settings::AdapterSettings;
 
 /// Timers and bounds of a [`Cluster`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,8 +307,8 @@ impl Cluster {
         }
     }
 
-#[cfg(any(test, feature = "internals"))]
     /// The largest envelope the bus accepts.
+    #[cfg(any(test, feature = "internals"))]
     pub fn max_payload(&self) -> usize {
         self.shared.bus.max_payload()
     }
@@ -338,11 +338,11 @@ impl Cluster {
         self.shared.last_seq.lock().retain(|(_, t), _| *t != topic);
     }
 
-    #[cfg(any(test, feature = "internals"))]
     /// Send `broadcast` to the other nodes that can deliver it: one envelope
     /// per target room on that room's topic, or one on the namespace topic
     /// when `rooms` is empty. An error means at least one topic was not
     /// published (the others were).
+    #[cfg(any(test, feature = "internals"))]
     pub fn broadcast(&self, broadcast: Broadcast) -> Result<(), PublishError> {
         let topics: Vec<Topic> = if broadcast.rooms.is_empty() {
             vec![Topic::namespace(broadcast.ns.clone())]
@@ -404,8 +404,8 @@ impl Cluster {
             .await
     }
 
-    #[cfg(any(test, feature = "internals"))]
     /// Ask one node. Not a live peer: it is `missing` at once, nothing sent.
+    #[cfg(any(test, feature = "internals"))]
     pub async fn request_to(
         &self,
         node: NodeId,

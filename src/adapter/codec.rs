@@ -48,8 +48,8 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_BODY_LEN>()
 }
 
-#[cfg(any(test, feature = "internals"))]
 /// What crosses nodes.
+#[cfg(any(test, feature = "internals"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterEnvelope {
     pub version: u16,
@@ -117,7 +117,7 @@ pub enum WireFrame {
 }
 
 impl WireFrame {
-#[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "internals"))]
     pub fn len(&self) -> usize {
         match self {
             WireFrame::Text(t) => t.len(),
@@ -125,7 +125,7 @@ impl WireFrame {
         }
     }
 
-#[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -262,8 +262,8 @@ impl<Context> Decode<Context> for NodeId {
 
 bincode::impl_borrow_decode!(NodeId);
 
-#[cfg(any(test, feature = "internals"))]
 /// Encode a whole envelope (any version: tests write unknown ones).
+#[cfg(any(test, feature = "internals"))]
 pub fn encode(envelope: &ClusterEnvelope) -> Bytes {
     let mut buf = encode_body(&envelope.body);
     stamp(&mut buf, envelope.version, envelope.origin, envelope.seq);

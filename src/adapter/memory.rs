@@ -39,8 +39,8 @@ struct HubInner {
     members: Mutex<Vec<Arc<Member>>>,
 }
 
-#[cfg(any(test, feature = "internals"))]
 /// An in-process "broker" joining several [`MemoryBus`]es.
+#[cfg(any(test, feature = "internals"))]
 #[derive(Clone, Default)]
 pub struct MemoryHub {
     inner: Arc<HubInner>,

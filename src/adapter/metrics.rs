@@ -188,33 +188,33 @@ impl AdapterMetrics {
 
     // Readers, for tests and for a health endpoint.
 
-#[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "internals"))]
     pub fn published_count(&self) -> u64 {
         self.published.get()
     }
 
-#[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "internals"))]
     pub fn received_count(&self) -> u64 {
         self.received.get()
     }
 
-#[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "internals"))]
     pub fn bytes_out_count(&self) -> u64 {
         self.bytes_out.get()
     }
 
-#[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "internals"))]
     pub fn bytes_in_count(&self) -> u64 {
         self.bytes_in.get()
     }
 
-#[cfg(any(test, feature = "internals"))]
     /// `riptide_adapter_errors_total{kind}`.
+    #[cfg(any(test, feature = "internals"))]
     pub fn error_count(&self, kind: &'static str) -> u64 {
         self.errors.get_or_create(&KindLabel { kind }).get()
     }
 
-#[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "internals"))]
     pub fn reconnect_count(&self) -> u64 {
         self.reconnects.get()
     }

@@ -76,7 +76,6 @@ use bytes::Bytes;
 use slog::Logger;
 use tokio::sync::mpsc;
 
-
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use self::settings::{AdapterKind, AdapterSettings, InvalidSetting};
 
@@ -85,13 +84,12 @@ pub use self::cluster::{
     Cluster, ClusterEvent, ClusterOptions, ClusterStatus, PeerDownReason, RequestOutcome,
 };
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
-pub use self::codec::{
-    Body, Broadcast, CodecError, RemoteSocket, RequestOp, ResponsePayload,
-    WireFrame,
-};
-#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 #[cfg(any(test, feature = "internals"))]
 pub use self::codec::ClusterEnvelope;
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
+pub use self::codec::{
+    Body, Broadcast, CodecError, RemoteSocket, RequestOp, ResponsePayload, WireFrame,
+};
 pub use self::memory::MemoryBus;
 #[cfg(any(test, feature = "internals"))]
 pub use self::memory::MemoryHub;

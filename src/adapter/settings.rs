@@ -60,7 +60,6 @@ impl AdapterSettings {
     }
 }
 
-
 /// A setting out of its range: `key` names it, `reason` says why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidSetting {

@@ -80,9 +80,9 @@ fn hashed(name: &str) -> String {
     out
 }
 
-#[cfg(any(test, feature = "internals"))]
 /// True if `token` is a valid literal NATS subject token: non-empty,
 /// printable ASCII, no `.`, and not a wildcard.
+#[cfg(any(test, feature = "internals"))]
 pub fn is_valid_token(token: &str) -> bool {
     !token.is_empty()
         && token != "*"

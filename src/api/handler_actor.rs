@@ -142,7 +142,10 @@ impl<H: NamespaceHandler> Handler<Dispatch> for HandlerActor<H> {
             Dispatch::Event(socket, event) => return self.on_event(socket, event, ctx),
             Dispatch::Disconnecting(socket, rooms, reason) => {
                 // The socket is leaving anyway: nobody to blame.
-                self.call(|h, ctx| h.on_disconnecting(&socket, &rooms, reason, ctx), ctx);
+                self.call(
+                    |h, ctx| h.on_disconnecting(&socket, &rooms, reason, ctx),
+                    ctx,
+                );
                 None
             }
             Dispatch::Disconnect(socket, reason) => {

@@ -65,10 +65,9 @@ pub fn spawn_then<H, F, T>(
     T: 'static,
 {
     ctx.spawn(
-        actix::fut::wrap_future::<_, HandlerActor<H>>(fut)
-            .map(move |out, act, ctx| {
-                act.call(|h, ctx| then(h, out, ctx), ctx);
-            }),
+        actix::fut::wrap_future::<_, HandlerActor<H>>(fut).map(move |out, act, ctx| {
+            act.call(|h, ctx| then(h, out, ctx), ctx);
+        }),
     );
 }
 

@@ -66,7 +66,6 @@ pub enum Refusal {
     RateLimited,
 }
 
-
 #[derive(Debug)]
 struct IpState {
     active: u32,
@@ -153,7 +152,7 @@ impl IpLimiter {
             .retain(|_, s| s.active > 0 || !s.bucket.is_full(now));
     }
 
-#[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "internals"))]
     pub fn tracked(&self) -> usize {
         self.inner.lock().len()
     }
@@ -196,7 +195,7 @@ impl Capacity {
             .map(|_| CapacitySlot(self.active.clone()))
     }
 
-#[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "internals"))]
     pub fn in_use(&self) -> usize {
         self.active.load(Ordering::Acquire)
     }
@@ -277,5 +276,4 @@ mod tests {
         assert_eq!(c.in_use(), 1);
         assert!(c.try_acquire().is_some());
     }
-
 }

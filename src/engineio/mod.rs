@@ -16,7 +16,6 @@ pub mod session;
 pub mod sid;
 pub mod websocket;
 
-
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use config::EngineConfig;
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches

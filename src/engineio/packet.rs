@@ -123,14 +123,13 @@ impl Packet {
         }
     }
 
-#[cfg(any(test, feature = "internals"))]
     /// The text form in a new, exactly sized `String`.
+    #[cfg(any(test, feature = "internals"))]
     pub fn to_text(&self) -> String {
         let mut s = String::with_capacity(self.encoded_text_len());
         self.encode_text(&mut s);
         s
     }
-
 
     /// Exact length in bytes of [`Packet::encode_text`]'s output.
     pub fn encoded_text_len(&self) -> usize {
@@ -140,7 +139,6 @@ impl Packet {
             Packet::Binary(b) => 1 + b.len().div_ceil(3) * 4,
         }
     }
-
 }
 
 fn push_typed(out: &mut String, ty: char, data: &str) {
@@ -162,16 +160,16 @@ pub fn decode_payload(body: &str, max_packets: usize) -> Result<Vec<Packet>, Dec
     Ok(packets)
 }
 
-#[cfg(any(test, feature = "internals"))]
 /// Encodes packets as a polling GET response body.
+#[cfg(any(test, feature = "internals"))]
 pub fn encode_payload(packets: &[Packet]) -> String {
     let mut out = String::new();
     encode_payload_into(packets, &mut out);
     out
 }
 
-#[cfg(any(test, feature = "internals"))]
 /// Appends the polling body for `packets` to `out`, growing it at most once.
+#[cfg(any(test, feature = "internals"))]
 pub fn encode_payload_into(packets: &[Packet], out: &mut String) {
     let len: usize = packets.iter().map(Packet::encoded_text_len).sum::<usize>()
         + packets.len().saturating_sub(1);
@@ -287,7 +285,6 @@ mod tests {
             "polling payload holds more than 16 packets"
         );
     }
-
 
     #[test]
     fn payload_examples_from_the_protocol() {

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::config::EngineConfig;
 use super::errors::EngineError;
+use super::metrics::EngineMetrics as Metrics;
 use super::packet::decode_payload;
 use super::session::{
     new_core, take_closed_poll, url_query_pairs, CloseReason, CloseSession, ClosedPolls,
@@ -22,7 +23,6 @@ use super::session::{
     SessionRegistry, CLOSED_POLL_GRACE,
 };
 use super::sid::Sid;
-use super::metrics::EngineMetrics as Metrics;
 
 /// One Engine.IO endpoint: its settings, its app factory and its sessions.
 pub struct Engine<F: EngineAppFactory> {
@@ -229,7 +229,9 @@ impl<F: EngineAppFactory> Engine<F> {
                         super::admission::Refusal::TooManyConnections => {
                             EngineError::TooManyConnectionsFromIp
                         }
-                        super::admission::Refusal::RateLimited => EngineError::ConnectionRateLimited,
+                        super::admission::Refusal::RateLimited => {
+                            EngineError::ConnectionRateLimited
+                        }
                     });
                 }
             },

@@ -20,10 +20,10 @@ use tokio::sync::oneshot;
 
 use super::config::EngineConfig;
 use super::errors::EngineError;
+use super::metrics::EngineMetrics as Metrics;
 use super::packet::Packet;
 use super::sid::Sid;
 use super::websocket::{SendOutcome, WsSink};
-use super::metrics::EngineMetrics as Metrics;
 use actix_http::ws::CloseCode;
 
 /// One outbound Engine.IO message, already encoded: shared by every receiver of

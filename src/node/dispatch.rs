@@ -23,7 +23,10 @@ pub enum Dispatch {
     /// The socket has left the namespace and its rooms.
     Disconnect(Socket, DisconnectReason),
     /// From another node's `server_side_emit`, for namespace `ns`.
-    ServerEvent { ns: Arc<str>, event: ServerEvent },
+    ServerEvent {
+        ns: Arc<str>,
+        event: ServerEvent,
+    },
     /// Does nothing: answered once everything sent before it has run (node
     /// shutdown waits on it).
     Barrier,

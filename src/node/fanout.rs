@@ -531,4 +531,3 @@ pub(crate) async fn gather_acks(
     }
     (acks, unanswered)
 }
-

@@ -160,5 +160,4 @@ where
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
 }

@@ -46,7 +46,6 @@ impl EventBudget {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,8 +73,7 @@ pub(crate) type EventMiddleware =
     Arc<dyn Fn(&Socket, &Event) -> Result<(), EventRefused> + Send + Sync>;
 /// Starts one handler actor (supervised; its panics and restarts counted in
 /// `Metrics`, logged to `Logger`) and hands back its mailbox.
-pub(crate) type HandlerStarter =
-    Arc<dyn Fn(Metrics, Logger) -> Recipient<Dispatch> + Send + Sync>;
+pub(crate) type HandlerStarter = Arc<dyn Fn(Metrics, Logger) -> Recipient<Dispatch> + Send + Sync>;
 
 /// A namespace's handler and middleware, as the node runs them.
 #[derive(Clone)]

@@ -103,12 +103,7 @@ impl ServerShared {
             } => {
                 let node = reply.cluster.node();
                 let sockets = self.select_local(&ns, &rooms, &except_rooms, &[]);
-                ResponsePayload::Sockets(
-                    sockets
-                        .iter()
-                        .map(|s| describe(s, node))
-                        .collect(),
-                )
+                ResponsePayload::Sockets(sockets.iter().map(|s| describe(s, node)).collect())
             }
             RequestOp::SocketsJoin {
                 ns,
@@ -218,7 +213,6 @@ impl ServerShared {
         };
         reply.send(payload);
     }
-
 
     /// Hand a `serverSideEmit` from another node to a handler of `ns` (the
     /// one of the current thread). A namespace this node does not serve
@@ -366,4 +360,3 @@ pub struct ServerAcks {
     /// Nodes that did not acknowledge in time.
     pub missing: Vec<NodeId>,
 }
-

@@ -75,7 +75,9 @@ impl AckSender {
     /// `[{"error": ...}]` so the client is not left waiting.
     pub fn send(self, args: impl IntoArgs) {
         let payload = args.into_args().unwrap_or_else(|e| {
-            Payload::new(vec![serde_json::json!({ "error": { "message": e.to_string() } })])
+            Payload::new(vec![
+                serde_json::json!({ "error": { "message": e.to_string() } }),
+            ])
         });
         self.conn.do_send(Command::Ack {
             ns: self.ns,
@@ -257,7 +259,12 @@ impl Socket {
         self.send_event(event, args, true)
     }
 
-    fn send_event(&self, event: &str, args: impl IntoArgs, volatile: bool) -> Result<(), EmitError> {
+    fn send_event(
+        &self,
+        event: &str,
+        args: impl IntoArgs,
+        volatile: bool,
+    ) -> Result<(), EmitError> {
         let frames = encode_event(&self.inner.ns, event, &args.into_args()?, None)?;
         self.inner.conn.do_send(Command::Send {
             ns: self.inner.ns.clone(),

@@ -123,7 +123,6 @@ pub struct ServerSettings {
     pub max_connections: usize,
 }
 
-
 impl ServerSettings {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
@@ -159,7 +158,6 @@ pub struct EngineSettings {
     pub max_attachments: usize,
 }
 
-
 impl EngineSettings {
     pub fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms)
@@ -190,7 +188,6 @@ pub struct SocketIoSettings {
     /// Counts the socket's own room.
     pub max_rooms_per_socket: usize,
 }
-
 
 impl SocketIoSettings {
     pub fn connect_timeout(&self) -> Duration {
@@ -226,7 +223,6 @@ pub struct LimitsSettings {
 }
 
 impl Eq for LimitsSettings {}
-
 
 impl LimitsSettings {
     fn validate(&self) -> Result<(), ConfigError> {
@@ -341,7 +337,6 @@ pub struct AppSettings {
     /// Serve the bench fixture application (join / publish / echo) on `/`.
     pub fixture: bool,
 }
-
 
 /// `config/default.toml`, compiled in: the one place every default is
 /// written (with its reason). A `default.toml` in the config directory may

@@ -88,4 +88,3 @@ pub fn encode_ack(ns: &str, id: u64, payload: &Payload) -> Encoded {
     };
     encode_packet(&packet)
 }
-

@@ -33,8 +33,8 @@ pub fn is_reserved_event(name: &str) -> bool {
     RESERVED_EVENTS.contains(&name)
 }
 
-#[cfg(any(test, feature = "internals"))]
 /// The JSON object that stands for attachment `num` in a binary packet.
+#[cfg(any(test, feature = "internals"))]
 pub fn placeholder(num: usize) -> Value {
     let mut m = Map::new();
     m.insert("_placeholder".to_owned(), Value::Bool(true));
@@ -241,7 +241,6 @@ impl Packet {
             _ => None,
         }
     }
-
 }
 
 impl Packet {
@@ -252,7 +251,6 @@ impl Packet {
             _ => &[],
         }
     }
-
 }
 
 impl Packet {
@@ -312,7 +310,6 @@ impl Packet {
         }
     }
 
-
     /// Initial capacity for [`Packet::encode`]: the header exactly plus a guess
     /// at the JSON, so small packets never reallocate.
     fn size_hint(&self) -> usize {
@@ -321,7 +318,6 @@ impl Packet {
         HEADER + self.ns.len() + 64
     }
 }
-
 
 #[cfg(any(test, feature = "internals"))]
 fn event_array(name: String, args: Vec<Value>) -> Value {
@@ -456,14 +452,14 @@ impl Decoder {
         Ok(self.pending.take().map(Pending::into_packet))
     }
 
-#[cfg(any(test, feature = "internals"))]
     /// Whether a binary packet is waiting for attachments.
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_waiting(&self) -> bool {
         self.pending.is_some()
     }
 
-#[cfg(any(test, feature = "internals"))]
     /// Drops any partly assembled packet.
+    #[cfg(any(test, feature = "internals"))]
     pub fn reset(&mut self) {
         self.pending = None;
     }
