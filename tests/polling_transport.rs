@@ -175,23 +175,10 @@ async fn a_client_pong_without_a_ping_and_a_noop_are_harmless() {
 async fn a_get_crossing_the_client_s_close_gets_the_noop() {
     let server = TestServer::start_echo(test_settings());
     let c = PollingClient::open_at(&server, ECHO).await;
-    let post = {
-        let req = c
-            .http
-            .post(c.session_url())
-            .header("content-type", "text/plain;charset=UTF-8")
-            .body("1");
-        actix_rt::spawn(async move {
-            let resp = req.send().await.unwrap();
-            (resp.status().as_u16(), resp.text().await.unwrap())
-        })
-    };
+    let post = spawn_post(&c, "1");
     assert_eq!(server.wait_engine_sessions(0.0, WAIT).await, 0.0);
     assert_eq!(c.get().await, (200, "6".to_string()));
-    let answered = tokio::time::timeout(WAIT, post)
-        .await
-        .expect("POST answered");
-    assert_eq!(answered.unwrap(), (200, "ok".to_string()));
+    assert_eq!(join_get(post).await, (200, "ok".to_string()));
     // That noop was the last answer: the session is gone.
     let (status, body) = c.get().await;
     assert_engine_error(status, &body, 400, 1, "Session ID unknown");
@@ -209,18 +196,8 @@ async fn a_get_crossing_the_client_s_close_gets_the_noop() {
 async fn a_get_crossing_the_client_s_close_gets_what_was_queued() {
     let server = TestServer::start_echo(test_settings());
     let c = PollingClient::open_at(&server, ECHO).await;
-    let post = {
-        let req = c
-            .http
-            .post(c.session_url())
-            .header("content-type", "text/plain;charset=UTF-8")
-            .body("4bye\x1e1");
-        actix_rt::spawn(async move { req.send().await.unwrap().status().as_u16() })
-    };
+    let post = spawn_post(&c, "4bye\x1e1");
     assert_eq!(server.wait_engine_sessions(0.0, WAIT).await, 0.0);
     assert_eq!(c.get().await, (200, "4bye".to_string()));
-    assert_eq!(
-        tokio::time::timeout(WAIT, post).await.unwrap().unwrap(),
-        200
-    );
+    assert_eq!(join_get(post).await.0, 200);
 }

@@ -2,7 +2,6 @@
 //! node's supervision.
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -13,7 +12,7 @@ use crate::node::connection::Command;
 use crate::node::dispatch::Dispatch;
 use crate::node::metrics::Metrics;
 use crate::node::socket::{DisconnectReason, Event, Socket};
-use crate::node::supervisor::panic_message;
+use crate::node::supervisor::guard;
 
 /// Runs one handler instance. A panic in the handler is caught: the socket
 /// whose packet caused it is disconnected ("handler panic"), and the actor
@@ -53,23 +52,20 @@ impl<H: NamespaceHandler> HandlerActor<H> {
         &mut self.handler
     }
 
-    /// Run `f` on the handler under the panic guard: a panic restarts the
-    /// actor instead of unwinding through actix (and is reported as `false`).
-    pub(crate) fn call(
+    /// Run `f` on the handler under the node's panic guard: a panic restarts
+    /// the actor instead of unwinding through actix (and is reported as
+    /// `None`).
+    pub(crate) fn call<R>(
         &mut self,
-        f: impl FnOnce(&mut H, &mut HandlerContext<H>),
+        f: impl FnOnce(&mut H, &mut HandlerContext<H>) -> R,
         ctx: &mut HandlerContext<H>,
-    ) -> bool {
-        match catch_unwind(AssertUnwindSafe(|| f(&mut self.handler, ctx))) {
-            Ok(()) => true,
-            Err(panic) => {
-                self.metrics.handler_panic();
-                slog::error!(self.log, "application handler panicked; restarting it";
-                    "panic" => panic_message(&panic));
-                ctx.stop();
-                false
-            }
+    ) -> Option<R> {
+        let handler = &mut self.handler;
+        let done = guard(ctx, &self.log, "handler", |ctx| f(handler, ctx));
+        if done.is_none() {
+            self.metrics.handler_panic();
         }
+        done
     }
 
     fn blame(&self, socket: &Socket) {
@@ -84,34 +80,28 @@ impl<H: NamespaceHandler> HandlerActor<H> {
 
     fn on_event(&mut self, socket: Socket, event: Event, ctx: &mut HandlerContext<H>) {
         let Some(listener) = self.listeners.get(&event.name).cloned() else {
-            if !self.call(|h, ctx| h.on_event(&socket, event, ctx), ctx) {
+            if self
+                .call(|h, ctx| h.on_event(&socket, event, ctx), ctx)
+                .is_none()
+            {
                 self.blame(&socket);
             }
             return;
         };
         let name = event.name.clone();
-        let ack = event.ack.as_ref().map(|a| a.clone_for_refusal());
-        let mut refused = None;
-        let ok = self.call(
-            |h, ctx| {
-                if let Err(why) = listener(h, &socket, event, ctx) {
-                    refused = Some(why);
-                }
-            },
-            ctx,
-        );
-        if !ok {
-            return self.blame(&socket);
-        }
-        if let Some(why) = refused {
-            self.metrics.event_refused("invalid_arguments");
-            slog::debug!(self.log, "event refused: arguments do not decode";
-                "ns" => socket.namespace(), "event" => &name, "error" => &why);
-            let body = serde_json::json!({ "message": why, "event": name });
-            match ack {
-                Some(ack) => ack.send(serde_json::json!({ "error": body })),
-                None => {
-                    let _ = socket.emit("error", body);
+        match self.call(|h, ctx| listener(h, &socket, event, ctx), ctx) {
+            None => self.blame(&socket),
+            Some(Ok(())) => {}
+            Some(Err((why, ack))) => {
+                self.metrics.event_refused("invalid_arguments");
+                slog::debug!(self.log, "event refused: arguments do not decode";
+                    "ns" => socket.namespace(), "event" => &name, "error" => &why);
+                let body = serde_json::json!({ "message": why, "event": name });
+                match ack {
+                    Some(ack) => ack.send(serde_json::json!({ "error": body })),
+                    None => {
+                        let _ = socket.emit("error", body);
+                    }
                 }
             }
         }
@@ -136,9 +126,10 @@ impl<H: NamespaceHandler> Handler<Dispatch> for HandlerActor<H> {
 
     fn handle(&mut self, msg: Dispatch, ctx: &mut Context<Self>) {
         let blamed = match msg {
-            Dispatch::Connect(socket) => {
-                (!self.call(|h, ctx| h.on_connect(&socket, ctx), ctx)).then_some(socket)
-            }
+            Dispatch::Connect(socket) => self
+                .call(|h, ctx| h.on_connect(&socket, ctx), ctx)
+                .is_none()
+                .then_some(socket),
             Dispatch::Event(socket, event) => return self.on_event(socket, event, ctx),
             Dispatch::Disconnecting(socket, rooms, reason) => {
                 // The socket is leaving anyway: nobody to blame.
@@ -154,7 +145,10 @@ impl<H: NamespaceHandler> Handler<Dispatch> for HandlerActor<H> {
             }
             Dispatch::ServerEvent { ns, event } => {
                 let name = event.name.clone();
-                if !self.call(|h, ctx| h.on_server_event(event, ctx), ctx) {
+                if self
+                    .call(|h, ctx| h.on_server_event(event, ctx), ctx)
+                    .is_none()
+                {
                     // No socket to blame; an ack it owed is never sent (the
                     // emitter sees this node missing).
                     slog::error!(self.log, "the panic was on a server-side event";

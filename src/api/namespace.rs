@@ -134,10 +134,15 @@ pub trait NamespaceHandler: Sized + Unpin + 'static {
     }
 }
 
-/// A listener with its arguments' type erased: decodes them, or refuses the
-/// event when they do not decode.
-pub(crate) type Listener<H> =
-    Arc<dyn Fn(&mut H, &Socket, Event, &mut HandlerContext<H>) -> Result<(), String> + Send + Sync>;
+/// A listener with its arguments' type erased: decodes them and calls the
+/// listener, or hands back why they did not decode, with the client's ack
+/// (so the refusal can answer it).
+pub(crate) type Listener<H> = Arc<
+    dyn Fn(&mut H, &Socket, Event, &mut HandlerContext<H>) -> Result<(), Refusal> + Send + Sync,
+>;
+
+/// Why a listener's arguments did not decode, and the ack to tell.
+pub(crate) type Refusal = (String, Option<AckSender>);
 
 static NEXT_NAMESPACE_ID: AtomicUsize = AtomicUsize::new(0);
 
@@ -181,11 +186,16 @@ impl<H: NamespaceHandler> Namespace<H> {
             + Sync
             + 'static,
     {
-        let erased: Listener<H> = Arc::new(move |h, socket, event, ctx| {
-            let args: T = event.payload.decode().map_err(|e| e.to_string())?;
-            listener(h, socket, args, event.ack, ctx);
-            Ok(())
-        });
+        let erased: Listener<H> =
+            Arc::new(
+                move |h, socket, event, ctx| match event.payload.decode::<T>() {
+                    Ok(args) => {
+                        listener(h, socket, args, event.ack, ctx);
+                        Ok(())
+                    }
+                    Err(e) => Err((e.to_string(), event.ack)),
+                },
+            );
         self.listeners.insert(event.to_owned(), erased);
         self
     }

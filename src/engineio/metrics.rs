@@ -29,14 +29,18 @@ struct TransportLabel {
     transport: &'static str,
 }
 
+/// A `reason` label (close and disconnect reasons, refusals); shared with
+/// the node's figures.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
+pub(crate) struct ReasonLabel {
+    pub reason: &'static str,
 }
 
+/// A `kind` label (rejected input, actor kinds); shared with the node's
+/// figures.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
+pub(crate) struct KindLabel {
+    pub kind: &'static str,
 }
 
 /// The engine's instruments. `bad_input` is shared with the layers above
@@ -63,7 +67,7 @@ struct Instruments {
 }
 
 /// Registers `metric` and hands it back, so construction reads as a list.
-fn register<M: prometheus_client::registry::Metric + Clone>(
+pub(crate) fn register<M: prometheus_client::registry::Metric + Clone>(
     registry: &mut Registry,
     name: &str,
     help: &str,

@@ -205,6 +205,21 @@ pub(crate) fn take_closed_poll(polls: &ClosedPolls, sid: &str) -> Option<String>
     Some(slot.body)
 }
 
+/// Close refused WebSockets at once.
+fn close_now(sinks: impl IntoIterator<Item = WsSink>) {
+    for ws in sinks {
+        ws.close(CloseCode::Normal, "");
+    }
+}
+
+/// Close refused WebSockets once what `ws` carries so far (the `3probe`) has
+/// left: the client must see it before their close.
+fn close_after(ws: &WsSink, sinks: Vec<WsSink>) {
+    if !sinks.is_empty() {
+        after_flush(ws, move || close_now(sinks));
+    }
+}
+
 /// Run `then` once what has been queued on `ws` so far has been written to
 /// its socket (or can no longer be): an answer on another connection must not
 /// overtake it.
@@ -475,9 +490,7 @@ impl EngineCore {
         if let Some(h) = self.upgrade_timer.take() {
             ctx.cancel_future(h);
         }
-        for ws in self.refused_ws.drain(..) {
-            ws.close(CloseCode::Normal, "");
-        }
+        close_now(self.refused_ws.drain(..));
     }
 
     /// Close the session if its pong is overdue; true when it was.
@@ -541,14 +554,7 @@ impl<A: EngineApp> SessionActor<A> {
                     if id == *probe_id && data == "probe" {
                         ws.send(&Frame::control(&Packet::Pong(data)), false);
                         self.core.probe_answered = true;
-                        let refused = std::mem::take(&mut self.core.refused_ws);
-                        if !refused.is_empty() {
-                            after_flush(ws, move || {
-                                for r in refused {
-                                    r.close(CloseCode::Normal, "");
-                                }
-                            });
-                        }
+                        close_after(ws, std::mem::take(&mut self.core.refused_ws));
                         // A waiting GET means nothing is queued. Only one
                         // that was waiting before the upgrade WebSocket came
                         // is released now; a later one is the client's after
@@ -583,14 +589,7 @@ impl<A: EngineApp> SessionActor<A> {
                         for frame in self.core.buffer.drain(..) {
                             ws.send(&frame, false);
                         }
-                        let refused = std::mem::take(&mut self.core.refused_ws);
-                        if !refused.is_empty() {
-                            after_flush(&ws, move || {
-                                for r in refused {
-                                    r.close(CloseCode::Normal, "");
-                                }
-                            });
-                        }
+                        close_after(&ws, std::mem::take(&mut self.core.refused_ws));
                         self.core.transport = Transport::WebSocket { id, ws };
                         self.core.metrics.session_upgraded();
                         debug!(self.core.log, "upgraded to websocket");
@@ -680,9 +679,7 @@ impl<A: EngineApp> Actor for SessionActor<A> {
         if let Some((_, ws)) = self.core.probe.take() {
             ws.close(CloseCode::Normal, "");
         }
-        for ws in self.core.refused_ws.drain(..) {
-            ws.close(CloseCode::Normal, "");
-        }
+        close_now(self.core.refused_ws.drain(..));
         self.core.close_reason = Some(reason);
         self.app.on_close(reason, &mut self.core);
     }
@@ -912,7 +909,7 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                     // it waits for the probe's answer to have left.
                     self.core.metrics.bad_input("bad_request");
                     if self.core.probe_answered {
-                        after_flush(probe, move || ws.close(CloseCode::Normal, ""));
+                        close_after(probe, vec![ws]);
                     } else {
                         self.core.refused_ws.push(ws);
                     }
@@ -920,7 +917,7 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                     // Upgraded already: closed after what the active
                     // WebSocket carries has left, for the same reason.
                     self.core.metrics.bad_input("bad_request");
-                    after_flush(active, move || ws.close(CloseCode::Normal, ""));
+                    close_after(active, vec![ws]);
                 } else if !matches!(self.core.transport, Transport::Polling { .. }) {
                     // Only from polling.
                     self.core.metrics.bad_input("bad_request");

@@ -26,7 +26,9 @@ use super::limits::{EventBudget, EventVerdict};
 use super::namespace::{ConnectError, ConnectRequest, EventRefused};
 use super::room::RoomKey;
 use super::shared::{NamespaceRuntime, ServerShared};
-use super::socket::{AckError, AckSender, DisconnectReason, Event, RoomSet, Socket, SocketInner};
+use super::socket::{
+    room_list, AckError, AckSender, DisconnectReason, Event, RoomSet, Socket, SocketInner,
+};
 use crate::engineio::session::Message as EngineMessage;
 use crate::engineio::{CloseReason, EngineApp, EngineCore, Handshake, SessionActor, Sid};
 use crate::socketio::encode::{encode_ack, encode_event, encode_packet};
@@ -434,12 +436,9 @@ impl Connection {
         // Tell the handler which rooms the socket was in: it runs later, on
         // its own actor, after the leaves below took effect, so it gets
         // them as a list (`on_disconnecting`), before `on_disconnect`.
-        let mut was_in: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
-        was_in.push(sid.to_string());
-        was_in.sort();
         state.handler.do_send(Dispatch::Disconnecting(
             state.socket.clone(),
-            was_in,
+            room_list(&rooms, sid),
             reason,
         ));
         for room in rooms {

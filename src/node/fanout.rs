@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::delivery::{Deliver, Encoded, Filter};
 use super::room::{Broadcast, RoomKey};
 use super::shared::ServerShared;
-use super::socket::{EmitError, Socket};
+use super::socket::{room_list, EmitError, Socket};
 use crate::adapter::{
     Broadcast as ClusterBroadcast, NodeId, RemoteSocket, RequestOp, ResponsePayload, Topic,
     WireFrame,
@@ -386,12 +386,7 @@ pub struct Affected {
 /// A local socket as another node sees it in `fetchSockets`.
 pub(crate) fn describe(s: &Socket, node: NodeId) -> RemoteSocket {
     let inner = &s.inner;
-    let mut rooms: Vec<String> = {
-        let set = inner.rooms.lock();
-        set.rooms.iter().map(|r| r.to_string()).collect()
-    };
-    rooms.push(inner.id.to_string());
-    rooms.sort();
+    let rooms = room_list(&inner.rooms.lock().rooms, &inner.id);
     let hs = &inner.handshake;
     let handshake = serde_json::json!({
         "query": hs.query,

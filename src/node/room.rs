@@ -13,7 +13,7 @@ use slog::Logger;
 use super::delivery::{Deliver, Encoded, Filter};
 use super::interest::{AddMember, RemoveMember, Roster};
 use super::metrics::Metrics;
-use super::supervisor::{guard, restarted};
+use super::supervisor::guard;
 use crate::engineio::Sid;
 
 /// A room of a namespace; `room: None` is the namespace itself.
@@ -87,15 +87,14 @@ impl Supervised for RoomActor {
             .into_iter()
             .map(|m| (m.sid, m.conn))
             .collect();
-        restarted(&self.metrics, "room");
+        self.metrics.actor_restart("room");
     }
 }
 
 impl Handler<AddMember> for RoomActor {
     type Result = ();
     fn handle(&mut self, m: AddMember, ctx: &mut Context<Self>) {
-        let log = self.log.clone();
-        guard(ctx, &log, "room", || {
+        guard(ctx, &self.log, "room", |_| {
             self.members.insert(m.sid, m.conn);
         });
     }
@@ -104,8 +103,7 @@ impl Handler<AddMember> for RoomActor {
 impl Handler<RemoveMember> for RoomActor {
     type Result = ();
     fn handle(&mut self, m: RemoveMember, ctx: &mut Context<Self>) {
-        let log = self.log.clone();
-        guard(ctx, &log, "room", || {
+        guard(ctx, &self.log, "room", |_| {
             self.members.remove(&m.sid);
         });
     }
@@ -123,8 +121,7 @@ pub struct Broadcast {
 impl Handler<Broadcast> for RoomActor {
     type Result = ();
     fn handle(&mut self, msg: Broadcast, ctx: &mut Context<Self>) {
-        let log = self.log.clone();
-        guard(ctx, &log, "room", || self.fanout(&msg));
+        guard(ctx, &self.log, "room", |_| self.fanout(&msg));
     }
 }
 
@@ -136,8 +133,9 @@ pub struct Members;
 impl Handler<Members> for RoomActor {
     type Result = MessageResult<Members>;
     fn handle(&mut self, _: Members, ctx: &mut Context<Self>) -> Self::Result {
-        let log = self.log.clone();
-        let members = guard(ctx, &log, "room", || self.members.keys().cloned().collect());
+        let members = guard(ctx, &self.log, "room", |_| {
+            self.members.keys().cloned().collect()
+        });
         MessageResult(members.unwrap_or_default())
     }
 }
@@ -146,7 +144,6 @@ impl Handler<Members> for RoomActor {
 impl Handler<super::supervisor::InjectPanic> for RoomActor {
     type Result = ();
     fn handle(&mut self, _: super::supervisor::InjectPanic, ctx: &mut Context<Self>) {
-        let log = self.log.clone();
-        guard(ctx, &log, "room", || panic!("injected fault"));
+        guard(ctx, &self.log, "room", |_| panic!("injected fault"));
     }
 }

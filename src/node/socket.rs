@@ -59,17 +59,6 @@ pub struct AckSender {
 }
 
 impl AckSender {
-    /// A second sender for the same ack, so the handler actor can still
-    /// refuse an event whose listener took the first.
-    pub(crate) fn clone_for_refusal(&self) -> AckSender {
-        AckSender {
-            conn: self.conn.clone(),
-            ns: self.ns.clone(),
-            sid: self.sid.clone(),
-            id: self.id,
-        }
-    }
-
     /// Answer with `args`: a `Serialize` value (one argument), `()` (none)
     /// or a [`Payload`]. A value that cannot be serialized is answered as
     /// `[{"error": ...}]` so the client is not left waiting.
@@ -199,6 +188,21 @@ pub(crate) struct SocketInner {
 pub(crate) struct RoomSet {
     pub rooms: HashSet<Arc<str>, foldhash::fast::RandomState>,
     pub closed: bool,
+}
+
+/// A socket's rooms as handlers and other nodes see them: its joined rooms
+/// and its own id room, sorted.
+pub(crate) fn room_list<'a>(
+    rooms: impl IntoIterator<Item = &'a Arc<str>>,
+    own: &Sid,
+) -> Vec<String> {
+    let mut list: Vec<String> = rooms
+        .into_iter()
+        .map(|r| r.to_string())
+        .chain(std::iter::once(own.to_string()))
+        .collect();
+    list.sort();
+    list
 }
 
 impl SocketInner {
@@ -369,14 +373,7 @@ impl Socket {
         if set.closed {
             return Vec::new();
         }
-        let mut rooms: Vec<String> = set
-            .rooms
-            .iter()
-            .map(|r| r.to_string())
-            .chain(std::iter::once(self.inner.id.to_string()))
-            .collect();
-        rooms.sort();
-        rooms
+        room_list(&set.rooms, &self.inner.id)
     }
 
     /// Typed state of this socket, set and read by handlers: it lives as

@@ -11,24 +11,23 @@
 //! restart is counted in `riptide_actor_restarts_total{kind}`.
 
 use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use actix::prelude::*;
 use slog::{error, Logger};
 
-use super::metrics::Metrics;
-
-/// Run one message's work for actor `kind`; a panic stops the actor so its
-/// supervisor restarts it.
+/// Run one message's work for actor `kind` (with its context); a panic stops
+/// the actor so its supervisor restarts it, and is reported as `None`.
 pub(crate) fn guard<A, R>(
     ctx: &mut Context<A>,
     log: &Logger,
     kind: &'static str,
-    f: impl FnOnce() -> R,
+    f: impl FnOnce(&mut Context<A>) -> R,
 ) -> Option<R>
 where
     A: Actor<Context = Context<A>>,
 {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(|| f(ctx))) {
         Ok(r) => Some(r),
         Err(panic) => {
             error!(log, "actor panicked; restarting it"; "actor" => kind,
@@ -39,13 +38,8 @@ where
     }
 }
 
-/// Count a restart (called from `Supervised::restarting`).
-pub(crate) fn restarted(metrics: &Metrics, kind: &'static str) {
-    metrics.actor_restart(kind);
-}
-
 /// What a panic said, when it said it with a string.
-pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+fn panic_message(panic: &Box<dyn Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

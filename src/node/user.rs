@@ -11,7 +11,7 @@ use slog::Logger;
 use super::delivery::{Deliver, DisconnectSocket, Encoded};
 use super::interest::{AddMember, RemoveMember, Roster};
 use super::metrics::Metrics;
-use super::supervisor::{guard, restarted};
+use super::supervisor::guard;
 use crate::engineio::Sid;
 
 pub struct UserActor {
@@ -46,15 +46,14 @@ impl Supervised for UserActor {
             .into_iter()
             .map(|m| (m.sid.clone(), m))
             .collect();
-        restarted(&self.metrics, "user");
+        self.metrics.actor_restart("user");
     }
 }
 
 impl Handler<AddMember> for UserActor {
     type Result = ();
     fn handle(&mut self, m: AddMember, ctx: &mut Context<Self>) {
-        let log = self.log.clone();
-        guard(ctx, &log, "user", || {
+        guard(ctx, &self.log, "user", |_| {
             self.sockets.insert(m.sid.clone(), m);
         });
     }
@@ -63,8 +62,7 @@ impl Handler<AddMember> for UserActor {
 impl Handler<RemoveMember> for UserActor {
     type Result = ();
     fn handle(&mut self, m: RemoveMember, ctx: &mut Context<Self>) {
-        let log = self.log.clone();
-        guard(ctx, &log, "user", || {
+        guard(ctx, &self.log, "user", |_| {
             self.sockets.remove(&m.sid);
         });
     }
@@ -82,8 +80,7 @@ pub struct UserEmit {
 impl Handler<UserEmit> for UserActor {
     type Result = ();
     fn handle(&mut self, msg: UserEmit, ctx: &mut Context<Self>) {
-        let log = self.log.clone();
-        guard(ctx, &log, "user", || {
+        guard(ctx, &self.log, "user", |_| {
             for (sid, m) in &self.sockets {
                 if m.ns == msg.ns {
                     m.conn.do_send(Deliver {
@@ -109,8 +106,7 @@ pub struct DisconnectUser;
 impl Handler<DisconnectUser> for UserActor {
     type Result = usize;
     fn handle(&mut self, _: DisconnectUser, ctx: &mut Context<Self>) -> usize {
-        let log = self.log.clone();
-        guard(ctx, &log, "user", || {
+        guard(ctx, &self.log, "user", |_| {
             for (sid, m) in &self.sockets {
                 m.control.do_send(DisconnectSocket {
                     ns: m.ns.clone(),
@@ -127,7 +123,6 @@ impl Handler<DisconnectUser> for UserActor {
 impl Handler<super::supervisor::InjectPanic> for UserActor {
     type Result = ();
     fn handle(&mut self, _: super::supervisor::InjectPanic, ctx: &mut Context<Self>) {
-        let log = self.log.clone();
-        guard(ctx, &log, "user", || panic!("injected fault"));
+        guard(ctx, &self.log, "user", |_| panic!("injected fault"));
     }
 }

@@ -179,15 +179,16 @@ impl PollingClient {
 
     /// One POST of a raw body; returns (status, body).
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, String) {
-        let resp = self
-            .http
+        let resp = self.post_request(body).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// The request [`PollingClient::post`] sends.
+    pub fn post_request(&self, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+        self.http
             .post(self.session_url())
             .header("content-type", "text/plain;charset=UTF-8")
             .body(body)
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
     /// GET until a record satisfying `pred` arrives; returns that record.
@@ -222,11 +223,24 @@ pub fn spawn_get(c: &PollingClient) -> tokio::task::JoinHandle<(u16, String)> {
     })
 }
 
-/// Wait for a GET started by [`spawn_get`].
+/// A POST of `body` on the session, in the background (a client's POST that
+/// travels beside another of its requests); wait for it with [`join_get`].
+pub fn spawn_post(
+    c: &PollingClient,
+    body: impl Into<reqwest::Body>,
+) -> tokio::task::JoinHandle<(u16, String)> {
+    let req = c.post_request(body);
+    actix_rt::spawn(async move {
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    })
+}
+
+/// Wait for a request started by [`spawn_get`] or [`spawn_post`].
 pub async fn join_get(h: tokio::task::JoinHandle<(u16, String)>) -> (u16, String) {
     tokio::time::timeout(WAIT, h)
         .await
-        .expect("GET finished in time")
+        .expect("request finished in time")
         .expect("GET task")
 }
 
