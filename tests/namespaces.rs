@@ -379,3 +379,33 @@ async fn connection_without_connect_is_closed_after_connect_timeout() {
     left.sio_connect("/", None).await;
     left.assert_alive("/", 2).await;
 }
+
+/// Emits `auth` with the CONNECT payload from `on_connect`, as the official
+/// socket.io-protocol suite's fixture does.
+struct Greeter;
+
+impl riptide::NamespaceHandler for Greeter {
+    fn on_connect(&mut self, socket: &riptide::Socket, _ctx: &mut riptide::HandlerContext<Self>) {
+        let _ = socket.emit("auth", socket.auth().clone());
+    }
+}
+
+// What the official suite checks after CONNECT: the reply `40{"sid"}`, then,
+// as the very next packet, what the handler emitted on connect, on the main
+// and a custom namespace, with and without an auth payload.
+#[tokio::test]
+async fn what_on_connect_emits_is_the_next_packet_after_the_connect_reply() {
+    let server = TestServer::start(test_settings(), |r: Riptide| {
+        r.namespace("/", riptide::Namespace::new(|| Greeter))
+            .namespace("/custom", riptide::Namespace::new(|| Greeter))
+    });
+    for round in 0..20 {
+        let (mut c, _) = WsClient::connect(&server, "/", None).await;
+        assert_eq!(c.recv_text().await, r#"42["auth",{}]"#, "round {round}");
+        let (mut c, _) = WsClient::connect(&server, "/", Some(json!({"token": "123"}))).await;
+        assert_eq!(c.recv_text().await, r#"42["auth",{"token":"123"}]"#);
+        c.sio_connect("/custom", Some(json!({"token": "abc"})))
+            .await;
+        assert_eq!(c.recv_text().await, r#"42/custom,["auth",{"token":"abc"}]"#);
+    }
+}

@@ -1,7 +1,8 @@
-//! Supervision: a room actor that panics is restarted with its members (and
-//! the rooms gauge stays right); a handler that panics on one socket's event
-//! disconnects only that socket, and the same handler actor keeps serving
-//! every other socket.
+//! Supervision: a room or user actor that panics is restarted with its
+//! members rebuilt from the interest registry (and the rooms gauge stays
+//! right); a handler that panics on one socket's event disconnects only that
+//! socket, and its actor is restarted in place (same mailbox, fresh handler)
+//! and keeps serving every other socket.
 
 mod common;
 
@@ -94,11 +95,15 @@ async fn handler_panic_disconnects_only_that_socket() {
         ("/", victim_sid.as_str(), "handler panic")
     );
 
-    // The same handler actor (one worker: one per namespace) goes on
-    // serving the other socket, and the victim's other namespace.
+    // The handler actor was restarted in place: counted, and the same
+    // mailbox (one worker: one actor per namespace) goes on serving the
+    // other socket, and the victim's other namespace.
+    server
+        .assert_metric("riptide_actor_restarts_total{kind=\"handler\"}", 1.0)
+        .await;
     other.assert_alive("/", 1).await;
     victim.assert_alive("/admin", 2).await;
-    // Its state survived: events still reach it in order.
+    // Events still reach it in order.
     other.send(r#"42["after",1]"#).await;
     other.send(r#"42["after",2]"#).await;
     let mut after = Vec::new();
@@ -127,4 +132,55 @@ async fn handler_panic_disconnects_only_that_socket() {
         .await;
     victim.assert_alive("/", 4).await;
     other.assert_alive("/", 5).await;
+}
+
+fn start_with_users() -> (TestServer, Recorder) {
+    let (tx, rec) = recorder();
+    let server = TestServer::start(test_settings(), move |r: Riptide| {
+        r.namespace(
+            "/",
+            TestApp::namespace(&tx).on_connect(|req| {
+                if let Some(user) = req.auth.get("user").and_then(serde_json::Value::as_str) {
+                    req.set_user(user);
+                }
+                Ok(())
+            }),
+        )
+    });
+    (server, rec)
+}
+
+#[tokio::test]
+async fn user_actor_restarts_with_every_device() {
+    let (server, _rec) = start_with_users();
+    let (mut phone, _) = WsClient::connect(&server, "/", Some(json!({ "user": "ann" }))).await;
+    let (mut laptop, _) = WsClient::connect(&server, "/", Some(json!({ "user": "ann" }))).await;
+    let (mut bob, _) = WsClient::connect(&server, "/", Some(json!({ "user": "bob" }))).await;
+
+    assert!(server.handle.inject_user_panic("ann"));
+    assert!(!server.handle.inject_user_panic("nobody"));
+    server
+        .assert_metric("riptide_actor_restarts_total{kind=\"user\"}", 1.0)
+        .await;
+
+    // Rebuilt from the registry: both devices are still ann's.
+    server
+        .handle
+        .to_user("/", "ann")
+        .emit("note", json!(1))
+        .unwrap();
+    phone.expect_text(r#"42["note",1]"#).await;
+    laptop.expect_text(r#"42["note",1]"#).await;
+    bob.expect_silence(Duration::from_millis(150)).await;
+
+    // A device that leaves after the restart is gone from the user, and
+    // revoking the user reaches the one left.
+    drop(laptop);
+    server
+        .wait_engine_sessions(2.0, Duration::from_secs(5))
+        .await;
+    let affected = server.handle.disconnect_user("ann").await;
+    assert_eq!(affected.local, 1);
+    phone.expect_text("41").await;
+    bob.assert_alive("/", 1).await;
 }
