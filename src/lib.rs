@@ -31,6 +31,8 @@
 //!   server that serves a node ([`Riptide`], [`RiptideServer`]), the bench
 //!   fixture; `main.rs` wires them into the `riptide` binary. The load
 //!   generator is its own package, `benches/riptide-bench`.
+//! - `names`: `named_enum!`, the closed sets of names the settings parse
+//!   (declared first, used by `adapter` and `service`).
 //!
 //! Only the public API is `pub`; the layers are crate-private. The cargo
 //! feature `internals` makes them public for this crate's own integration
