@@ -8,8 +8,9 @@
 //! Data flows one way, down this list; a module never imports one above it
 //! (`tests/layering.rs` fails the build when one does).
 //!
-//! - `engineio`: the transport. Sessions and their actor (heartbeat,
-//!   upgrade, frames not yet written), HTTP long-polling, the WebSocket
+//! - `engineio`: the transport. Sessions and their actor (`session/`, one
+//!   file per concern: frames, heartbeat, polling, upgrade, backpressure),
+//!   HTTP long-polling routes, the WebSocket
 //!   reader and bounded outbound queue, admission limits (per node, per IP),
 //!   its own configuration and figures. It knows nothing of Socket.IO.
 //! - `socketio`: the protocol. The packet codec (binary attachments

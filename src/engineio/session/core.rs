@@ -1,0 +1,124 @@
+//! The engine half of a session: queueing and writing frames, closing.
+
+use actix::prelude::*;
+use slog::debug;
+use tokio::sync::oneshot;
+
+use super::{
+    encode_poll_body, CloseReason, EngineApp, EngineCore, Frame, PollReply, SessionActor, Transport,
+};
+use crate::engineio::packet::Packet;
+use crate::engineio::websocket::SendOutcome;
+
+impl EngineCore {
+    /// Queue or write one frame.
+    pub fn send(&mut self, frame: Frame) {
+        if self.close_reason.is_some() {
+            return;
+        }
+        self.metrics.packet_out(frame.len());
+        if let Transport::WebSocket { ws, .. } = &self.transport {
+            match ws.send(&frame, false) {
+                SendOutcome::Queued { depth } => self.metrics.queue_depth(depth),
+                SendOutcome::QueuedFull { depth } => {
+                    self.metrics.queue_depth(depth);
+                    self.arm_slow_consumer_grace();
+                }
+                SendOutcome::OverBytes => {
+                    self.slow_consumer("queued bytes over limits.max_queued_bytes")
+                }
+                SendOutcome::DroppedVolatile | SendOutcome::Closed => {}
+            }
+            return;
+        }
+        // Every drain of the buffer empties it, so an empty buffer holds no bytes.
+        if self.buffer.is_empty() {
+            self.buffer_bytes = 0;
+        }
+        self.buffer_bytes += frame.len();
+        self.buffer.push(frame);
+        let (frames, bytes) = (self.buffer.len(), self.buffer_bytes);
+        self.flush_poll();
+        if !self.buffer.is_empty() {
+            self.metrics.queue_depth(frames);
+            if bytes > self.config.max_queued_bytes {
+                self.slow_consumer("queued bytes over limits.max_queued_bytes");
+            } else if frames > self.config.max_queued_frames {
+                self.arm_slow_consumer_grace();
+            }
+        }
+    }
+
+    pub(crate) fn hold_ip_slot(&mut self, slot: crate::engineio::admission::SessionSlot) {
+        self.ip_slot = Some(slot);
+    }
+
+    /// The waiting GET, if its client is still there to be answered. A GET
+    /// whose request went away stays in place for [`PollAborted`] to find,
+    /// and what would have been written to it stays queued.
+    pub(super) fn take_waiting(&mut self) -> Option<oneshot::Sender<PollReply>> {
+        match &mut self.transport {
+            Transport::Polling { waiting }
+                if waiting.as_ref().is_some_and(|tx| !tx.is_closed()) =>
+            {
+                self.waiting_since_probe = false;
+                waiting.take()
+            }
+            _ => None,
+        }
+    }
+
+    /// Answer the waiting GET, if any, with everything queued.
+    pub(super) fn flush_poll(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        if let Some(tx) = self.take_waiting() {
+            let _ = tx.send(Ok(encode_poll_body(&mut self.buffer)));
+        }
+    }
+
+    /// Whether a frame sent now would leave at once rather than wait in a
+    /// buffer: `volatile` emits are dropped when this is false.
+    pub fn is_writable(&self) -> bool {
+        match &self.transport {
+            Transport::WebSocket { ws, .. } => !ws.is_full(),
+            Transport::Polling { waiting } => waiting.as_ref().is_some_and(|tx| !tx.is_closed()),
+            Transport::Pending => false,
+        }
+    }
+
+    pub fn transport_name(&self) -> &'static str {
+        match self.transport {
+            Transport::WebSocket { .. } => "websocket",
+            _ => "polling",
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.close_reason.is_some()
+    }
+
+    /// End the session; the app's `on_close` runs when the actor stops.
+    pub fn close<A: EngineApp>(&mut self, reason: CloseReason, ctx: &mut Context<SessionActor<A>>) {
+        if self.close_reason.is_some() {
+            return;
+        }
+        debug!(self.log, "closing session"; "reason" => reason.as_str());
+        if reason.notify_client() {
+            let close = Frame::control(&Packet::Close);
+            match &self.transport {
+                Transport::WebSocket { ws, .. } => {
+                    ws.send(&close, false);
+                }
+                Transport::Polling { .. } => {
+                    self.buffer.push(close);
+                    self.flush_poll();
+                }
+                Transport::Pending => {}
+            }
+        }
+        self.close_reason = Some(reason);
+        ctx.stop();
+    }
+}

@@ -1,0 +1,299 @@
+//! The session actor: one per Engine.IO session, whatever its transport.
+//!
+//! It owns the session's transport state (a waiting long-poll, or the address
+//! of its WebSocket actor), the heartbeat, the upgrade, and the frames not yet
+//! written. The protocol above Engine.IO runs inside it as an [`EngineApp`], so
+//! a Socket.IO packet costs no extra actor hop between transport and protocol.
+//!
+//! The state is declared here, so every part below sees it; each file holds
+//! one concern of the same actor:
+//!
+//! - `frame`: encoded outbound frames, inbound messages, the polling body;
+//! - `handshake`: what is known of the client when the session opens;
+//! - `reason`: why a session ended;
+//! - `core`: queueing and writing frames, closing;
+//! - `heartbeat`: ping, pong and the timeout;
+//! - `polling`: the waiting GET, POSTs, and a GET racing the client's close;
+//! - `upgrade`: the session's WebSockets and the upgrade from polling;
+//! - `backpressure`: closing slow consumers.
+
+mod backpressure;
+mod core;
+mod frame;
+mod handshake;
+mod heartbeat;
+mod polling;
+mod reason;
+mod upgrade;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_http::ws::CloseCode;
+use parking_lot::RwLock;
+use slog::{o, Logger};
+use tokio::sync::oneshot;
+
+pub use backpressure::Backpressure;
+use frame::encode_poll_body;
+pub use frame::{Frame, Message};
+pub(crate) use handshake::url_query_pairs;
+pub use handshake::Handshake;
+pub(crate) use polling::take_closed_poll;
+pub use polling::{ClosedPolls, Poll, PollAborted, PollReply, Post, PostError, CLOSED_POLL_GRACE};
+pub use reason::CloseReason;
+pub use upgrade::WsEvent;
+use upgrade::{after_flush, close_now};
+
+use crate::engineio::config::EngineConfig;
+use crate::engineio::metrics::EngineMetrics as Metrics;
+use crate::engineio::packet::Packet;
+use crate::engineio::sid::Sid;
+use crate::engineio::websocket::WsSink;
+
+/// The protocol that runs on top of a session (Socket.IO, or a plain echo).
+///
+/// Its methods run inside the session actor, with the engine's state and the
+/// actor's context, so an app can send, close, and schedule timers itself.
+pub trait EngineApp: Sized + Unpin + 'static {
+    /// The session is open and its open packet is queued.
+    fn on_open(&mut self, _core: &mut EngineCore, _ctx: &mut Context<SessionActor<Self>>) {}
+    /// One message from the client, in the order the client sent it.
+    fn on_message(
+        &mut self,
+        msg: Message,
+        core: &mut EngineCore,
+        ctx: &mut Context<SessionActor<Self>>,
+    );
+    /// The session has ended; nothing can be sent any more.
+    fn on_close(&mut self, _reason: CloseReason, _core: &mut EngineCore) {}
+}
+
+/// Builds the app of each new session. Shared by every worker thread.
+pub trait EngineAppFactory: Send + Sync + 'static {
+    type App: EngineApp;
+    fn create(&self, handshake: &Arc<Handshake>) -> Self::App;
+}
+
+/// Where a session's frames go right now.
+enum Transport {
+    /// A WebSocket was opened without a sid and has not reported in yet.
+    Pending,
+    Polling {
+        /// A GET waiting for data: answered as soon as anything is queued.
+        waiting: Option<oneshot::Sender<PollReply>>,
+    },
+    WebSocket {
+        id: u64,
+        ws: WsSink,
+    },
+}
+
+/// The engine half of a session, lent to the app on every call.
+pub struct EngineCore {
+    pub sid: Sid,
+    pub config: Arc<EngineConfig>,
+    pub metrics: Metrics,
+    pub log: Logger,
+    transport: Transport,
+    /// Frames waiting for a poll (polling) or for the WebSocket to attach.
+    buffer: Vec<Frame>,
+    /// A WebSocket that sent `2probe` and has not yet sent `5`.
+    probe: Option<(u64, WsSink)>,
+    /// The probe WebSocket's `2probe` has been answered.
+    probe_answered: bool,
+    /// Second upgrade WebSockets refused while the probe has not answered
+    /// `2probe` yet: closed once it has and the `3probe` has left (or the
+    /// probe ended), so the client never sees their close before it.
+    refused_ws: Vec<WsSink>,
+    closed_polls: ClosedPolls,
+    ping_timer: Option<SpawnHandle>,
+    pong_timer: Option<SpawnHandle>,
+    /// When the outstanding ping's pong is due. Requests are checked against
+    /// it too, so a timed-out session is refused exactly at the deadline even
+    /// if its timer has not fired yet on a busy worker.
+    pong_deadline: Option<std::time::Instant>,
+    upgrade_timer: Option<SpawnHandle>,
+    close_reason: Option<CloseReason>,
+    registry: SessionRegistry,
+    /// Bytes in `buffer` (polling).
+    buffer_bytes: usize,
+    /// The waiting GET arrived while an upgrade was in progress.
+    waiting_since_probe: bool,
+    /// The session's place under the node's and its address's connection
+    /// limits, released when the session is dropped.
+    ip_slot: Option<super::admission::SessionSlot>,
+    /// A slow-consumer check is scheduled.
+    grace_armed: bool,
+    /// This session's own address, for what must happen outside a call that
+    /// has no actor context (closing a slow consumer found while sending).
+    me: Option<Recipient<Backpressure>>,
+}
+
+/// The session actor. `A` is the protocol running on top.
+pub struct SessionActor<A: EngineApp> {
+    pub core: EngineCore,
+    pub app: A,
+}
+
+impl<A: EngineApp> SessionActor<A> {
+    fn on_packet(&mut self, packet: Packet, from_ws: Option<u64>, ctx: &mut Context<Self>) {
+        match packet {
+            Packet::Message(text) => {
+                self.core.metrics.packet_in(text.len() + 1);
+                self.app
+                    .on_message(Message::Text(text), &mut self.core, ctx)
+            }
+            Packet::Binary(bin) => {
+                self.core.metrics.packet_in(bin.len());
+                self.app
+                    .on_message(Message::Binary(bin), &mut self.core, ctx)
+            }
+            Packet::Pong(_) => self.core.on_pong(ctx),
+            Packet::Ping(data) => self.on_ping(data, from_ws),
+            Packet::Upgrade => self.on_upgrade(from_ws, ctx),
+            Packet::Close => self.core.close(CloseReason::TransportClose, ctx),
+            Packet::Open(_) | Packet::Noop => {}
+        }
+    }
+}
+
+impl<A: EngineApp> Actor for SessionActor<A> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        self.core.me = Some(me.clone().recipient());
+        self.core.registry.write().insert(
+            self.core.sid.clone(),
+            SessionHandle {
+                poll: me.clone().recipient(),
+                poll_aborted: me.clone().recipient(),
+                post: me.clone().recipient(),
+                ws: me.clone().recipient(),
+                close: me.recipient(),
+            },
+        );
+        let open = serde_json::json!({
+            "sid": self.core.sid.as_str(),
+            "upgrades": if self.core.config.allow_websocket && matches!(self.core.transport, Transport::Polling { .. }) {
+                vec!["websocket"]
+            } else {
+                vec![]
+            },
+            "pingInterval": self.core.config.ping_interval.as_millis() as u64,
+            "pingTimeout": self.core.config.ping_timeout.as_millis() as u64,
+            "maxPayload": self.core.config.max_payload,
+        });
+        self.core
+            .buffer
+            .push(Frame::control(&Packet::Open(open.to_string())));
+        self.core.schedule_ping(ctx);
+        self.app.on_open(&mut self.core, ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let reason = self
+            .core
+            .close_reason
+            .unwrap_or(CloseReason::TransportClose);
+        self.core.registry.write().remove(&self.core.sid);
+        self.core
+            .metrics
+            .session_closed(self.core.transport_name(), reason.as_str());
+        match std::mem::replace(&mut self.core.transport, Transport::Pending) {
+            Transport::WebSocket { ws, .. } => ws.close(CloseCode::Normal, ""),
+            Transport::Polling { waiting } => {
+                if let Some(tx) = waiting {
+                    // Like the reference server: the client gets what was
+                    // queued (with the close packet when the server closed
+                    // it); a client that closed itself gets a noop (its
+                    // close packet needs no answer); any other end (ping
+                    // timeout, parse or transport error) a close packet.
+                    let body = if !self.core.buffer.is_empty() {
+                        encode_poll_body(&mut self.core.buffer)
+                    } else if reason == CloseReason::TransportClose {
+                        Frame::control(&Packet::Noop).as_text()
+                    } else {
+                        Frame::control(&Packet::Close).as_text()
+                    };
+                    let _ = tx.send(Ok(body));
+                }
+            }
+            Transport::Pending => {}
+        }
+        if let Some((_, ws)) = self.core.probe.take() {
+            ws.close(CloseCode::Normal, "");
+        }
+        close_now(self.core.refused_ws.drain(..));
+        self.core.close_reason = Some(reason);
+        self.app.on_close(reason, &mut self.core);
+    }
+}
+
+/// Close a session from outside (node shutdown, administrative close).
+pub struct CloseSession(pub CloseReason);
+impl actix::Message for CloseSession {
+    type Result = ();
+}
+
+impl<A: EngineApp> Handler<CloseSession> for SessionActor<A> {
+    type Result = ();
+    fn handle(&mut self, CloseSession(reason): CloseSession, ctx: &mut Context<Self>) {
+        self.core.close(reason, ctx);
+    }
+}
+
+// ---- the registry of live sessions -----------------------------------------
+
+/// How the HTTP routes reach a session, whatever its app type.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub poll: Recipient<Poll>,
+    pub poll_aborted: Recipient<PollAborted>,
+    pub post: Recipient<Post>,
+    pub ws: Recipient<WsEvent>,
+    pub close: Recipient<CloseSession>,
+}
+
+/// Every live session of one engine, by sid. Written on open and close only.
+pub type SessionRegistry = Arc<RwLock<HashMap<Sid, SessionHandle>>>;
+
+pub(crate) fn new_core(
+    handshake: Arc<Handshake>,
+    config: Arc<EngineConfig>,
+    metrics: Metrics,
+    log: &Logger,
+    registry: SessionRegistry,
+    closed_polls: ClosedPolls,
+    polling: bool,
+) -> EngineCore {
+    EngineCore {
+        sid: handshake.sid.clone(),
+        log: log.new(o!("sid" => handshake.sid.to_string())),
+        config,
+        metrics,
+        transport: if polling {
+            Transport::Polling { waiting: None }
+        } else {
+            Transport::Pending
+        },
+        buffer: Vec::new(),
+        probe: None,
+        probe_answered: false,
+        refused_ws: Vec::new(),
+        closed_polls,
+        ping_timer: None,
+        pong_timer: None,
+        pong_deadline: None,
+        upgrade_timer: None,
+        close_reason: None,
+        registry,
+        buffer_bytes: 0,
+        waiting_since_probe: false,
+        ip_slot: None,
+        grace_armed: false,
+        me: None,
+    }
+}
