@@ -28,10 +28,12 @@
 //! - `api`: what an application writes against: [`NamespaceHandler`] and
 //!   [`Namespace`] (typed listeners, middleware), the supervised
 //!   [`HandlerActor`], [`Socket`]'s broadcasts, [`ServerHandle`].
-//! - `service`: [`Settings`] (files and environment), logging, the HTTP
-//!   server that serves a node ([`Riptide`], [`RiptideServer`]), the bench
-//!   fixture; `main.rs` wires them into the `riptide` binary. The load
-//!   generator is its own package, `benches/riptide-bench`.
+//! - `service`: [`Settings`] (files and environment; `settings/`, a file
+//!   per section beside loading, the `RIPTIDE__…` variables and the
+//!   errors), logging, the HTTP server that serves a node ([`Riptide`],
+//!   [`RiptideServer`]), the bench fixture; `main.rs` wires them into the
+//!   `riptide` binary. The load generator is its own package,
+//!   `benches/riptide-bench`.
 //! - `names`: `named_enum!`, the closed sets of names the settings parse
 //!   (declared first, used by `adapter` and `service`).
 //!

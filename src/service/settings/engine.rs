@@ -1,0 +1,89 @@
+//! `[engine]`: Engine.IO sessions and transports.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{positive, ConfigError};
+
+/// `max_payload` bounds: below 1 KiB ordinary handshakes and events do not fit;
+/// above 100 MiB one client could make the server buffer more than a node can spare.
+pub const MIN_PAYLOAD: usize = 1024;
+pub const MAX_PAYLOAD: usize = 100 * 1024 * 1024;
+
+/// One of the two Engine.IO transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Transport {
+    Polling,
+    Websocket,
+}
+
+// The names are what Engine.IO uses on the wire (`transport=`, handshake `upgrades`).
+named_enum!(Transport, "transport", {
+    Polling => "polling",
+    Websocket => "websocket",
+});
+
+/// `[engine]`: Engine.IO sessions and transports.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    pub ping_interval_ms: u64,
+    pub ping_timeout_ms: u64,
+    /// Bytes; bounds a polling request body and a WebSocket frame.
+    pub max_payload: usize,
+    pub upgrade_timeout_ms: u64,
+    /// Non-empty, no duplicates.
+    pub transports: Vec<Transport>,
+    /// Binary attachments allowed in one Socket.IO packet.
+    pub max_attachments: usize,
+}
+
+impl EngineSettings {
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
+
+    pub fn upgrade_timeout(&self) -> Duration {
+        Duration::from_millis(self.upgrade_timeout_ms)
+    }
+
+    pub fn allows(&self, transport: Transport) -> bool {
+        self.transports.contains(&transport)
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        positive("engine.ping_interval_ms", self.ping_interval_ms)?;
+        positive("engine.ping_timeout_ms", self.ping_timeout_ms)?;
+        positive("engine.upgrade_timeout_ms", self.upgrade_timeout_ms)?;
+        if !(MIN_PAYLOAD..=MAX_PAYLOAD).contains(&self.max_payload) {
+            return Err(ConfigError::invalid(
+                "engine.max_payload",
+                format!(
+                    "{} is outside {MIN_PAYLOAD}..={MAX_PAYLOAD} bytes (1 KiB to 100 MiB)",
+                    self.max_payload
+                ),
+            ));
+        }
+        if self.transports.is_empty() {
+            return Err(ConfigError::invalid(
+                "engine.transports",
+                "must list at least one of \"polling\", \"websocket\"",
+            ));
+        }
+        for (i, transport) in self.transports.iter().enumerate() {
+            if self.transports[..i].contains(transport) {
+                return Err(ConfigError::invalid(
+                    "engine.transports",
+                    format!("{:?} is listed twice", transport.as_str()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

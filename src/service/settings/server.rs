@@ -1,0 +1,62 @@
+//! `[server]`: the HTTP listener.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{positive, ConfigError};
+
+/// More workers than this is a misconfiguration (each one is a thread with its
+/// own accept loop and actor arbiters), not a bigger machine.
+pub const MAX_WORKERS: usize = 1024;
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// Mount path of the Engine.IO endpoint; starts and ends with `/`.
+    pub path: String,
+    /// actix workers; 0 = one per core.
+    pub workers: usize,
+    pub shutdown_timeout_ms: u64,
+    /// Per worker, as actix counts it.
+    pub max_connections: usize,
+}
+
+impl ServerSettings {
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.host.trim().is_empty() {
+            return Err(ConfigError::invalid("server.host", "must not be empty"));
+        }
+        if self.port == 0 {
+            // 0 would bind a random port no client knows about.
+            return Err(ConfigError::invalid("server.port", "must be > 0"));
+        }
+        let path = &self.path;
+        if !path.starts_with('/') || !path.ends_with('/') {
+            return Err(ConfigError::invalid(
+                "server.path",
+                format!("{path:?} must start and end with '/'"),
+            ));
+        }
+        if path.contains(|c: char| c.is_whitespace() || c == '?' || c == '#') {
+            return Err(ConfigError::invalid(
+                "server.path",
+                format!("{path:?} must not contain whitespace, '?' or '#'"),
+            ));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(ConfigError::invalid(
+                "server.workers",
+                format!("{} is more than {MAX_WORKERS}", self.workers),
+            ));
+        }
+        positive("server.max_connections", self.max_connections as u64)
+    }
+}

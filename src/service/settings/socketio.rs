@@ -1,0 +1,44 @@
+//! `[socketio]`: Socket.IO namespaces, rooms and acks.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{positive, ConfigError};
+
+/// `[socketio]`: Socket.IO namespaces, rooms and acks.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketIoSettings {
+    /// A connection that never sends CONNECT is closed after this long.
+    pub connect_timeout_ms: u64,
+    /// Default timeout of a server -> client ack.
+    pub ack_timeout_ms: u64,
+    pub max_namespaces_per_connection: usize,
+    /// Counts the socket's own room.
+    pub max_rooms_per_socket: usize,
+}
+
+impl SocketIoSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.ack_timeout_ms)
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        positive("socketio.connect_timeout_ms", self.connect_timeout_ms)?;
+        positive("socketio.ack_timeout_ms", self.ack_timeout_ms)?;
+        positive(
+            "socketio.max_namespaces_per_connection",
+            self.max_namespaces_per_connection as u64,
+        )?;
+        // A socket is always in its own room, so 0 would refuse every socket.
+        positive(
+            "socketio.max_rooms_per_socket",
+            self.max_rooms_per_socket as u64,
+        )
+    }
+}

@@ -1,0 +1,444 @@
+//! The settings as a whole: loading through every layer, the overrides,
+//! the errors and validation.
+
+use std::path::Path;
+
+use super::env::strip_env_prefix;
+use super::*;
+
+/// A scratch directory removed on drop; std-only so the crate needs no
+/// extra dev-dependency for it.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("riptide-config-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A config dir holding the real `config/default.toml` plus `extra` files.
+fn config_dir(extra: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new();
+    let defaults = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    std::fs::copy(defaults, dir.path().join("default.toml")).unwrap();
+    for (name, contents) in extra {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    dir
+}
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load_with(extra: &[(&str, &str)], env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let dir = config_dir(extra);
+    load_from(dir.path(), None, vars(env))
+}
+
+fn error_with(extra: &[(&str, &str)], env: &[(&str, &str)]) -> String {
+    load_with(extra, env).unwrap_err().to_string()
+}
+
+/// Asserts that a settings change fails validation and the message starts with `key`.
+fn assert_invalid(key: &str, change: impl FnOnce(&mut Settings)) {
+    let mut settings = Settings::default();
+    change(&mut settings);
+    let error = settings.validate().unwrap_err();
+    assert_eq!(error.key(), Some(key), "{error}");
+    assert!(
+        error.to_string().starts_with(&format!("{key}: ")),
+        "{error}"
+    );
+}
+
+#[test]
+fn default_toml_matches_default_impls() {
+    let settings = load_with(&[], &[]).unwrap();
+    assert_eq!(settings, Settings::default());
+    Settings::default().validate().unwrap();
+}
+
+#[test]
+fn env_overrides_a_number() {
+    let settings = load_with(&[], &[("RIPTIDE__SERVER__PORT", "4000")]).unwrap();
+    assert_eq!(settings.server.port, 4000);
+}
+
+#[test]
+fn env_overrides_a_bool_and_a_string() {
+    let settings = load_with(
+        &[],
+        &[
+            ("RIPTIDE__APP__FIXTURE", "false"),
+            ("RIPTIDE__ADAPTER__KIND", "nats"),
+            ("RIPTIDE__ADAPTER__URL", "nats://127.0.0.1:4222"),
+        ],
+    )
+    .unwrap();
+    assert!(!settings.app.fixture);
+    assert_eq!(settings.adapter.kind, AdapterKind::Nats);
+    assert_eq!(settings.adapter.url, "nats://127.0.0.1:4222");
+}
+
+#[test]
+fn env_overrides_a_list_with_comma_separated_values() {
+    let settings = load_with(
+        &[],
+        &[
+            ("RIPTIDE__ENGINE__TRANSPORTS", "websocket"),
+            (
+                "RIPTIDE__CORS__ALLOWED_ORIGINS",
+                "https://a.example.com, https://b.example.com",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(settings.engine.transports, vec![Transport::Websocket]);
+    assert_eq!(
+        settings.cors.allowed_origins,
+        vec!["https://a.example.com", "https://b.example.com"]
+    );
+}
+
+#[test]
+fn env_empty_list_value_means_an_empty_list() {
+    let settings = load_with(
+        &[("development.toml", "[cors]\nallowed_origins = [\"*\"]\n")],
+        &[("RIPTIDE__CORS__ALLOWED_ORIGINS", "")],
+    )
+    .unwrap();
+    assert!(settings.cors.allowed_origins.is_empty());
+}
+
+#[test]
+fn env_sets_a_nested_module_level() {
+    let settings = load_with(
+        &[],
+        &[
+            ("RIPTIDE__LOG__MODULES__RIPTIDE__ENGINEIO", "debug"),
+            ("RIPTIDE__LOG__MODULES__riptide::adapter", "TRACE"),
+            ("RIPTIDE__LOG__LEVEL", "warning"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(settings.log.level, LogLevel::Warning);
+    assert_eq!(settings.log.modules["riptide::engineio"], LogLevel::Debug);
+    assert_eq!(settings.log.modules["riptide::adapter"], LogLevel::Trace);
+}
+
+#[test]
+fn env_variables_without_the_prefix_are_ignored() {
+    let settings = load_with(
+        &[],
+        &[
+            ("RIPTIDE_ENV", "production"),
+            ("PORT", "1"),
+            ("SERVER__PORT", "1"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(settings, Settings::default());
+}
+
+#[test]
+fn env_prefix_matching_survives_odd_names() {
+    assert_eq!(
+        strip_env_prefix("RIPTIDE__SERVER__PORT"),
+        Some("SERVER__PORT")
+    );
+    assert_eq!(
+        strip_env_prefix("riptide__server__port"),
+        Some("server__port")
+    );
+    assert_eq!(strip_env_prefix("RIPTIDé__X"), None);
+    assert_eq!(strip_env_prefix("RIPTIDE_"), None);
+    assert_eq!(strip_env_prefix("RIPTIDE_ENV"), None);
+}
+
+#[test]
+fn env_variable_with_an_empty_segment_is_an_error_naming_it() {
+    let error = error_with(&[], &[("RIPTIDE__SERVER____PORT", "1")]);
+    assert!(error.starts_with("RIPTIDE__SERVER____PORT: "), "{error}");
+}
+
+#[test]
+fn environment_file_overrides_defaults_and_env_overrides_the_file() {
+    let dir = config_dir(&[(
+        "production.toml",
+        "[server]\nhost = \"0.0.0.0\"\nport = 8080\n[log]\nformat = \"json\"\n",
+    )]);
+    let settings = load_from(
+        dir.path(),
+        Some("production"),
+        vars(&[("RIPTIDE__SERVER__PORT", "9090")]),
+    )
+    .unwrap();
+    assert_eq!(settings.server.host, "0.0.0.0");
+    assert_eq!(settings.server.port, 9090);
+    assert_eq!(settings.log.format, LogFormat::Json);
+    // Untouched keys keep their defaults.
+    assert_eq!(settings.engine, Settings::default().engine);
+}
+
+#[test]
+fn default_environment_is_development_and_its_file_may_be_missing() {
+    let settings = load_with(&[("development.toml", "[server]\nport = 3001\n")], &[]).unwrap();
+    assert_eq!(settings.server.port, 3001);
+    let dir = config_dir(&[]);
+    load_from(dir.path(), Some("staging"), vars(&[])).unwrap();
+}
+
+#[test]
+fn environment_name_cannot_leave_the_config_dir() {
+    let dir = config_dir(&[]);
+    let error = load_from(dir.path(), Some("../etc/x"), vars(&[])).unwrap_err();
+    assert_eq!(error.key(), Some("RIPTIDE_ENV"));
+}
+
+#[test]
+fn without_a_default_toml_the_compiled_in_defaults_apply() {
+    // The defaults are written once, in config/default.toml, and compiled
+    // in: a config directory without a copy still loads them.
+    let dir = TempDir::new();
+    let settings = load_from(dir.path(), None, vars(&[])).unwrap();
+    assert_eq!(settings, Settings::default());
+}
+
+#[test]
+fn unknown_key_in_a_file_names_key_and_section() {
+    let error = error_with(&[("development.toml", "[server]\nprot = 1\n")], &[]);
+    assert!(
+        error.starts_with("unknown field `prot` in section server"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_key_in_the_environment_names_key_and_section() {
+    let error = error_with(&[], &[("RIPTIDE__ENGINE__PING_INTERVAL", "1")]);
+    assert!(
+        error.starts_with("unknown field `ping_interval` in section engine"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_section_is_named() {
+    let error = error_with(&[("development.toml", "[servr]\nport = 1\n")], &[]);
+    assert!(error.starts_with("unknown section `servr`"), "{error}");
+}
+
+#[test]
+fn wrong_type_names_the_key_and_where_it_came_from() {
+    let error = error_with(&[], &[("RIPTIDE__SERVER__PORT", "abc")]);
+    assert!(error.starts_with("server.port: invalid type"), "{error}");
+    assert!(
+        error.contains("environment variable RIPTIDE__SERVER__PORT"),
+        "{error}"
+    );
+    let error = error_with(&[], &[("RIPTIDE__SERVER__PORT", "70000")]);
+    assert!(error.starts_with("server.port: "), "{error}");
+}
+
+#[test]
+fn unknown_names_in_closed_sets_name_the_key() {
+    let cases = [
+        ("RIPTIDE__LOG__LEVEL", "loud", "log.level: "),
+        ("RIPTIDE__LOG__FORMAT", "xml", "log.format: "),
+        ("RIPTIDE__ADAPTER__KIND", "kafka", "adapter.kind: "),
+        (
+            "RIPTIDE__ENGINE__TRANSPORTS",
+            "polling,flash",
+            "engine.transports[1]: ",
+        ),
+        (
+            "RIPTIDE__LOG__MODULES__RIPTIDE__ROOM",
+            "chatty",
+            "log.modules.riptide::room: ",
+        ),
+    ];
+    for (name, value, prefix) in cases {
+        let error = error_with(&[], &[(name, value)]);
+        assert!(error.starts_with(prefix), "{error}");
+    }
+}
+
+#[test]
+fn validation_errors_name_their_key() {
+    assert_invalid("server.host", |s| s.server.host = " ".into());
+    assert_invalid("server.port", |s| s.server.port = 0);
+    assert_invalid("server.path", |s| s.server.path = "socket.io/".into());
+    assert_invalid("server.path", |s| s.server.path = "/socket.io".into());
+    assert_invalid("server.path", |s| s.server.path = "/a b/".into());
+    assert_invalid("server.workers", |s| s.server.workers = MAX_WORKERS + 1);
+    assert_invalid("server.max_connections", |s| s.server.max_connections = 0);
+    assert_invalid("engine.ping_interval_ms", |s| s.engine.ping_interval_ms = 0);
+    assert_invalid("engine.ping_timeout_ms", |s| s.engine.ping_timeout_ms = 0);
+    assert_invalid("engine.upgrade_timeout_ms", |s| {
+        s.engine.upgrade_timeout_ms = 0
+    });
+    assert_invalid("engine.max_payload", |s| {
+        s.engine.max_payload = MIN_PAYLOAD - 1
+    });
+    assert_invalid("engine.max_payload", |s| {
+        s.engine.max_payload = MAX_PAYLOAD + 1
+    });
+    assert_invalid("engine.transports", |s| s.engine.transports.clear());
+    assert_invalid("engine.transports", |s| {
+        s.engine.transports = vec![Transport::Polling, Transport::Polling]
+    });
+    assert_invalid("socketio.connect_timeout_ms", |s| {
+        s.socketio.connect_timeout_ms = 0
+    });
+    assert_invalid("socketio.ack_timeout_ms", |s| s.socketio.ack_timeout_ms = 0);
+    assert_invalid("socketio.max_namespaces_per_connection", |s| {
+        s.socketio.max_namespaces_per_connection = 0
+    });
+    assert_invalid("socketio.max_rooms_per_socket", |s| {
+        s.socketio.max_rooms_per_socket = 0
+    });
+    assert_invalid("cors.allow_credentials", |s| {
+        s.cors.allowed_origins = vec!["*".into()];
+        s.cors.allow_credentials = true;
+    });
+    assert_invalid("cors.allowed_origins", |s| {
+        s.cors.allowed_origins = vec!["*".into(), "https://a.example.com".into()]
+    });
+    assert_invalid("cors.allowed_origins", |s| {
+        s.cors.allowed_origins = vec!["https://a.example.com/".into()]
+    });
+    assert_invalid("cors.allowed_origins", |s| {
+        s.cors.allowed_origins = vec!["a.example.com".into()]
+    });
+    assert_invalid("log.modules.riptide::", |s| {
+        s.log.modules.insert("riptide::".into(), LogLevel::Debug);
+    });
+    assert_invalid("adapter.url", |s| s.adapter.kind = AdapterKind::Redis);
+    assert_invalid("adapter.prefix", |s| s.adapter.prefix = "a.b".into());
+    assert_invalid("adapter.prefix", |s| s.adapter.prefix = String::new());
+}
+
+#[test]
+fn named_values_compare_with_their_names() {
+    let settings = Settings::default();
+    assert!(settings.engine.transports.iter().any(|t| t == "polling"));
+    assert!(settings.engine.transports.iter().any(|t| t == "websocket"));
+    assert!(settings.log.format == "term");
+    assert_eq!(settings.adapter.kind.to_string(), "memory");
+    assert_eq!("DEBUG".parse::<LogLevel>(), Ok(LogLevel::Debug));
+    assert_eq!(LogLevel::NAMES.len(), 7);
+}
+
+#[test]
+fn valid_non_default_settings_pass() {
+    let mut settings = Settings::default();
+    settings.cors.allowed_origins = vec!["https://app.example.com:8443".into()];
+    settings.cors.allow_credentials = true;
+    settings.adapter.kind = AdapterKind::Redis;
+    settings.adapter.url = "redis://127.0.0.1:6379".into();
+    settings.server.path = "/".into();
+    settings.engine.transports = vec![Transport::Websocket];
+    settings.validate().unwrap();
+}
+
+#[test]
+fn load_validates() {
+    let error = error_with(&[], &[("RIPTIDE__ENGINE__PING_TIMEOUT_MS", "0")]);
+    assert_eq!(error, "engine.ping_timeout_ms: must be > 0");
+}
+
+#[test]
+fn shipped_environment_files_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    for environment in ["production", "test"] {
+        if dir.join(format!("{environment}.toml")).exists() {
+            load_from(&dir, Some(environment), vars(&[])).unwrap();
+        }
+    }
+}
+
+#[test]
+fn unknown_key_lists_the_section_keys_and_suggests_the_nearest() {
+    let error = load_with(&[("development.toml", "[server]\nprot = 1\n")], &[]).unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::UnknownField {
+            section: "server".into(),
+            field: "prot".into(),
+            expected: ", expected one of `host`, `max_connections`, `path`, `port`, \
+                       `shutdown_timeout_ms`, `workers` (did you mean `port`?)"
+                .into(),
+        }
+    );
+    assert_eq!(error.key(), None);
+    let error = error_with(&[], &[("RIPTIDE__APP__FIXTURES", "true")]);
+    assert_eq!(
+        error,
+        "unknown field `fixtures` in section app, expected `fixture` (did you mean `fixture`?)"
+    );
+    let error = error_with(&[], &[("RIPTIDE__ADAPTER__URI", "nats://127.0.0.1:4222")]);
+    assert_eq!(
+        error,
+        "unknown field `uri` in section adapter, expected one of `kind`, `prefix`, `url` \
+         (did you mean `url`?)"
+    );
+    let error = error_with(&[("development.toml", "[server]\naddress = \"x\"\n")], &[]);
+    assert!(
+        error.starts_with("unknown field `address` in section server, expected one of `host`,"),
+        "{error}"
+    );
+    assert!(!error.contains("did you mean"), "{error}");
+}
+
+#[test]
+fn unknown_section_lists_the_sections_and_suggests_the_nearest() {
+    let error = load_with(&[("development.toml", "[servr]\nport = 1\n")], &[]).unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::UnknownSection {
+            section: "servr".into(),
+            expected: ", expected one of `adapter`, `app`, `cors`, `engine`, `limits`, `log`, \
+                       `server`, `socketio` (did you mean `server`?)"
+                .into(),
+        }
+    );
+    let error = error_with(&[], &[("RIPTIDE__METRICS__PORT", "1")]);
+    assert!(
+        error.starts_with("unknown section `metrics`, expected one of"),
+        "{error}"
+    );
+    assert!(!error.contains("did you mean"), "{error}");
+}
+
+#[test]
+fn any_module_path_is_a_known_key_of_log_modules() {
+    let settings = load_with(
+        &[(
+            "development.toml",
+            "[log.modules]\n\"riptide::node::room\" = \"trace\"\n",
+        )],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(settings.log.modules["riptide::node::room"], LogLevel::Trace);
+}
