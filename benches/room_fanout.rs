@@ -105,7 +105,7 @@ fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
                     room.do_send(Broadcast {
                         frames: frames.clone(),
                         filter: None,
-                        volatile: false,
+                        mode: riptide::node::delivery::Mode::Normal,
                     });
                     done.notify.notified().await;
                     total += t.elapsed();

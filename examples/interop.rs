@@ -7,7 +7,10 @@
 //!   `publish-others`, `publish-except`, `broadcast`, `ask-client`
 //!   (server-to-client ack with a 2 s timeout), `disconnect-me`,
 //!   `close-connection` (every namespace disconnected, then the connection
-//!   closed: Socket.IO's `disconnect(true)`).
+//!   closed: Socket.IO's `disconnect(true)`), `state` (acks `{sid, recovered,
+//!   rooms}`: what connection state recovery restored).
+//! - `/quiet`: as `/` but without `welcome`, for a client that has received
+//!   no event yet (connection state recovery without an offset).
 //! - `/private`: connect middleware accepting only `auth = {token: "secret"}`.
 //! - `^/dyn-[a-z0-9]+$`: dynamic namespaces with `welcome` and `echo`.
 
@@ -20,7 +23,16 @@ use riptide::{
 };
 use serde_json::{json, Value};
 
-struct Interop;
+struct Interop {
+    /// Emit `welcome` on connect (every namespace but `/quiet`).
+    welcome: bool,
+}
+
+impl Interop {
+    fn new() -> Interop {
+        Interop { welcome: true }
+    }
+}
 
 fn welcome(socket: &Socket) {
     let _ = socket.emit(
@@ -31,7 +43,9 @@ fn welcome(socket: &Socket) {
 
 impl NamespaceHandler for Interop {
     fn on_connect(&mut self, socket: &Socket, _ctx: &mut HandlerContext<Self>) {
-        welcome(socket);
+        if self.welcome {
+            welcome(socket);
+        }
     }
 
     fn on_event(&mut self, socket: &Socket, event: Event, ctx: &mut HandlerContext<Self>) {
@@ -101,6 +115,18 @@ impl NamespaceHandler for Interop {
                     }
                 });
             }
+            "state" => {
+                let Some(ack) = event.ack else { return };
+                let socket = socket.clone();
+                riptide::spawn(ctx, async move {
+                    let rooms = socket.rooms().await;
+                    ack.send(json!({
+                        "sid": socket.id(),
+                        "recovered": socket.recovered(),
+                        "rooms": rooms,
+                    }));
+                });
+            }
             "disconnect-me" => socket.disconnect(),
             "close-connection" => socket.close_connection(),
             _ => {}
@@ -123,7 +149,7 @@ async fn main() -> std::io::Result<()> {
         settings.server.port = port;
     }
     let log = logging::build_logger(&settings.log);
-    let private = Namespace::new(|| Interop).on_connect(|req| {
+    let private = Namespace::new(Interop::new).on_connect(|req| {
         if req.auth.get("token") == Some(&Value::from("secret")) {
             Ok(())
         } else {
@@ -131,11 +157,12 @@ async fn main() -> std::io::Result<()> {
         }
     });
     Riptide::new(settings, log)
-        .namespace("/", Namespace::new(|| Interop))
+        .namespace("/", Namespace::new(Interop::new))
+        .namespace("/quiet", Namespace::new(|| Interop { welcome: false }))
         .namespace("/private", private)
         .dynamic_namespace(
             Regex::new(r"^/dyn-[a-z0-9]+$").expect("valid pattern"),
-            Namespace::new(|| Interop),
+            Namespace::new(Interop::new),
         )
         .build()
         .run()

@@ -187,6 +187,21 @@ fn an_invalid_combination_is_refused_naming_its_key() {
 }
 
 #[test]
+fn recovery_with_a_cluster_adapter_is_refused_at_start_naming_it() {
+    let out = riptide(&[
+        ("RIPTIDE__RECOVERY__ENABLED", "true"),
+        ("RIPTIDE__ADAPTER__KIND", "nats"),
+        ("RIPTIDE__ADAPTER__URL", "nats://127.0.0.1:4222"),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("recovery.enabled: "), "stderr: {err}");
+    assert!(err.contains("not built yet"), "stderr: {err}");
+}
+
+#[test]
 fn json_logs_are_one_object_per_line() {
     let (mut child, _port) = start(&[("RIPTIDE__LOG__FORMAT", "json")]);
     sigterm(&child);

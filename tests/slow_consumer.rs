@@ -272,7 +272,10 @@ const SLOW_CLOSES: &str = "riptide_slow_consumer_closes_total";
 async fn slow_consumer_is_closed_after_the_grace_and_releases_its_fd() {
     let _serial = SERIAL.lock().await;
     let grace = Duration::from_millis(500);
-    let server = fixture_server(settings(64, 1 << 20, grace.as_millis() as u64));
+    // The byte cap is out of reach: at most 20,000 messages of 3 KiB are
+    // published (60 MiB). At 1 MiB it tripped before the grace whenever the
+    // machine was idle enough to publish 1 MiB in under 500 ms.
+    let server = fixture_server(settings(64, 64 << 20, grace.as_millis() as u64));
     let readers = [Reader::start(&server).await, Reader::start(&server).await];
     server.assert_metric(CONNECTED, 2.0).await;
     let fds_before = settled_fds().await;
@@ -281,7 +284,7 @@ async fn slow_consumer_is_closed_after_the_grace_and_releases_its_fd() {
     server.assert_metric(CONNECTED, 3.0).await;
     assert!(server_side_exists(server.port, slow.port));
 
-    // 3 KiB messages: 64 frames are ~200 KiB, well under the byte cap, so
+    // 3 KiB messages: 64 frames are ~200 KiB, far under the byte cap, so
     // only the frame cap and the grace can close the slow client.
     let pad = "x".repeat(3 * 1024);
     let started = Instant::now();

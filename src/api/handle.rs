@@ -130,6 +130,11 @@ impl ServerHandle {
         self.shared.namespace_count()
     }
 
+    /// How many sockets are connected on this node, all namespaces together.
+    pub fn socket_count(&self) -> usize {
+        self.shared.socket_count()
+    }
+
     /// How many room actors are alive on this node (namespaces included).
     pub fn room_actor_count(&self) -> usize {
         self.shared.rooms.len()

@@ -19,11 +19,12 @@ use serde_json::Value;
 use slog::{debug, warn};
 use tokio::sync::oneshot;
 
-use super::delivery::{Deliver, DisconnectSocket, Encoded};
+use super::delivery::{Deliver, DisconnectSocket, Encoded, Mode};
 use super::dispatch::Dispatch;
 use super::interest::AddMember;
 use super::limits::{EventBudget, EventVerdict};
-use super::namespace::{ConnectError, ConnectRequest, EventRefused};
+use super::namespace::{ConnectError, ConnectRequest, EventRefused, NamespaceSpec};
+use super::recovery::{Recovery, Restored, Resume, Retired};
 use super::room::RoomKey;
 use super::shared::{NamespaceRuntime, ServerShared};
 use super::socket::{
@@ -49,6 +50,18 @@ struct SocketState {
 }
 
 impl SocketState {
+    /// What connection state recovery must know of a delivery written now.
+    fn written(&self, mode: Mode) {
+        let Some(resume) = &self.socket.inner.resume else {
+            return;
+        };
+        match mode {
+            Mode::Stored(seq) => resume.lock().stored(seq),
+            Mode::VolatileTail(tail) => resume.lock().tail(tail),
+            Mode::Normal | Mode::Volatile => {}
+        }
+    }
+
     /// Whether a delivery that came through a room is for this socket. The
     /// socket's room set is the authority: a delivery through a room it has
     /// left since the fan-out is dropped.
@@ -198,26 +211,59 @@ impl Connection {
         };
         // The reference server hands handlers `{}` when the client sent no auth.
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
-        let mut req = ConnectRequest {
-            namespace: &ns,
-            auth: &auth,
-            handshake: &self.handshake,
-            user: None,
-        };
-        for mw in &spec.connect_middleware {
-            let verdict = catch_unwind(AssertUnwindSafe(|| mw(&mut req))).unwrap_or_else(|_| {
-                server.metrics.handler_panic();
-                warn!(core.log, "connect middleware panicked"; "ns" => &ns);
-                Err(ConnectError::new("Internal error"))
-            });
-            if let Err(e) = verdict {
-                server.metrics.connect_error("middleware");
-                return self.connect_error(core, &ns, e);
+        let ns_name: Arc<str> = ns.as_str().into();
+        let recovery = server.recovery.as_ref();
+        // A client the server gave a pid asks for its state back with it.
+        let asks = recovery.is_some() && auth.get("pid").is_some_and(Value::is_string);
+        let skip_middlewares = recovery.is_some_and(|r| r.config.skip_middlewares);
+        // Middlewares that are not skipped run first: a refused CONNECT
+        // leaves the parked state alone.
+        let mut user = None;
+        if !(asks && skip_middlewares) {
+            match self.run_middlewares(&spec, &ns, &auth, core) {
+                Ok(u) => user = u,
+                Err(e) => return self.connect_error(core, &ns, e),
             }
         }
-        let user: Option<Arc<str>> = req.user.map(Into::into);
-        let sid = Sid::random();
-        let ns_name: Arc<str> = ns.as_str().into();
+        let restored = match recovery {
+            Some(rec) if asks => Self::restore(rec, &ns_name, &auth, &server, core),
+            _ => None,
+        };
+        if restored.is_none() && asks && skip_middlewares {
+            match self.run_middlewares(&spec, &ns, &auth, core) {
+                Ok(u) => user = u,
+                Err(e) => return self.connect_error(core, &ns, e),
+            }
+        }
+        let recovered = restored.is_some();
+        let (sid, pid, rooms, extensions, missed, resume, superseded) = match restored {
+            Some(r) => {
+                user = r.user;
+                let rooms: RoomSet = RoomSet {
+                    rooms: r.rooms.into_iter().collect(),
+                    closed: false,
+                };
+                let pid = Some(r.pid);
+                (
+                    r.sid,
+                    pid,
+                    rooms,
+                    r.extensions,
+                    r.missed,
+                    Some(r.resume),
+                    r.superseded,
+                )
+            }
+            None => {
+                let resume = recovery.map(|rec| Resume {
+                    from: rec.position(),
+                    ..Resume::default()
+                });
+                let pid = recovery.map(|_| Recovery::new_pid());
+                let fresh = (RoomSet::default(), Default::default(), Vec::new());
+                (Sid::random(), pid, fresh.0, fresh.1, fresh.2, resume, None)
+            }
+        };
         let socket = Socket {
             inner: Arc::new(SocketInner {
                 id: sid.clone(),
@@ -227,8 +273,11 @@ impl Connection {
                 handshake: self.handshake.clone(),
                 auth,
                 user: user.clone(),
-                rooms: Mutex::new(RoomSet::default()),
-                extensions: Default::default(),
+                rooms: Mutex::new(rooms),
+                extensions,
+                pid: pid.clone(),
+                recovered,
+                resume: resume.map(Mutex::new),
             }),
         };
         let Some(runtime) = server.attach(&socket) else {
@@ -256,12 +305,45 @@ impl Connection {
         if let Some(user) = &user {
             server.users.join(user, member());
         }
+        // A recovered socket is back in its rooms (the same sid: a
+        // superseded connection's memberships are replaced, not doubled).
+        for room in socket.inner.rooms.lock().rooms.iter() {
+            server.rooms.join(
+                &RoomKey {
+                    ns: ns_name.clone(),
+                    room: Some(room.clone()),
+                },
+                member(),
+            );
+        }
+        if let Some(old) = superseded {
+            old.inner.conn.do_send(Command::Supersede {
+                ns: ns_name.clone(),
+                sid: sid.clone(),
+            });
+        }
+        if let (Some(rec), Some(pid)) = (recovery, &pid) {
+            rec.register(pid, &socket);
+        }
         let handler = server.handler(&runtime.spec);
         handler.do_send(Dispatch::Connect(socket.clone()));
         server.metrics.socket_connected(&runtime.metric_label);
+        // What it missed goes first, as in the reference server: the client
+        // buffers it until the CONNECT reply, then hands it over in order.
+        if recovered {
+            server.metrics.recovery_replayed(missed.len());
+        }
+        for frames in &missed {
+            Self::send(core, frames);
+        }
+        let mut body = serde_json::Map::new();
+        body.insert("sid".into(), Value::String(sid.as_str().to_owned()));
+        if let Some(pid) = &pid {
+            body.insert("pid".into(), Value::String(pid.to_string()));
+        }
         let reply = Packet {
             ns: ns_name.to_string(),
-            data: PacketData::Connect(Some(serde_json::json!({ "sid": sid.as_str() }))),
+            data: PacketData::Connect(Some(Value::Object(body))),
         };
         Self::send(core, &encode_packet(&reply));
         self.sockets.insert(
@@ -281,6 +363,63 @@ impl Connection {
                 ),
             },
         );
+    }
+
+    /// Run the namespace's connect middlewares: the user they
+    /// authenticated, or the refusal (counted).
+    fn run_middlewares(
+        &self,
+        spec: &NamespaceSpec,
+        ns: &str,
+        auth: &Value,
+        core: &mut EngineCore,
+    ) -> Result<Option<Arc<str>>, ConnectError> {
+        let server = &self.server;
+        let mut req = ConnectRequest {
+            namespace: ns,
+            auth,
+            handshake: &self.handshake,
+            user: None,
+        };
+        for mw in &spec.connect_middleware {
+            let verdict = catch_unwind(AssertUnwindSafe(|| mw(&mut req))).unwrap_or_else(|_| {
+                server.metrics.handler_panic();
+                warn!(core.log, "connect middleware panicked"; "ns" => ns);
+                Err(ConnectError::new("Internal error"))
+            });
+            if let Err(e) = verdict {
+                server.metrics.connect_error("middleware");
+                return Err(e);
+            }
+        }
+        Ok(req.user.map(Into::into))
+    }
+
+    /// The state of the socket the CONNECT's `pid` names, if it can be
+    /// recovered; counted either way.
+    fn restore(
+        rec: &Recovery,
+        ns: &Arc<str>,
+        auth: &Value,
+        server: &ServerShared,
+        core: &EngineCore,
+    ) -> Option<Restored> {
+        let pid = auth.get("pid").and_then(Value::as_str)?;
+        let offset = auth.get("offset").and_then(Value::as_str);
+        match rec.restore(ns, pid, offset) {
+            Ok(restored) => {
+                server.metrics.recovery("recovered");
+                debug!(core.log, "socket recovered"; "ns" => &**ns,
+                    "sid" => restored.sid.as_str(), "missed" => restored.missed.len(),
+                    "took_over" => restored.superseded.is_some());
+                Some(restored)
+            }
+            Err(why) => {
+                server.metrics.recovery(why.as_str());
+                debug!(core.log, "socket not recovered"; "ns" => &**ns, "why" => why.as_str());
+                None
+            }
+        }
     }
 
     fn on_event(
@@ -426,12 +565,35 @@ impl Connection {
     /// Leave every room, the namespace and the user, then tell the handler.
     fn detach(&self, mut state: SocketState, reason: DisconnectReason) {
         let server = &self.server;
-        let sid = &state.socket.inner.id;
-        let ns_name = &state.socket.inner.ns;
-        let rooms = {
-            let mut set = state.socket.inner.rooms.lock();
+        let inner = &state.socket.inner;
+        let sid = &inner.id;
+        let ns_name = &inner.ns;
+        let take_rooms = || {
+            let mut set = inner.rooms.lock();
             set.closed = true;
             std::mem::take(&mut set.rooms)
+        };
+        let rooms = match (&server.recovery, &inner.pid) {
+            (Some(rec), Some(pid)) => {
+                let park = reason
+                    .is_recoverable()
+                    .then(|| inner.resume.as_ref().map(|r| r.lock().clone()))
+                    .flatten();
+                match rec.retire(pid, &state.socket, park, take_rooms) {
+                    Retired::Leave(rooms) => rooms,
+                    Retired::Superseded => {
+                        // Its recovered self holds its memberships now.
+                        for (_, (reply, _)) in state.acks.drain() {
+                            let _ = reply.send(Err(AckError::Disconnected));
+                        }
+                        server
+                            .metrics
+                            .socket_disconnected(&state.runtime.metric_label, "superseded");
+                        return;
+                    }
+                }
+            }
+            _ => take_rooms(),
         };
         // Tell the handler which rooms the socket was in: it runs later, on
         // its own actor, after the leaves below took effect, so it gets
@@ -531,7 +693,7 @@ pub enum Command {
         ns: Arc<str>,
         sid: Sid,
         frames: Encoded,
-        volatile: bool,
+        mode: Mode,
     },
     Ack {
         ns: Arc<str>,
@@ -549,6 +711,9 @@ pub enum Command {
     },
     /// Disconnect every namespace of the connection, then close it.
     CloseConnection { ns: Arc<str>, sid: Sid },
+    /// The socket was recovered on another connection (this one is
+    /// half-open): drop it without a word to anyone.
+    Supersede { ns: Arc<str>, sid: Sid },
     Disconnect {
         ns: Arc<str>,
         sid: Sid,
@@ -571,15 +736,16 @@ impl Handler<Command> for SessionActor<Connection> {
                 ns,
                 sid,
                 frames,
-                volatile,
+                mode,
             } => {
-                if !live(&ns, &sid) {
+                let Some(state) = app.sockets.get(&ns).filter(|s| s.socket.inner.id == sid) else {
                     return;
-                }
-                if volatile && !core.is_writable() {
+                };
+                if mode.is_volatile() && !core.is_writable() {
                     app.server.metrics.volatile_dropped();
                     return;
                 }
+                state.written(mode);
                 Connection::send(core, &frames);
             }
             Command::Ack {
@@ -643,6 +809,12 @@ impl Handler<Command> for SessionActor<Connection> {
                     app.remove_socket(&ns, reason, true, core, ctx);
                 }
             }
+            Command::Supersede { ns, sid } => {
+                if live(&ns, &sid) {
+                    // `detach` finds it superseded and leaves nothing.
+                    app.remove_socket(&ns, DisconnectReason::TransportClose, false, core, ctx);
+                }
+            }
         }
     }
 }
@@ -657,10 +829,11 @@ impl Handler<Deliver> for SessionActor<Connection> {
         if state.socket.inner.id != d.sid || !state.accepts(&d) {
             return;
         }
-        if d.volatile && !self.core.is_writable() {
+        if d.mode.is_volatile() && !self.core.is_writable() {
             self.app.server.metrics.volatile_dropped();
             return;
         }
+        state.written(d.mode);
         Connection::send(&mut self.core, &d.frames);
     }
 }

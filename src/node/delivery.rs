@@ -30,7 +30,35 @@ pub struct Deliver {
     /// The room it came through; `None` for namespace-wide and direct emits.
     pub via: Option<Arc<str>>,
     pub filter: Option<Arc<Filter>>,
-    pub volatile: bool,
+    pub mode: Mode,
+}
+
+/// How a delivery is written, and what it tells connection state recovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Normal,
+    /// Dropped rather than queued when the client cannot take it now.
+    Volatile,
+    /// Stored for recovery under this offset (its last argument).
+    Stored(u64),
+    /// Volatile, with this string as its last argument: the client will
+    /// take it as its offset (see `recovery`).
+    VolatileTail(Arc<str>),
+}
+
+impl Mode {
+    pub fn volatile(volatile: bool) -> Mode {
+        if volatile {
+            Mode::Volatile
+        } else {
+            Mode::Normal
+        }
+    }
+
+    pub fn is_volatile(&self) -> bool {
+        matches!(self, Mode::Volatile | Mode::VolatileTail(_))
+    }
 }
 
 /// Disconnect one socket from its namespace (administrative, user revocation).

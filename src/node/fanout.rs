@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::delivery::{Deliver, Encoded, Filter};
+use super::delivery::{Deliver, Encoded, Filter, Mode};
+use super::recovery::Target;
 use super::room::{Broadcast, RoomKey};
 use super::shared::ServerShared;
 use super::socket::{room_list, EmitError, Socket};
@@ -13,7 +14,7 @@ use crate::adapter::{
     WireFrame,
 };
 use crate::engineio::{Frame, Sid};
-use crate::socketio::encode::{check_event_name, encode_event};
+use crate::socketio::encode::check_event_name;
 use crate::socketio::payload::{payload_from_json, payload_to_wire, IntoArgs, Payload};
 
 /// A broadcast being described: `to`, `except` and `volatile` narrow it,
@@ -72,8 +73,16 @@ impl BroadcastOperator {
     /// published for the other nodes, and a refusal there
     /// ([`EmitError::Cluster`]) means the other nodes did not get it.
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        let frames = encode_event(&self.ns, event, &args.into_args()?, None)?;
-        self.send_encoded(frames)
+        let (frames, mode) =
+            self.server
+                .encode_emit(&self.ns, event, args.into_args()?, self.volatile, || {
+                    Target::Rooms {
+                        rooms: self.rooms.clone(),
+                        except_rooms: self.except_rooms.clone(),
+                        except_sids: self.except_sids.clone(),
+                    }
+                })?;
+        self.send_encoded(frames, mode)
     }
 
     /// Emit to the matching sockets of every node and wait for each one's
@@ -128,7 +137,7 @@ impl BroadcastOperator {
         })
     }
 
-    pub(crate) fn send_encoded(self, frames: Encoded) -> Result<(), EmitError> {
+    pub(crate) fn send_encoded(self, frames: Encoded, mode: Mode) -> Result<(), EmitError> {
         let filter =
             if self.rooms.len() <= 1 && self.except_rooms.is_empty() && self.except_sids.is_empty()
             {
@@ -140,7 +149,7 @@ impl BroadcastOperator {
                     except_sids: self.except_sids.clone(),
                 }))
             };
-        self.deliver_local(&frames, filter);
+        self.deliver_local(&frames, filter, mode);
         self.publish(&frames)
     }
 
@@ -305,7 +314,7 @@ impl BroadcastOperator {
             .map_err(EmitError::Cluster)
     }
 
-    fn deliver_local(&self, frames: &Encoded, filter: Option<Arc<Filter>>) {
+    fn deliver_local(&self, frames: &Encoded, filter: Option<Arc<Filter>>, mode: Mode) {
         let server = &self.server;
         if self.rooms.is_empty() {
             let key = RoomKey {
@@ -316,7 +325,7 @@ impl BroadcastOperator {
                 room.do_send(Broadcast {
                     frames: frames.clone(),
                     filter,
-                    volatile: self.volatile,
+                    mode,
                 });
             }
             return;
@@ -331,7 +340,7 @@ impl BroadcastOperator {
                     frames: frames.clone(),
                     via: Some(room.clone()),
                     filter: filter.clone(),
-                    volatile: self.volatile,
+                    mode: mode.clone(),
                 });
                 continue;
             }
@@ -343,7 +352,7 @@ impl BroadcastOperator {
                 actor.do_send(Broadcast {
                     frames: frames.clone(),
                     filter: filter.clone(),
-                    volatile: self.volatile,
+                    mode: mode.clone(),
                 });
             }
         }
@@ -420,9 +429,13 @@ impl UserOperator {
     /// to every node (a user has no subscription of its own), and a refusal
     /// there ([`EmitError::Cluster`]) means the other nodes did not get it.
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        let frames = encode_event(&self.ns, event, &args.into_args()?, None)?;
+        let (frames, mode) =
+            self.server
+                .encode_emit(&self.ns, event, args.into_args()?, false, || {
+                    Target::User(self.user.clone())
+                })?;
         self.server
-            .user_emit(&self.ns, &self.user, frames.clone(), false);
+            .user_emit(&self.ns, &self.user, frames.clone(), mode);
         let Some(cluster) = self.server.cluster() else {
             return Ok(());
         };

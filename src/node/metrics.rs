@@ -58,6 +58,10 @@ struct Instruments {
     actor_restarts: Family<KindLabel, Counter>,
     acks_timed_out: Counter,
     rooms: Gauge,
+    recoveries: Family<ReasonLabel, Counter>,
+    recovery_replayed: Counter,
+    recovery_stored: Counter,
+    recovery_evicted: Counter,
 }
 
 impl Default for Metrics {
@@ -133,6 +137,31 @@ impl Metrics {
             Gauge::default(),
         );
 
+        let recoveries = register(
+            r,
+            "recoveries",
+            "CONNECTs that asked for connection state recovery, by result (recovered, or why not)",
+            Family::default(),
+        );
+        let recovery_replayed = register(
+            r,
+            "recovery_replayed",
+            "Stored events written to recovered sockets (what they missed)",
+            Counter::default(),
+        );
+        let recovery_stored = register(
+            r,
+            "recovery_stored",
+            "Events stored for connection state recovery",
+            Counter::default(),
+        );
+        let recovery_evicted = register(
+            r,
+            "recovery_evicted",
+            "Stored events dropped at the log's bounds (recovery.stream_max_len, stream_max_age_ms)",
+            Counter::default(),
+        );
+
         Self {
             inner: Arc::new(Instruments {
                 registry: Mutex::new(registry),
@@ -147,6 +176,10 @@ impl Metrics {
                 actor_restarts,
                 acks_timed_out,
                 rooms,
+                recoveries,
+                recovery_replayed,
+                recovery_stored,
+                recovery_evicted,
             }),
         }
     }
@@ -217,6 +250,27 @@ impl Metrics {
             .actor_restarts
             .get_or_create(&KindLabel { kind })
             .inc();
+    }
+
+    /// A CONNECT with a `pid`: `"recovered"`, or why it was not.
+    pub fn recovery(&self, result: &'static str) {
+        self.inner
+            .recoveries
+            .get_or_create(&ReasonLabel { reason: result })
+            .inc();
+    }
+
+    /// A recovered socket was written the `n` events it missed.
+    pub fn recovery_replayed(&self, n: usize) {
+        self.inner.recovery_replayed.inc_by(n as u64);
+    }
+
+    /// One event stored; `evicted` older ones dropped at the bounds.
+    pub fn recovery_stored(&self, evicted: u64) {
+        self.inner.recovery_stored.inc();
+        if evicted > 0 {
+            self.inner.recovery_evicted.inc_by(evicted);
+        }
     }
 
     pub fn ack_timed_out(&self) {

@@ -24,6 +24,7 @@ pub mod interest;
 pub mod limits;
 pub mod metrics;
 pub mod namespace;
+pub mod recovery;
 pub mod remote;
 pub mod room;
 pub mod shared;

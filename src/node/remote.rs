@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use slog::{info, Logger};
 
-use super::delivery::{Deliver, Filter};
+use super::delivery::{Deliver, Filter, Mode};
 use super::dispatch::Dispatch;
 use super::fanout::{describe, gather_acks, local_frames};
 use super::room::{Broadcast as RoomBroadcast, RoomKey};
@@ -77,7 +77,7 @@ impl ServerShared {
                         frames: frames.clone(),
                         via: Some(room.as_str().into()),
                         filter: filter.clone(),
-                        volatile: broadcast.volatile,
+                        mode: Mode::volatile(broadcast.volatile),
                     });
                 }
             }
@@ -86,7 +86,7 @@ impl ServerShared {
         actor.do_send(RoomBroadcast {
             frames,
             filter,
-            volatile: broadcast.volatile,
+            mode: Mode::volatile(broadcast.volatile),
         });
     }
     /// Run a request from another node and answer it through `reply`
@@ -197,7 +197,12 @@ impl ServerShared {
                 frames,
                 volatile,
             } => {
-                self.user_emit(&ns.into(), &user, local_frames(frames), volatile);
+                self.user_emit(
+                    &ns.into(),
+                    &user,
+                    local_frames(frames),
+                    Mode::volatile(volatile),
+                );
                 return;
             }
             RequestOp::DisconnectUser { user } => {

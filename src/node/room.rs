@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use slog::Logger;
 
-use super::delivery::{Deliver, Encoded, Filter};
+use super::delivery::{Deliver, Encoded, Filter, Mode};
 use super::interest::{AddMember, RemoveMember, Roster};
 use super::metrics::Metrics;
 use super::supervisor::guard;
@@ -57,7 +57,7 @@ impl RoomActor {
                 frames: msg.frames.clone(),
                 via: self.key.room.clone(),
                 filter: msg.filter.clone(),
-                volatile: msg.volatile,
+                mode: msg.mode.clone(),
             });
         }
     }
@@ -115,7 +115,7 @@ impl Handler<RemoveMember> for RoomActor {
 pub struct Broadcast {
     pub frames: Encoded,
     pub filter: Option<Arc<Filter>>,
-    pub volatile: bool,
+    pub mode: Mode,
 }
 
 impl Handler<Broadcast> for RoomActor {

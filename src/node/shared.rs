@@ -12,20 +12,25 @@ use regex::Regex;
 use slog::{o, Logger};
 
 use super::connection::Connection;
-use super::delivery::{Deliver, Encoded};
+use super::delivery::{Deliver, Encoded, Mode};
 use super::dispatch::{local_handler, Dispatch};
 use super::interest::Registry;
 use super::metrics::Metrics;
 use super::namespace::NamespaceSpec;
+use super::recovery::{Recovery, RecoveryConfig, Target};
 use super::room::{RoomActor, RoomKey};
 use super::socket::Socket;
 use super::user::{UserActor, UserEmit};
 use crate::adapter::Cluster;
 use crate::engineio::{EngineAppFactory, Handshake, Sid};
+use crate::socketio::encode::{encode_event, ReservedEvent};
+use crate::socketio::payload::Payload;
 
 /// The Socket.IO layer's bounds (the service resolves them from its settings).
 #[derive(Debug, Clone)]
 pub struct SioConfig {
+    /// Connection state recovery; `None` when off.
+    pub recovery: Option<RecoveryConfig>,
     pub connect_timeout: Duration,
     pub ack_timeout: Duration,
     pub max_namespaces: usize,
@@ -66,6 +71,8 @@ pub(crate) struct ServerShared {
     /// Every handler actor started for this node, so shutdown can wait until
     /// each has run the `on_disconnect`s it was sent.
     pub handlers: Mutex<Vec<Recipient<Dispatch>>>,
+    /// Connection state recovery's store, when it is on.
+    pub recovery: Option<Recovery>,
     pub metrics: Metrics,
     pub log: Logger,
 }
@@ -85,8 +92,10 @@ impl ServerShared {
         let (user_metrics, user_log) = (metrics.clone(), log.new(o!("actor" => "user")));
         let cluster: Arc<OnceLock<Cluster>> = Arc::new(OnceLock::new());
         let interest = cluster.clone();
+        let recovery = config.recovery.clone().map(Recovery::new);
         Arc::new(ServerShared {
             config,
+            recovery,
             namespaces: RwLock::new(
                 namespaces
                     .into_iter()
@@ -124,6 +133,43 @@ impl ServerShared {
             metrics,
             log,
         })
+    }
+
+    /// Encode an event for `ns`. With recovery on, an event that is not
+    /// volatile is stored for `target` and carries its offset as its last
+    /// argument ([`Mode::Stored`]); a volatile one whose last argument is a
+    /// string is marked so the receiving sockets remember it
+    /// ([`Mode::VolatileTail`]).
+    pub fn encode_emit(
+        &self,
+        ns: &Arc<str>,
+        event: &str,
+        mut payload: Payload,
+        volatile: bool,
+        target: impl FnOnce() -> Target,
+    ) -> Result<(Encoded, Mode), ReservedEvent> {
+        let Some(recovery) = &self.recovery else {
+            return Ok((
+                encode_event(ns, event, &payload, None)?,
+                Mode::volatile(volatile),
+            ));
+        };
+        if volatile {
+            let frames = encode_event(ns, event, &payload, None)?;
+            let mode = match payload.args.last() {
+                Some(serde_json::Value::String(tail)) => Mode::VolatileTail(tail.as_str().into()),
+                _ => Mode::Volatile,
+            };
+            return Ok((frames, mode));
+        }
+        let (seq, frames, dropped) = recovery.store(ns, target(), |offset| {
+            payload
+                .args
+                .push(serde_json::Value::String(offset.to_owned()));
+            encode_event(ns, event, &payload, None)
+        })?;
+        self.metrics.recovery_stored(dropped);
+        Ok((frames, Mode::Stored(seq)))
     }
 
     /// The spec serving namespace `name`: registered exactly, or the first
@@ -221,12 +267,12 @@ impl ServerShared {
     }
 
     /// Emit to the local sockets of `user` in `ns`.
-    pub fn user_emit(&self, ns: &Arc<str>, user: &str, frames: Encoded, volatile: bool) {
+    pub fn user_emit(&self, ns: &Arc<str>, user: &str, frames: Encoded, mode: Mode) {
         if let Some(actor) = self.users.get(&Arc::from(user)) {
             actor.do_send(UserEmit {
                 ns: ns.clone(),
                 frames,
-                volatile,
+                mode,
             });
         }
     }

@@ -15,11 +15,12 @@ use tokio::sync::oneshot;
 
 use super::connection::{Command, Connection};
 use super::interest::AddMember;
+use super::recovery::{Resume, Target};
 use super::room::RoomKey;
 use super::shared::ServerShared;
 use crate::adapter::PublishError;
 use crate::engineio::{Handshake, SessionActor, Sid};
-use crate::socketio::encode::{check_event_name, encode_event, ReservedEvent};
+use crate::socketio::encode::{check_event_name, ReservedEvent};
 use crate::socketio::payload::{ArgsError, IntoArgs, Payload};
 
 /// An event from a client.
@@ -95,6 +96,22 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Whether the client may come back and recover the socket (connection
+    /// state recovery): it did not choose to leave, nor was it told to. As
+    /// the reference server's `RECOVERABLE_DISCONNECT_REASONS`, with a slow
+    /// consumer too (its backlog is bounded by the recovery log).
+    pub fn is_recoverable(self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::TransportClose
+                | DisconnectReason::TransportError
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ForcedClose
+                | DisconnectReason::ServerShuttingDown
+                | DisconnectReason::SlowConsumer
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
@@ -180,8 +197,15 @@ pub(crate) struct SocketInner {
     /// cannot leave a membership behind.
     pub rooms: Mutex<RoomSet>,
     /// Typed per-socket state ([`Socket::extensions`]); dropped with the
-    /// socket.
+    /// socket (or parked with it for a recovery).
     pub extensions: Extensions,
+    /// Its private session id, when connection state recovery is on.
+    pub pid: Option<Arc<str>>,
+    /// It was recovered: same id, rooms and data as before its disconnect.
+    pub recovered: bool,
+    /// Where its client stands in the namespace's recovery log (updated by
+    /// its connection as stored events are written).
+    pub resume: Option<Mutex<Resume>>,
 }
 
 #[derive(Debug, Default)]
@@ -251,6 +275,15 @@ impl Socket {
         self.inner.user.as_deref()
     }
 
+    /// Whether this socket was recovered after a temporary disconnection
+    /// (connection state recovery, `recovery.enabled`): it has the id, rooms
+    /// and [`Socket::extensions`] it had, and the events it missed were
+    /// written to it before the CONNECT reply. As `socket.recovered` in the
+    /// reference server.
+    pub fn recovered(&self) -> bool {
+        self.inner.recovered
+    }
+
     /// Emit `event` to this socket with `args`: a `Serialize` value (one
     /// argument), `()` (none) or a [`Payload`] (several, or binary).
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
@@ -269,12 +302,22 @@ impl Socket {
         args: impl IntoArgs,
         volatile: bool,
     ) -> Result<(), EmitError> {
-        let frames = encode_event(&self.inner.ns, event, &args.into_args()?, None)?;
-        self.inner.conn.do_send(Command::Send {
-            ns: self.inner.ns.clone(),
-            sid: self.inner.id.clone(),
+        let inner = &self.inner;
+        let (frames, mode) =
+            inner
+                .server
+                .encode_emit(&inner.ns, event, args.into_args()?, volatile, || {
+                    Target::Rooms {
+                        rooms: vec![inner.id.as_str().into()],
+                        except_rooms: Vec::new(),
+                        except_sids: Vec::new(),
+                    }
+                })?;
+        inner.conn.do_send(Command::Send {
+            ns: inner.ns.clone(),
+            sid: inner.id.clone(),
             frames,
-            volatile,
+            mode,
         });
         Ok(())
     }
@@ -449,6 +492,14 @@ impl Extensions {
             .entry(TypeId::of::<T>())
             .or_insert_with(|| Box::new(T::default()));
         f(slot.downcast_mut::<T>().expect("keyed by its own TypeId"))
+    }
+
+    /// Move every value out, into a new set (a socket parked for recovery,
+    /// or taken over by its recovered self).
+    pub(crate) fn take(&self) -> Extensions {
+        Extensions {
+            map: Mutex::new(std::mem::take(&mut *self.map.lock())),
+        }
     }
 
     /// Take the stored `T` out.

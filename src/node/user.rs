@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use slog::Logger;
 
-use super::delivery::{Deliver, DisconnectSocket, Encoded};
+use super::delivery::{Deliver, DisconnectSocket, Encoded, Mode};
 use super::interest::{AddMember, RemoveMember, Roster};
 use super::metrics::Metrics;
 use super::supervisor::guard;
@@ -74,7 +74,7 @@ impl Handler<RemoveMember> for UserActor {
 pub struct UserEmit {
     pub ns: Arc<str>,
     pub frames: Encoded,
-    pub volatile: bool,
+    pub mode: Mode,
 }
 
 impl Handler<UserEmit> for UserActor {
@@ -89,7 +89,7 @@ impl Handler<UserEmit> for UserActor {
                         frames: msg.frames.clone(),
                         via: None,
                         filter: None,
-                        volatile: msg.volatile,
+                        mode: msg.mode.clone(),
                     });
                 }
             }

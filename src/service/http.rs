@@ -17,6 +17,7 @@ use crate::engineio::{CloseReason, Engine, EngineConfig};
 use crate::node::dispatch::Dispatch;
 use crate::node::metrics::Metrics;
 use crate::node::namespace::NamespaceSpec;
+use crate::node::recovery::RecoveryConfig;
 use crate::node::remote::cluster_events;
 use crate::node::shared::{ServerShared, SioConfig, SocketIoFactory};
 
@@ -112,6 +113,12 @@ impl Riptide {
         let metrics = self.metrics.clone();
         let log = self.log.clone();
         let config = SioConfig {
+            recovery: s.recovery.enabled.then(|| RecoveryConfig {
+                max_disconnection: s.recovery.max_disconnection(),
+                skip_middlewares: s.recovery.skip_middlewares,
+                max_packets: s.recovery.stream_max_len,
+                max_age: s.recovery.stream_max_age(),
+            }),
             connect_timeout: ms(s.socketio.connect_timeout_ms),
             ack_timeout: ms(s.socketio.ack_timeout_ms),
             max_namespaces: s.socketio.max_namespaces_per_connection,
@@ -234,6 +241,10 @@ impl RiptideServer {
         if self.settings.adapter.kind == AdapterKind::Memory || shared.cluster().is_some() {
             return Ok(());
         }
+        // Settings built in code skip `load`'s validation: refuse here too.
+        self.settings
+            .recovery_fits_the_adapter()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let (cluster, events) = Cluster::start(
             &self.settings.adapter,
             &AdapterOptions::default(),

@@ -136,7 +136,7 @@ mod tests {
         let unknown = first_unknown(&["servr", "port"]).unwrap();
         assert_eq!(unknown.depth, 0);
         assert!(unknown.expected.contains(&"server".to_string()));
-        assert_eq!(unknown.expected.len(), 8);
+        assert_eq!(unknown.expected.len(), 9);
     }
 
     #[test]

@@ -22,9 +22,9 @@
 //!
 //! - this one: [`Settings`], its `Default` and [`Settings::validate`], which
 //!   runs each section's own checks;
-//! - one per section (`server`, `engine`, `socketio`, `limits`, `cors`,
-//!   `log`, `app`): its struct, its named values and its checks; `[adapter]`
-//!   is the adapter layer's own ([`AdapterSettings`]);
+//! - one per section (`server`, `engine`, `socketio`, `recovery`, `limits`,
+//!   `cors`, `log`, `app`): its struct, its named values and its checks;
+//!   `[adapter]` is the adapter layer's own ([`AdapterSettings`]);
 //! - `load`: [`load()`] and [`load_from`], the layers in order, the compiled-in
 //!   defaults;
 //! - `env`: the `RIPTIDE__…` variables as a `config` source (hand-written; its
@@ -45,6 +45,7 @@ mod keys;
 mod limits;
 mod load;
 mod log;
+mod recovery;
 mod server;
 mod socketio;
 #[cfg(test)]
@@ -58,6 +59,7 @@ pub use self::error::ConfigError;
 pub use self::limits::LimitsSettings;
 pub use self::load::{load, load_from, DEFAULT_ENVIRONMENT, DEFAULT_TOML, ENVIRONMENT_VAR};
 pub use self::log::{LogFormat, LogLevel, LogSettings};
+pub use self::recovery::RecoverySettings;
 pub use self::server::{ServerSettings, MAX_WORKERS};
 pub use self::socketio::SocketIoSettings;
 pub use crate::adapter::{AdapterKind, AdapterSettings};
@@ -69,6 +71,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub engine: EngineSettings,
     pub socketio: SocketIoSettings,
+    pub recovery: RecoverySettings,
     pub limits: LimitsSettings,
     pub cors: CorsSettings,
     pub log: LogSettings,
@@ -94,12 +97,34 @@ impl Settings {
         self.server.validate()?;
         self.engine.validate()?;
         self.socketio.validate()?;
+        self.recovery.validate()?;
         self.limits.validate()?;
         self.cors.validate()?;
         self.log.validate()?;
         self.adapter
             .validate()
             .map_err(|e| ConfigError::invalid(e.key, e.reason))?;
+        self.recovery_fits_the_adapter()
+    }
+
+    /// Recovery's store lives in the node's memory, so it can only recover a
+    /// client that comes back to the same node. Behind a cluster adapter a
+    /// reconnecting client may land on any node, and would be refused or
+    /// recovered depending on where it lands: refused here instead, until
+    /// the broker-backed store exists.
+    pub(crate) fn recovery_fits_the_adapter(&self) -> Result<(), ConfigError> {
+        if self.recovery.enabled && self.adapter.kind != AdapterKind::Memory {
+            return Err(ConfigError::invalid(
+                "recovery.enabled",
+                format!(
+                    "connection state recovery needs adapter.kind = \"memory\" (it is \"{}\"): \
+                     its store lives in the node's memory, and the broker-backed store a \
+                     cluster needs (NATS JetStream / Redis Streams) is not built yet; \
+                     set recovery.enabled = false or adapter.kind = \"memory\"",
+                    self.adapter.kind
+                ),
+            ));
+        }
         Ok(())
     }
 }

@@ -333,6 +333,13 @@ fn validation_errors_name_their_key() {
     assert_invalid("log.modules.riptide::", |s| {
         s.log.modules.insert("riptide::".into(), LogLevel::Debug);
     });
+    assert_invalid("recovery.max_disconnection_ms", |s| {
+        s.recovery.max_disconnection_ms = 0
+    });
+    assert_invalid("recovery.stream_max_len", |s| s.recovery.stream_max_len = 0);
+    assert_invalid("recovery.stream_max_age_ms", |s| {
+        s.recovery.stream_max_age_ms = 0
+    });
     assert_invalid("adapter.url", |s| s.adapter.kind = AdapterKind::Redis);
     assert_invalid("adapter.prefix", |s| s.adapter.prefix = "a.b".into());
     assert_invalid("adapter.prefix", |s| s.adapter.prefix = String::new());
@@ -418,7 +425,7 @@ fn unknown_section_lists_the_sections_and_suggests_the_nearest() {
         ConfigError::UnknownSection {
             section: "servr".into(),
             expected: ", expected one of `adapter`, `app`, `cors`, `engine`, `limits`, `log`, \
-                       `server`, `socketio` (did you mean `server`?)"
+                       `recovery`, `server`, `socketio` (did you mean `server`?)"
                 .into(),
         }
     );
@@ -441,4 +448,159 @@ fn any_module_path_is_a_known_key_of_log_modules() {
     )
     .unwrap();
     assert_eq!(settings.log.modules["riptide::node::room"], LogLevel::Trace);
+}
+
+#[test]
+fn recovery_is_off_by_default_with_the_reference_bounds() {
+    let recovery = Settings::default().recovery;
+    assert_eq!(
+        recovery,
+        RecoverySettings {
+            enabled: false,
+            max_disconnection_ms: 120_000,
+            skip_middlewares: true,
+            stream_max_len: 10_000,
+            stream_max_age_ms: 120_000,
+        }
+    );
+    assert_eq!(
+        recovery.max_disconnection(),
+        std::time::Duration::from_secs(120)
+    );
+    assert_eq!(
+        recovery.stream_max_age(),
+        std::time::Duration::from_secs(120)
+    );
+}
+
+#[test]
+fn env_turns_recovery_on_and_sets_its_bounds() {
+    let settings = load_with(&[], &[("RIPTIDE__RECOVERY__ENABLED", "true")]).unwrap();
+    assert!(settings.recovery.enabled);
+    // The rest keeps its defaults.
+    assert_eq!(
+        RecoverySettings {
+            enabled: false,
+            ..settings.recovery.clone()
+        },
+        Settings::default().recovery
+    );
+
+    let settings = load_with(
+        &[],
+        &[
+            ("RIPTIDE__RECOVERY__ENABLED", "true"),
+            ("RIPTIDE__RECOVERY__MAX_DISCONNECTION_MS", "5000"),
+            ("RIPTIDE__RECOVERY__SKIP_MIDDLEWARES", "false"),
+            ("RIPTIDE__RECOVERY__STREAM_MAX_LEN", "50"),
+            ("RIPTIDE__RECOVERY__STREAM_MAX_AGE_MS", "60000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        settings.recovery,
+        RecoverySettings {
+            enabled: true,
+            max_disconnection_ms: 5000,
+            skip_middlewares: false,
+            stream_max_len: 50,
+            stream_max_age_ms: 60000,
+        }
+    );
+}
+
+#[test]
+fn recovery_bounds_must_be_positive_even_when_it_is_off() {
+    for (name, key) in [
+        (
+            "RIPTIDE__RECOVERY__MAX_DISCONNECTION_MS",
+            "recovery.max_disconnection_ms",
+        ),
+        (
+            "RIPTIDE__RECOVERY__STREAM_MAX_LEN",
+            "recovery.stream_max_len",
+        ),
+        (
+            "RIPTIDE__RECOVERY__STREAM_MAX_AGE_MS",
+            "recovery.stream_max_age_ms",
+        ),
+    ] {
+        for enabled in ["true", "false"] {
+            let error = error_with(&[], &[("RIPTIDE__RECOVERY__ENABLED", enabled), (name, "0")]);
+            assert_eq!(error, format!("{key}: must be > 0"));
+        }
+        let error = error_with(&[], &[(name, "-1")]);
+        assert!(error.starts_with(&format!("{key}: ")), "{error}");
+    }
+}
+
+#[test]
+fn recovery_with_a_cluster_adapter_is_refused_naming_recovery_enabled() {
+    for (kind, url) in [
+        ("nats", "nats://127.0.0.1:4222"),
+        ("redis", "redis://127.0.0.1:6379"),
+    ] {
+        let error = load_with(
+            &[],
+            &[
+                ("RIPTIDE__RECOVERY__ENABLED", "true"),
+                ("RIPTIDE__ADAPTER__KIND", kind),
+                ("RIPTIDE__ADAPTER__URL", url),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(error.key(), Some("recovery.enabled"), "{error}");
+        let message = error.to_string();
+        assert!(message.starts_with("recovery.enabled: "), "{message}");
+        assert!(
+            message.contains(&format!("(it is \"{kind}\")")),
+            "{message}"
+        );
+        assert!(message.contains("not built yet"), "{message}");
+        assert!(message.contains("JetStream"), "{message}");
+        assert!(message.contains("Redis Streams"), "{message}");
+    }
+    assert_invalid("recovery.enabled", |s| {
+        s.recovery.enabled = true;
+        s.adapter.kind = AdapterKind::Nats;
+        s.adapter.url = "nats://127.0.0.1:4222".into();
+    });
+    // The adapter's own error comes first when its settings are wrong too.
+    assert_invalid("adapter.url", |s| {
+        s.recovery.enabled = true;
+        s.adapter.kind = AdapterKind::Redis;
+    });
+}
+
+#[test]
+fn valid_recovery_settings_pass() {
+    // On, on the memory adapter.
+    let mut settings = Settings::default();
+    settings.recovery.enabled = true;
+    settings.validate().unwrap();
+    // A stream shorter-lived than the disconnection window is allowed: a
+    // client away longer than the stream's age is simply not recovered.
+    settings.recovery.stream_max_age_ms = 1000;
+    settings.recovery.max_disconnection_ms = 60_000;
+    settings.validate().unwrap();
+    // Off, with a cluster adapter: nothing to refuse.
+    let mut settings = Settings::default();
+    settings.adapter.kind = AdapterKind::Nats;
+    settings.adapter.url = "nats://127.0.0.1:4222".into();
+    settings.validate().unwrap();
+}
+
+#[test]
+fn unknown_recovery_key_is_named_with_the_nearest() {
+    let error = error_with(&[], &[("RIPTIDE__RECOVERY__MAX_DISCONNECTION", "1")]);
+    assert!(
+        error.starts_with("unknown field `max_disconnection` in section recovery, expected one of"),
+        "{error}"
+    );
+    assert!(
+        error.contains("(did you mean `max_disconnection_ms`?)"),
+        "{error}"
+    );
+    let error = error_with(&[("development.toml", "[recovery]\nenable = true\n")], &[]);
+    assert!(error.contains("(did you mean `enabled`?)"), "{error}");
 }
