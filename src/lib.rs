@@ -134,4 +134,4 @@ pub use service::fixture;
 pub use service::http::{Riptide, RiptideServer};
 pub use service::logging;
 pub use service::settings::{self as settings, ConfigError, Settings};
-pub use socketio::payload::{ArgsError, IntoArgs, Payload};
+pub use socketio::payload::{Args, ArgsError, IntoArgs, Payload};

@@ -113,6 +113,29 @@ impl<T: serde::Serialize + 'static> IntoArgs for T {
     }
 }
 
+/// Several arguments from one `Serialize` value: a tuple (or anything that
+/// serializes to an array) is spread into one argument per element, as
+/// `emit("move", x, y)` in JavaScript; anything else is one argument.
+///
+/// ```
+/// use riptide::{Args, IntoArgs};
+///
+/// let p = Args((3, "north")).into_args().unwrap();
+/// assert_eq!(p.args, vec![serde_json::json!(3), serde_json::json!("north")]);
+/// // Without `Args`, a tuple is one argument: an array.
+/// assert_eq!((3, "north").into_args().unwrap().args.len(), 1);
+/// ```
+pub struct Args<T>(pub T);
+
+impl<T: serde::Serialize> IntoArgs for Args<T> {
+    fn into_args(self) -> Result<Payload, serde_json::Error> {
+        Ok(match serde_json::to_value(self.0)? {
+            serde_json::Value::Array(args) => Payload::new(args),
+            one => Payload::new(vec![one]),
+        })
+    }
+}
+
 /// Arguments that did not have the shape a listener asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid arguments: {0}")]
