@@ -157,9 +157,12 @@ for suite in "${suites[@]}"; do
   sed -E 's#^const URL = .*#const URL = `http://localhost:${process.env.PORT}`;#' \
     "$dir/test-suite.js" >"$dir/.run-test-suite.js"
 
-  if [[ ! -d $dir/node_modules ]]; then
+  # Installed once per lock file: a stamp of the lock it was installed from
+  # makes a changed lock (a pinned version moved) install again.
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.riptide-installed-lock"; then
     echo "installing test dependencies (npm ci) in $dir"
-    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error &&
+      cp package-lock.json node_modules/.riptide-installed-lock); then
       check_interrupted
       summary[$suite]="ERROR: npm ci failed"
       overall=1
