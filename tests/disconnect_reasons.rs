@@ -200,3 +200,46 @@ async fn node_shutdown_disconnects_with_server_shutting_down() {
     // The WebSocket client was told (Engine.IO close packet) before the end.
     assert_eq!(ws.recv().await, Frame::Text("1".into()));
 }
+
+#[tokio::test]
+async fn node_shutdown_closes_sessions_paced_at_drain_rate_per_s() {
+    // 40 sessions at 100/s: about 400 ms from the first close to the last.
+    let mut s = test_settings();
+    s.server.drain_rate_per_s = 100;
+    let (server, mut rec) = start(s);
+    let mut readers = Vec::new();
+    for _ in 0..40 {
+        let (mut c, _) = WsClient::connect(&server, "/", None).await;
+        readers.push(tokio::spawn(async move {
+            loop {
+                match c.recv_within(Duration::from_secs(10)).await {
+                    Some(Frame::Text(t)) if t == "1" => return Some(std::time::Instant::now()),
+                    Some(Frame::Closed(..)) | None => return None,
+                    Some(_) => {}
+                }
+            }
+        }));
+    }
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .unwrap();
+    let mut closes = Vec::new();
+    for r in readers {
+        closes.push(r.await.unwrap().expect("every client told before the end"));
+    }
+    closes.sort();
+    let spread = *closes.last().unwrap() - closes[0];
+    // A lower bound only: a busy machine spreads them further, never less.
+    assert!(
+        spread >= Duration::from_millis(250),
+        "closes spread over {spread:?}, expected about 400 ms at 100/s"
+    );
+    let seen = rec.drain();
+    let shut = seen
+        .iter()
+        .filter(
+            |s| matches!(s, Seen::Disconnect { reason, .. } if reason == "server shutting down"),
+        )
+        .count();
+    assert_eq!(shut, 40, "every handler ran its on_disconnect");
+}

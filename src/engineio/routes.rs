@@ -108,6 +108,31 @@ impl<F: EngineAppFactory> Engine<F> {
         }
     }
 
+    /// Close every live session at most `per_second` a second, in ticks of
+    /// 20 ms, and resolve once each has been told; those left at `deadline`
+    /// are closed at once. Paced so that the clients of a stopping node do
+    /// not all reconnect elsewhere in the same instant.
+    pub async fn close_paced(
+        &self,
+        reason: CloseReason,
+        per_second: u32,
+        deadline: tokio::time::Instant,
+    ) {
+        const TICK: std::time::Duration = std::time::Duration::from_millis(20);
+        let handles: Vec<SessionHandle> = self.inner.registry.read().values().cloned().collect();
+        let per_tick = (per_second as usize / 50).max(1);
+        let mut ticks = tokio::time::interval(TICK);
+        for batch in handles.chunks(per_tick) {
+            if tokio::time::Instant::now() >= deadline {
+                return self.close_all(reason);
+            }
+            ticks.tick().await;
+            for h in batch {
+                h.close.do_send(CloseSession(reason));
+            }
+        }
+    }
+
     /// Mount the endpoint at `path` (for example `/socket.io/`); both the path
     /// with and without its trailing slash answer, like the reference server.
     ///

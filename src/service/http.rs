@@ -339,6 +339,7 @@ impl RiptideServer {
         let log = this.log.clone();
         let engine = this.engine.clone();
         let shared = this.handle.shared.clone();
+        let drain_rate = this.settings.server.drain_rate_per_s.max(1);
         actix_rt::spawn(async move {
             let signal = shutdown.await;
             info!(log, "stopping: closing sessions"; "signal" => signal,
@@ -346,10 +347,15 @@ impl RiptideServer {
             // Refuse new sessions first: clients told to go would otherwise
             // reconnect here and keep the node from emptying.
             engine.drain();
-            engine.close_all(CloseReason::ServerShutdown);
-            // Let the close packets reach the clients before the sockets go.
+            // Paced: the time it takes at `drain_rate_per_s`, plus 2 s for the
+            // close packets to reach the clients, within the shutdown timeout.
+            let rate = drain_rate;
+            let pacing = Duration::from_secs_f64(engine.session_count() as f64 / f64::from(rate));
             let deadline =
-                tokio::time::Instant::now() + shutdown_timeout.min(Duration::from_secs(2));
+                tokio::time::Instant::now() + shutdown_timeout.min(pacing + Duration::from_secs(2));
+            engine
+                .close_paced(CloseReason::ServerShutdown, rate, deadline)
+                .await;
             while (engine.session_count() > 0 || shared.socket_count() > 0)
                 && tokio::time::Instant::now() < deadline
             {

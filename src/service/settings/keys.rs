@@ -125,6 +125,7 @@ mod tests {
         assert_eq!(
             unknown.expected,
             strings(&[
+                "drain_rate_per_s",
                 "host",
                 "max_connections",
                 "path",

@@ -21,6 +21,9 @@ pub struct ServerSettings {
     /// actix workers; 0 = one per core.
     pub workers: usize,
     pub shutdown_timeout_ms: u64,
+    /// Sessions closed per second when the node stops (paced, so clients do
+    /// not all reconnect at once).
+    pub drain_rate_per_s: u32,
     /// Per worker, as actix counts it.
     pub max_connections: usize,
 }
@@ -57,6 +60,7 @@ impl ServerSettings {
                 format!("{} is more than {MAX_WORKERS}", self.workers),
             ));
         }
+        positive("server.drain_rate_per_s", u64::from(self.drain_rate_per_s))?;
         positive("server.max_connections", self.max_connections as u64)
     }
 }

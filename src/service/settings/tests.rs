@@ -392,8 +392,8 @@ fn unknown_key_lists_the_section_keys_and_suggests_the_nearest() {
         ConfigError::UnknownField {
             section: "server".into(),
             field: "prot".into(),
-            expected: ", expected one of `host`, `max_connections`, `path`, `port`, \
-                       `shutdown_timeout_ms`, `workers` (did you mean `port`?)"
+            expected: ", expected one of `drain_rate_per_s`, `host`, `max_connections`, \
+                       `path`, `port`, `shutdown_timeout_ms`, `workers` (did you mean `port`?)"
                 .into(),
         }
     );
@@ -411,7 +411,9 @@ fn unknown_key_lists_the_section_keys_and_suggests_the_nearest() {
     );
     let error = error_with(&[("development.toml", "[server]\naddress = \"x\"\n")], &[]);
     assert!(
-        error.starts_with("unknown field `address` in section server, expected one of `host`,"),
+        error.starts_with(
+            "unknown field `address` in section server, expected one of `drain_rate_per_s`, `host`,"
+        ),
         "{error}"
     );
     assert!(!error.contains("did you mean"), "{error}");
