@@ -303,6 +303,7 @@ async fn unknown_version_counted_and_ignored<B: Broker>() {
         body: Body::Heartbeat {
             started_at_ms: 0,
             nodes_sent: 1,
+            http_url: String::new(),
         },
     };
     raw.bus

@@ -36,6 +36,7 @@ fn cluster_options() -> ClusterOptions {
         heartbeat_interval: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_millis(1500),
         events_capacity: 1024,
+        http_url: String::new(),
     }
 }
 

@@ -74,6 +74,9 @@ pub struct ClusterOptions {
     /// [`ClusterEvent`]s waiting for the engine; beyond that they are dropped
     /// and counted (`errors_total{kind="event_overflow"}`).
     pub events_capacity: usize,
+    /// This node's HTTP address for the other nodes, sent in heartbeats
+    /// ([`Cluster::peer_url`]); empty: it takes no forwarded requests.
+    pub http_url: String,
 }
 
 impl Default for ClusterOptions {
@@ -82,6 +85,7 @@ impl Default for ClusterOptions {
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(3),
             events_capacity: 8192,
+            http_url: String::new(),
         }
     }
 }
@@ -152,6 +156,9 @@ impl ClusterStatus {
 struct Peer {
     last_seen: Instant,
     started_at_ms: u64,
+    /// Its HTTP address, from its heartbeats (empty until one arrived, or
+    /// when it takes no forwarded requests).
+    http_url: String,
     /// Envelopes received from it on `Topic::Nodes`.
     nodes_received: u64,
     /// `nodes_sent - nodes_received` at its first heartbeat we saw.
@@ -280,6 +287,13 @@ impl Cluster {
             },
             events_rx,
         )
+    }
+
+    /// The HTTP address live peer `node` announced, if any.
+    pub fn peer_url(&self, node: NodeId) -> Option<String> {
+        let peers = self.shared.peers.lock();
+        let url = &peers.get(&node)?.http_url;
+        (!url.is_empty()).then(|| url.clone())
     }
 
     pub fn node(&self) -> NodeId {
@@ -571,6 +585,7 @@ impl Shared {
         let body = Body::Heartbeat {
             started_at_ms: self.started_at_ms,
             nodes_sent: counters.nodes_sent + on_nodes as u64,
+            http_url: self.options.http_url.clone(),
         };
         let mut buf = codec::encode_body(&body);
         codec::stamp(&mut buf, codec::VERSION, self.node, counters.seq);
@@ -767,13 +782,22 @@ impl Shared {
             Peer {
                 last_seen: now,
                 started_at_ms,
+                http_url: String::new(),
                 nodes_received: 0,
                 baseline: None,
             }
         });
         peer.last_seen = now;
-        if let Body::Heartbeat { started_at_ms, .. } = *body {
-            peer.started_at_ms = started_at_ms;
+        if let Body::Heartbeat {
+            started_at_ms,
+            http_url,
+            ..
+        } = body
+        {
+            peer.started_at_ms = *started_at_ms;
+            if peer.http_url != *http_url {
+                peer.http_url.clone_from(http_url);
+            }
         }
         if on_nodes {
             peer.nodes_received += 1;
@@ -900,6 +924,7 @@ mod tests {
             heartbeat_interval: Duration::from_millis(50),
             heartbeat_timeout: Duration::from_millis(300),
             events_capacity: 1024,
+            http_url: String::new(),
         }
     }
 
@@ -953,6 +978,31 @@ mod tests {
             except_rooms: vec![],
             close: false,
         }
+    }
+
+    #[tokio::test]
+    async fn heartbeats_tell_peers_where_a_node_takes_forwarded_requests() {
+        let hub = MemoryHub::new();
+        let metrics = AdapterMetrics::unregistered();
+        let (bus, inbound) = hub.bus(&AdapterOptions::default(), &metrics);
+        let options = ClusterOptions {
+            http_url: "http://10.0.0.7:3000".into(),
+            ..fast()
+        };
+        let (a, _a_rx) = Cluster::new(bus, inbound, NodeId::random(), options, metrics, &quiet());
+        let (b, _b_rx, _) = node(&hub);
+        until("a heartbeat with the address", || {
+            b.peer_url(a.node()).is_some()
+        })
+        .await;
+        assert_eq!(
+            b.peer_url(a.node()).as_deref(),
+            Some("http://10.0.0.7:3000")
+        );
+        // A node that announces none, and one that is no peer, have none.
+        until("b known to a", || a.peers().contains(&b.node())).await;
+        assert_eq!(a.peer_url(b.node()), None);
+        assert_eq!(a.peer_url(NodeId::random()), None);
     }
 
     #[tokio::test]

@@ -35,8 +35,9 @@ use super::{NodeId, NODE_ID_LEN};
 
 /// The envelope version this node writes and reads. 2: broadcasts with
 /// acks became a request ([`RequestOp::BroadcastWithAck`]), user operations
-/// and chunked `fetchSockets` answers were added.
-pub const VERSION: u16 = 2;
+/// and chunked `fetchSockets` answers were added. 3: heartbeats carry the
+/// node's HTTP address (requests for sessions it owns are forwarded there).
+pub const VERSION: u16 = 3;
 
 /// Bytes before the body: version, origin, seq.
 pub const HEADER_LEN: usize = 2 + NODE_ID_LEN + 8;
@@ -90,6 +91,10 @@ pub enum Body {
         /// including this one: receivers compare with what they got to count
         /// losses on the cluster-wide stream.
         nodes_sent: u64,
+        /// Where other nodes reach this one over HTTP (`server.advertise_url`),
+        /// to forward a client's request for a session it owns; empty when
+        /// it does not take forwarded requests.
+        http_url: String,
     },
     /// The sender is stopping cleanly: drop it from the peer table now.
     Goodbye,
@@ -443,6 +448,7 @@ mod tests {
             Body::Heartbeat {
                 started_at_ms: 1_700_000_000_000,
                 nodes_sent: 42,
+                http_url: "http://10.0.0.7:3000".into(),
             },
             Body::Goodbye,
         ]

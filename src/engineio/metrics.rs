@@ -63,6 +63,7 @@ struct Instruments {
     polling_bytes_out: Counter,
     bad_input: Family<KindLabel, Counter>,
     slow_consumers: Counter,
+    forwarded: Family<KindLabel, Counter>,
     queue_depth: Histogram,
 }
 
@@ -123,6 +124,12 @@ impl EngineMetrics {
             "Clients closed because they did not take their messages fast enough",
             Counter::default(),
         );
+        let forwarded = register(
+            r,
+            "forwarded_requests",
+            "Requests for a session another node owns, forwarded to it, by kind (get, post, websocket; failed: the owner could not be reached)",
+            Family::default(),
+        );
         // Powers of four from 1 to 4096 frames: "healthy" (0-4), "busy" (16-64)
         // and "about to be closed" (the default limit, 1024) land apart.
         let queue_depth = register(
@@ -152,6 +159,7 @@ impl EngineMetrics {
                 sessions_closed,
                 bad_input,
                 slow_consumers,
+                forwarded,
                 queue_depth,
             }),
         }
@@ -223,6 +231,15 @@ impl EngineMetrics {
     pub fn bad_input(&self, kind: &'static str) {
         self.inner
             .bad_input
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// A request forwarded to the node owning its session (`kind`: `get`,
+    /// `post`, `websocket`, or `failed`).
+    pub fn forwarded(&self, kind: &'static str) {
+        self.inner
+            .forwarded
             .get_or_create(&KindLabel { kind })
             .inc();
     }

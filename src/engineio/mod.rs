@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod config;
 pub mod errors;
+pub mod forward;
 pub mod metrics;
 pub mod packet;
 pub mod routes;

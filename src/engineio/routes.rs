@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::config::EngineConfig;
 use super::errors::EngineError;
+use super::forward::{self, Forwarder, FORWARDED_HEADER};
 use super::metrics::EngineMetrics as Metrics;
 use super::packet::decode_payload;
 use super::session::{
@@ -50,6 +51,9 @@ struct EngineInner<F> {
     ip_limiter: super::admission::IpLimiter,
     /// Set when the node starts stopping: new sessions are refused.
     draining: std::sync::atomic::AtomicBool,
+    /// Set when the node joins a cluster that forwards requests for sessions
+    /// other nodes own (see [`super::forward`]).
+    forwarder: std::sync::OnceLock<Arc<dyn Forwarder>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,7 +87,33 @@ impl<F: EngineAppFactory> Engine<F> {
                 capacity: super::admission::Capacity::new(max_sessions),
                 ip_limiter,
                 draining: std::sync::atomic::AtomicBool::new(false),
+                forwarder: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// Forward requests for sessions other nodes own, and give this node's
+    /// sessions ids that say it owns them. Set once, before the node serves
+    /// (a second call is ignored).
+    pub fn set_forwarder(&self, forwarder: Arc<dyn Forwarder>) {
+        let _ = self.inner.forwarder.set(forwarder);
+    }
+
+    /// The node a request for unknown session `sid` should go to, if it can
+    /// be forwarded there (never a request that was forwarded already).
+    fn owner_of(&self, req: &HttpRequest, sid: &str) -> Option<String> {
+        if req.headers().contains_key(FORWARDED_HEADER) {
+            return None;
+        }
+        self.inner.forwarder.get()?.owner(sid)
+    }
+
+    /// A fresh session id: prefixed with this node's id in a cluster that
+    /// forwards.
+    fn new_sid(&self) -> Sid {
+        match self.inner.forwarder.get() {
+            Some(f) => Sid::from(format!("{}{}", f.sid_prefix(), Sid::random().as_str()).as_str()),
+            None => Sid::random(),
         }
     }
 
@@ -263,7 +293,7 @@ impl<F: EngineAppFactory> Engine<F> {
             None => None,
         };
         let handshake = Arc::new(Handshake {
-            sid: Sid::random(),
+            sid: self.new_sid(),
             headers: req.headers().clone(),
             query: req.query_string().to_string(),
             remote_addr: req.peer_addr(),
@@ -353,6 +383,9 @@ async fn handle_request<F: EngineAppFactory>(
                         return engine.poll_answer(&req, body);
                     }
                 }
+                if let Some(owner) = engine.owner_of(&req, &sid) {
+                    return forward(&engine, &req, payload, kind, &owner).await;
+                }
                 return engine.error(&req, EngineError::UnknownSid);
             };
             match kind {
@@ -372,6 +405,43 @@ async fn handle_request<F: EngineAppFactory>(
             }
         }
     }
+}
+
+/// A request for a session `owner` owns, sent on to it.
+async fn forward<F: EngineAppFactory>(
+    engine: &Engine<F>,
+    req: &HttpRequest,
+    payload: web::Payload,
+    kind: TransportKind,
+    owner: &str,
+) -> HttpResponse {
+    let inner = &engine.inner;
+    let answer = match kind {
+        TransportKind::Polling if req.method() == Method::GET || req.method() == Method::POST => {
+            forward::polling(
+                &inner.config,
+                &inner.metrics,
+                &inner.log,
+                req,
+                payload,
+                owner,
+            )
+            .await
+        }
+        TransportKind::WebSocket if req.method() == Method::GET => {
+            forward::websocket(
+                inner.config.clone(),
+                &inner.metrics,
+                &inner.log,
+                req,
+                payload,
+                owner,
+            )
+            .await
+        }
+        _ => Err(EngineError::BadRequest),
+    };
+    answer.unwrap_or_else(|e| engine.error(req, e))
 }
 
 async fn handshake<F: EngineAppFactory>(

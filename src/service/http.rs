@@ -11,8 +11,11 @@ use regex::Regex;
 use slog::{info, o, Logger};
 
 use super::settings::Settings;
-use crate::adapter::{AdapterKind, AdapterMetrics, AdapterOptions, Cluster, ClusterOptions};
+use crate::adapter::{
+    AdapterKind, AdapterMetrics, AdapterOptions, Cluster, ClusterOptions, NodeId, NODE_ID_LEN,
+};
 use crate::api::{Namespace, NamespaceHandler, ServerHandle};
+use crate::engineio::forward::Forwarder;
 use crate::engineio::{CloseReason, Engine, EngineConfig};
 use crate::node::dispatch::Dispatch;
 use crate::node::metrics::Metrics;
@@ -237,6 +240,14 @@ impl RiptideServer {
     /// nothing. A broker that is down does not fail it (the node starts
     /// degraded and keeps retrying); a malformed `adapter.url` does.
     pub async fn start_cluster(&self) -> io::Result<()> {
+        self.start_cluster_on(None).await
+    }
+
+    /// [`RiptideServer::start_cluster`] for a node listening on `local`:
+    /// with `cluster.forward_polling`, requests for sessions other nodes own
+    /// are forwarded to them, and this node announces where it can be
+    /// reached (`cluster.advertise_url`, or `local`).
+    async fn start_cluster_on(&self, local: Option<std::net::SocketAddr>) -> io::Result<()> {
         let shared = &self.handle.shared;
         if self.settings.adapter.kind == AdapterKind::Memory || shared.cluster().is_some() {
             return Ok(());
@@ -245,17 +256,38 @@ impl RiptideServer {
         self.settings
             .recovery_fits_the_adapter()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let invalid = |e: crate::service::settings::ConfigError| {
+            io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+        };
+        let cluster_settings = &self.settings.cluster;
+        let http_url = match (cluster_settings.forward_polling, local) {
+            (true, Some(local)) => cluster_settings.advertise(local).map_err(invalid)?,
+            (true, None) if !cluster_settings.advertise_url.is_empty() => cluster_settings
+                .advertise_url
+                .trim_end_matches('/')
+                .to_owned(),
+            _ => String::new(),
+        };
         let (cluster, events) = Cluster::start(
             &self.settings.adapter,
             &AdapterOptions::default(),
-            ClusterOptions::default(),
+            ClusterOptions {
+                http_url: http_url.clone(),
+                ..ClusterOptions::default()
+            },
             self.metrics.with_registry(AdapterMetrics::register),
             &self.log,
         )
         .await
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         info!(self.log, "cluster started"; "node" => cluster.node(),
-            "adapter" => &self.settings.adapter.kind);
+            "adapter" => &self.settings.adapter.kind, "advertise_url" => &http_url);
+        if !http_url.is_empty() {
+            self.engine.set_forwarder(Arc::new(ClusterForwarder {
+                prefix: cluster.node().as_str().to_owned(),
+                cluster: cluster.clone(),
+            }));
+        }
         if shared.cluster.set(cluster).is_err() {
             // Started twice concurrently (a misuse): the first one stays; this
             // one is dropped (its peers forget it after their heartbeat
@@ -310,7 +342,7 @@ impl RiptideServer {
         };
         let shutdown_timeout = Duration::from_millis(s.shutdown_timeout_ms);
         let local = listener.local_addr()?;
-        self.start_cluster().await?;
+        self.start_cluster_on(Some(local)).await?;
         let this = Arc::new(self);
         let app_this = this.clone();
         let server = HttpServer::new(move || {
@@ -392,6 +424,27 @@ impl RiptideServer {
         server.await?;
         info!(this.log, "riptide stopped");
         Ok(())
+    }
+}
+
+/// Session ownership as the cluster knows it: a session id starts with its
+/// node's id, and a live peer's HTTP address comes with its heartbeats.
+struct ClusterForwarder {
+    prefix: String,
+    cluster: Cluster,
+}
+
+impl Forwarder for ClusterForwarder {
+    fn sid_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn owner(&self, sid: &str) -> Option<String> {
+        let node = NodeId::from_bytes(sid.as_bytes().get(..NODE_ID_LEN)?)?;
+        if node == self.cluster.node() {
+            return None;
+        }
+        self.cluster.peer_url(node)
     }
 }
 

@@ -23,7 +23,7 @@
 //! - this one: [`Settings`], its `Default` and [`Settings::validate`], which
 //!   runs each section's own checks;
 //! - one per section (`server`, `engine`, `socketio`, `recovery`, `limits`,
-//!   `cors`, `log`, `app`): its struct, its named values and its checks;
+//!   `cors`, `log`, `cluster`, `app`): its struct, its named values and its checks;
 //!   `[adapter]` is the adapter layer's own ([`AdapterSettings`]);
 //! - `load`: [`load()`] and [`load_from`], the layers in order, the compiled-in
 //!   defaults;
@@ -37,6 +37,7 @@
 use serde::Deserialize;
 
 mod app;
+mod cluster;
 mod cors;
 mod engine;
 mod env;
@@ -52,6 +53,7 @@ mod socketio;
 mod tests;
 
 pub use self::app::AppSettings;
+pub use self::cluster::ClusterSettings;
 pub use self::cors::CorsSettings;
 pub use self::engine::{EngineSettings, Transport, MAX_PAYLOAD, MIN_PAYLOAD};
 pub use self::env::{ENV_PREFIX, ENV_SEPARATOR};
@@ -76,6 +78,7 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub log: LogSettings,
     pub adapter: AdapterSettings,
+    pub cluster: ClusterSettings,
     pub app: AppSettings,
 }
 
@@ -104,6 +107,7 @@ impl Settings {
         self.adapter
             .validate()
             .map_err(|e| ConfigError::invalid(e.key, e.reason))?;
+        self.cluster.validate()?;
         self.recovery_fits_the_adapter()
     }
 

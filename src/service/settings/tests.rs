@@ -426,8 +426,8 @@ fn unknown_section_lists_the_sections_and_suggests_the_nearest() {
         error,
         ConfigError::UnknownSection {
             section: "servr".into(),
-            expected: ", expected one of `adapter`, `app`, `cors`, `engine`, `limits`, `log`, \
-                       `recovery`, `server`, `socketio` (did you mean `server`?)"
+            expected: ", expected one of `adapter`, `app`, `cluster`, `cors`, `engine`, `limits`, \
+                       `log`, `recovery`, `server`, `socketio` (did you mean `server`?)"
                 .into(),
         }
     );
@@ -605,4 +605,32 @@ fn unknown_recovery_key_is_named_with_the_nearest() {
     );
     let error = error_with(&[("development.toml", "[recovery]\nenable = true\n")], &[]);
     assert!(error.contains("(did you mean `enabled`?)"), "{error}");
+}
+
+#[test]
+fn cluster_forwarding_defaults_and_the_advertised_address() {
+    let s = Settings::default();
+    assert!(s.cluster.forward_polling);
+    assert_eq!(s.cluster.advertise_url, "");
+    let local: std::net::SocketAddr = "127.0.0.1:3001".parse().unwrap();
+    assert_eq!(s.cluster.advertise(local).unwrap(), "http://127.0.0.1:3001");
+    // Listening on every address: nobody can be told where to forward.
+    let any: std::net::SocketAddr = "0.0.0.0:3001".parse().unwrap();
+    let err = s.cluster.advertise(any).unwrap_err();
+    assert_eq!(err.key(), Some("cluster.advertise_url"), "{err}");
+    // Set explicitly (the trailing slash is not doubled later).
+    let set = load_with(
+        &[],
+        &[("RIPTIDE__CLUSTER__ADVERTISE_URL", "http://10.1.2.3:3000/")],
+    )
+    .unwrap();
+    assert_eq!(set.cluster.advertise(any).unwrap(), "http://10.1.2.3:3000");
+}
+
+#[test]
+fn a_malformed_advertise_url_is_refused_naming_it() {
+    for bad in ["10.1.2.3:3000", "http://", "http://h:1/path", "ftp://h:1", "https://h:1"] {
+        let err = load_with(&[], &[("RIPTIDE__CLUSTER__ADVERTISE_URL", bad)]).unwrap_err();
+        assert_eq!(err.key(), Some("cluster.advertise_url"), "{bad}: {err}");
+    }
 }
