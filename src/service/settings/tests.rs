@@ -629,7 +629,13 @@ fn cluster_forwarding_defaults_and_the_advertised_address() {
 
 #[test]
 fn a_malformed_advertise_url_is_refused_naming_it() {
-    for bad in ["10.1.2.3:3000", "http://", "http://h:1/path", "ftp://h:1", "https://h:1"] {
+    for bad in [
+        "10.1.2.3:3000",
+        "http://",
+        "http://h:1/path",
+        "ftp://h:1",
+        "https://h:1",
+    ] {
         let err = load_with(&[], &[("RIPTIDE__CLUSTER__ADVERTISE_URL", bad)]).unwrap_err();
         assert_eq!(err.key(), Some("cluster.advertise_url"), "{bad}: {err}");
     }
