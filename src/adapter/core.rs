@@ -26,6 +26,9 @@ struct StatusState {
     /// Per part: down since, and why.
     down: Vec<Option<(SystemTime, String)>>,
     ever_up: bool,
+    /// Up again after having been up and lost: buffered messages settle
+    /// before they go ([`Core::ready`]).
+    ever_reconnected: bool,
 }
 
 pub(crate) struct Core {
@@ -74,6 +77,7 @@ impl Core {
                     .map(|p| Some((now, format!("{p}: connecting"))))
                     .collect(),
                 ever_up: false,
+                ever_reconnected: false,
             }),
             up_tx: watch::channel(false).0,
             out_tx,
@@ -210,6 +214,32 @@ impl Core {
         self.up_tx.subscribe()
     }
 
+    /// Wait until the bus is up (`up` is from [`Core::up_watch`]). After an
+    /// outage (not at the first connect) then wait
+    /// [`AdapterOptions::settle_after_reconnect`] more, so the other nodes
+    /// have subscribed again before what was buffered goes. An outage is any
+    /// change of `up` since the caller last looked, so one that began and
+    /// ended while the caller was busy (a publish the client held) counts
+    /// too. False when the bus is gone.
+    pub async fn ready(&self, up: &mut watch::Receiver<bool>) -> bool {
+        loop {
+            let mut outage = up.has_changed().unwrap_or(true);
+            while !*up.borrow_and_update() {
+                outage = true;
+                if up.changed().await.is_err() {
+                    return false;
+                }
+            }
+            if !outage || !self.status.lock().ever_reconnected {
+                return true;
+            }
+            tokio::time::sleep(self.options.settle_after_reconnect).await;
+            if !up.has_changed().unwrap_or(true) {
+                return true;
+            }
+        }
+    }
+
     /// Part `part` is up (`None`) or down for `reason`. Logs and counts the
     /// transitions; the first part to fail starts the outage, the last to
     /// recover ends it (one reconnect counted per outage).
@@ -236,6 +266,7 @@ impl Core {
             if is_up {
                 if state.ever_up {
                     self.metrics.reconnected();
+                    state.ever_reconnected = true;
                 }
                 state.ever_up = true;
             }

@@ -300,8 +300,15 @@ pub struct AdapterOptions {
     pub max_payload: usize,
     /// First reconnect delay after the immediate retry; doubles per attempt.
     pub reconnect_min: Duration,
-    /// Cap of the reconnect delay (before jitter).
+    /// Cap of the reconnect delay (before jitter): every node is back within
+    /// about this long after the broker is, so cross-node traffic resumes
+    /// within about `reconnect_max + settle_after_reconnect`.
     pub reconnect_max: Duration,
+    /// After an outage, what was buffered waits this long once the bus is
+    /// up again before it goes: long enough for the other nodes, which retry
+    /// at most `reconnect_max` apart, to have subscribed again, so the
+    /// buffer is not delivered to a broker that has nobody to hand it to.
+    pub settle_after_reconnect: Duration,
     /// One connection attempt's limit.
     pub connect_timeout: Duration,
     /// Redis: how often an idle subscriber connection is pinged, and how
@@ -318,8 +325,12 @@ impl Default for AdapterOptions {
             outbound_max_bytes: 64 << 20,
             inbound_capacity: 8192,
             max_payload: 1 << 20,
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(50),
+            // A node retries 7 to 13 times a second while the broker is
+            // away (jittered): nothing for a broker, and the node is back
+            // within 150 ms of the broker's return, not seconds later.
+            reconnect_max: Duration::from_millis(150),
+            settle_after_reconnect: Duration::from_millis(300),
             connect_timeout: Duration::from_secs(2),
             ping_interval: Duration::from_secs(5),
         }

@@ -151,11 +151,10 @@ async fn publisher(core: Arc<Core>, client: async_nats::Client, mut rx: mpsc::Re
     let mut up = core.up_watch();
     while let Some(msg) = rx.recv().await {
         core.taken(&msg);
-        // Hold messages here (bounded) rather than in async-nats while away.
-        while !*up.borrow_and_update() {
-            if up.changed().await.is_err() {
-                return;
-            }
+        // Hold messages here (bounded) rather than in async-nats while away,
+        // and let the other nodes subscribe again before they go.
+        if !core.ready(&mut up).await {
+            return;
         }
         let len = msg.payload.len();
         match client.publish(msg.subject, msg.payload).await {
@@ -210,7 +209,7 @@ async fn reconciler(core: Arc<Core>, client: async_nats::Client) {
         }
         core.metrics.set_subscriptions(actual.len());
         if failed {
-            tokio::time::sleep(core.options.reconnect_max / 5).await;
+            tokio::time::sleep(core.options.reconnect_max).await;
             continue;
         }
         core.interest_changed.notified().await;

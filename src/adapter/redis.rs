@@ -140,8 +140,14 @@ async fn connect_publisher(core: &Core, client: &redis::Client) -> MultiplexedCo
 
 async fn publisher(core: Arc<Core>, client: redis::Client, mut rx: mpsc::Receiver<Outgoing>) {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
+    let mut up = core.up_watch();
     loop {
         let mut conn = connect_publisher(&core, &client).await;
+        // Both connections up (our subscriptions restored), and after an
+        // outage the other nodes' too, before what was buffered goes.
+        if !core.ready(&mut up).await {
+            return;
+        }
         loop {
             if batch.is_empty() {
                 if rx.recv_many(&mut batch, BATCH).await == 0 {
