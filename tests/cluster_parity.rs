@@ -16,6 +16,7 @@
 //!   with acks gathers every receiver's ack across nodes; `to_user` and
 //!   `disconnect_user` reach a user's sockets on every node; an emit to a
 //!   socket id of another node reaches that socket, once;
+//! - a node with peers stops paced at `server.drain_rate_per_s`;
 //! - a broker restart mid-traffic: nodes report degraded in `/health` and keep
 //!   serving local clients, then recover and cross-node traffic flows again;
 //!   what a stream published while the broker was away arrives whole
@@ -661,10 +662,54 @@ async fn acks_users_and_socket_ids_span_nodes<B: Broker>() {
     bob_c.expect_silence(QUIET).await;
 }
 
+/// A stopping node with peers closes its sessions at `drain_rate_per_s`, so
+/// its clients do not all arrive at the other nodes at once (a node alone
+/// closes them at once).
+async fn shutdown_with_peers_is_paced<B: Broker>() {
+    let broker = B::start();
+    let mut s = node_settings(&broker);
+    s.server.drain_rate_per_s = 100;
+    let nodes = vec![start_node(s), start_node(node_settings(&broker))];
+    wait_peers(&nodes).await;
+    // 40 sessions at 100/s: about 400 ms from the first close to the last.
+    let mut readers = Vec::new();
+    for _ in 0..40 {
+        let (mut c, _) = WsClient::connect(&nodes[0], "/", None).await;
+        readers.push(tokio::spawn(async move {
+            loop {
+                match c.recv_within(Duration::from_secs(10)).await {
+                    Some(Frame::Text(t)) if t == "1" => return Some(Instant::now()),
+                    Some(Frame::Closed(..)) | None => return None,
+                    Some(_) => {}
+                }
+            }
+        }));
+    }
+    let mut nodes = nodes;
+    let a = nodes.remove(0);
+    tokio::task::spawn_blocking(move || drop(a)).await.unwrap();
+    let mut closes = Vec::new();
+    for r in readers {
+        closes.push(r.await.unwrap().expect("every client told before the end"));
+    }
+    closes.sort();
+    let spread = *closes.last().unwrap() - closes[0];
+    // A lower bound only: a busy machine spreads them further, never less.
+    assert!(
+        spread >= Duration::from_millis(250),
+        "closes spread over {spread:?}, expected about 400 ms at 100/s"
+    );
+}
+
 macro_rules! parity_tests {
     ($name:ident, $broker:ty) => {
         mod $name {
             use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn shutdown_with_peers_is_paced() {
+                super::shutdown_with_peers_is_paced::<$broker>().await
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn room_publish_reaches_members_on_every_node() {

@@ -379,9 +379,14 @@ impl RiptideServer {
             // Refuse new sessions first: clients told to go would otherwise
             // reconnect here and keep the node from emptying.
             engine.drain();
-            // Paced: the time it takes at `drain_rate_per_s`, plus 2 s for the
-            // close packets to reach the clients, within the shutdown timeout.
-            let rate = drain_rate;
+            // Paced when other nodes can take the clients, so they do not
+            // all arrive there at once: the time it takes at
+            // `drain_rate_per_s`, plus 2 s for the close packets to reach the
+            // clients, within the shutdown timeout. A node alone closes every
+            // session at once: its clients can only come back to it once it
+            // has restarted, and pacing would only delay that.
+            let peers = shared.cluster().map_or(0, |c| c.peers().len());
+            let rate = if peers > 0 { drain_rate } else { u32::MAX };
             let pacing = Duration::from_secs_f64(engine.session_count() as f64 / f64::from(rate));
             let deadline =
                 tokio::time::Instant::now() + shutdown_timeout.min(pacing + Duration::from_secs(2));
