@@ -10,7 +10,8 @@
 //!
 //! - `engineio`: the transport. Sessions and their actor (`session/`, one
 //!   file per concern: frames, heartbeat, polling, upgrade, backpressure),
-//!   HTTP long-polling routes, the WebSocket
+//!   HTTP long-polling routes, forwarding a request for another node's
+//!   session to its owner (`forward`), the WebSocket
 //!   reader and bounded outbound queue, admission limits (per node, per IP),
 //!   its own configuration and figures. It knows nothing of Socket.IO.
 //! - `socketio`: the protocol. The packet codec (binary attachments

@@ -1,0 +1,132 @@
+//! Sticky-free load balancing at the wire (`cluster.forward_polling`): two
+//! nodes through a real NATS server; a session made on node A is served
+//! through node B with the owner's own rules, and a request B cannot
+//! forward is a plain `Session ID unknown`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::brokers::{free_port, Broker, NatsServer};
+use common::{assert_engine_error, test_settings, PollingClient, TestServer};
+use riptide::fixture::FixtureHandler;
+use riptide::{Namespace, Settings};
+
+fn node(broker: &NatsServer, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    let mut s = test_settings();
+    s.adapter = broker.adapter_settings("fwd");
+    tweak(&mut s);
+    TestServer::start(s, |r| r.namespace("/", Namespace::new(|| FixtureHandler)))
+}
+
+/// Until each node has heard the other's heartbeat (and its address).
+async fn wait_peers(nodes: &[&TestServer]) {
+    for n in nodes {
+        assert_eq!(n.wait_metric("riptide_adapter_peers", 1.0).await, 1.0);
+    }
+    // The address comes with a heartbeat, which may follow the first message.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+}
+
+/// The same session, its requests sent to `other` instead.
+fn through(c: &PollingClient, other: &TestServer) -> PollingClient {
+    PollingClient {
+        http: c.http.clone(),
+        base: other.url("EIO=4&transport=polling"),
+        sid: c.sid.clone(),
+        handshake: c.handshake.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_made_on_a_is_served_through_b() {
+    let broker = NatsServer::start();
+    let a = node(&broker, |_| {});
+    let b = node(&broker, |_| {});
+    wait_peers(&[&a, &b]).await;
+    let on_a = PollingClient::open(&a).await;
+    let via_b = through(&on_a, &b);
+    assert_eq!(via_b.post("40").await, (200, "ok".to_string()));
+    let reply = via_b.get_until(|r| r.starts_with("40")).await;
+    assert!(reply.starts_with("40{\"sid\":"), "{reply}");
+    // Echo through B, answered through A: one session, wherever it is asked.
+    assert_eq!(via_b.post("421[\"echo\",\"hi\"]").await.0, 200);
+    assert_eq!(
+        on_a.get_until(|r| r.starts_with("431")).await,
+        "431[\"hi\"]"
+    );
+    assert!(
+        b.metric("riptide_forwarded_requests_total{kind=\"post\"}")
+            .await
+            >= 2.0
+    );
+    assert!(
+        b.metric("riptide_forwarded_requests_total{kind=\"get\"}")
+            .await
+            >= 1.0
+    );
+    assert_eq!(
+        a.metric("riptide_forwarded_requests_total{kind=\"post\"}")
+            .await,
+        0.0
+    );
+
+    // The owner's rules: a body over its max_payload is its 413, passed
+    // back, and it closes the session.
+    let big = "4".repeat(2_000_000);
+    let (status, _) = via_b.post(big).await;
+    assert_eq!(status, 413);
+    let (status, body) = on_a.get().await;
+    assert_engine_error(status, &body, 400, 1, "Session ID unknown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_owners_and_unreachable_ones_are_session_id_unknown() {
+    let broker = NatsServer::start();
+    // A announces an address nobody listens on: B's forward fails.
+    let dead = free_port();
+    let a = node(&broker, |s| {
+        s.cluster.advertise_url = format!("http://127.0.0.1:{dead}");
+    });
+    let b = node(&broker, |_| {});
+    wait_peers(&[&a, &b]).await;
+    let on_a = PollingClient::open(&a).await;
+    let via_b = through(&on_a, &b);
+    let started = Instant::now();
+    let (status, body) = via_b.post("40").await;
+    assert_engine_error(status, &body, 400, 1, "Session ID unknown");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered, not hung"
+    );
+    assert_eq!(
+        b.metric("riptide_forwarded_requests_total{kind=\"failed\"}")
+            .await,
+        1.0
+    );
+
+    // A sid naming a node that is no peer: unknown at once, nothing tried.
+    let forged = PollingClient {
+        sid: format!("zzzzzzzzzzzz{}", &on_a.sid[12..]),
+        ..through(&on_a, &b)
+    };
+    let (status, body) = forged.post("40").await;
+    assert_engine_error(status, &body, 400, 1, "Session ID unknown");
+    assert_eq!(
+        b.metric("riptide_forwarded_requests_total{kind=\"failed\"}")
+            .await,
+        1.0
+    );
+
+    // Forwarding off: B does not forward at all.
+    let c = node(&broker, |s| s.cluster.forward_polling = false);
+    assert_eq!(c.wait_metric("riptide_adapter_peers", 2.0).await, 2.0);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let d = node(&broker, |_| {});
+    assert_eq!(d.wait_metric("riptide_adapter_peers", 3.0).await, 3.0);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let on_c = PollingClient::open(&c).await;
+    // C's ids carry no node: D cannot tell its owner.
+    let (status, body) = through(&on_c, &d).post("40").await;
+    assert_engine_error(status, &body, 400, 1, "Session ID unknown");
+}
