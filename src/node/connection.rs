@@ -28,7 +28,8 @@ use super::recovery::{Recovery, Restored, Resume, Retired};
 use super::room::RoomKey;
 use super::shared::{NamespaceRuntime, ServerShared};
 use super::socket::{
-    room_list, AckError, AckSender, DisconnectReason, Event, RoomSet, Socket, SocketInner,
+    room_list, AckError, AckSender, DisconnectReason, Event, Extensions, RoomSet, Socket,
+    SocketInner,
 };
 use crate::engineio::session::Message as EngineMessage;
 use crate::engineio::{CloseReason, EngineApp, EngineCore, Handshake, SessionActor, Sid};
@@ -86,6 +87,58 @@ impl SocketState {
                     Some(via) => f.rooms.iter().find(|r| in_room(r)) == Some(via),
                 }
             }
+        }
+    }
+}
+
+/// What a socket starts with: a fresh id (and pid, with recovery on), or
+/// the state it had before a temporary disconnection.
+struct Start {
+    sid: Sid,
+    pid: Option<Arc<str>>,
+    user: Option<Arc<str>>,
+    rooms: RoomSet,
+    extensions: Extensions,
+    /// Stored events it missed, written before the CONNECT reply.
+    missed: Vec<Encoded>,
+    resume: Option<Resume>,
+    /// Its old self, still connected on a half-open connection.
+    superseded: Option<Socket>,
+    recovered: bool,
+}
+
+impl Start {
+    fn fresh(recovery: Option<&Recovery>, user: Option<Arc<str>>) -> Start {
+        Start {
+            sid: Sid::random(),
+            pid: recovery.map(|_| Recovery::new_pid()),
+            user,
+            rooms: RoomSet::default(),
+            extensions: Extensions::default(),
+            missed: Vec::new(),
+            resume: recovery.map(|rec| Resume {
+                from: rec.position(),
+                ..Resume::default()
+            }),
+            superseded: None,
+            recovered: false,
+        }
+    }
+
+    fn recovered(r: Restored) -> Start {
+        Start {
+            sid: r.sid,
+            pid: Some(r.pid),
+            user: r.user,
+            rooms: RoomSet {
+                rooms: r.rooms.into_iter().collect(),
+                closed: false,
+            },
+            extensions: r.extensions,
+            missed: r.missed,
+            resume: Some(r.resume),
+            superseded: r.superseded,
+            recovered: true,
         }
     }
 }
@@ -235,35 +288,21 @@ impl Connection {
                 Err(e) => return self.connect_error(core, &ns, e),
             }
         }
-        let recovered = restored.is_some();
-        let (sid, pid, rooms, extensions, missed, resume, superseded) = match restored {
-            Some(r) => {
-                user = r.user;
-                let rooms: RoomSet = RoomSet {
-                    rooms: r.rooms.into_iter().collect(),
-                    closed: false,
-                };
-                let pid = Some(r.pid);
-                (
-                    r.sid,
-                    pid,
-                    rooms,
-                    r.extensions,
-                    r.missed,
-                    Some(r.resume),
-                    r.superseded,
-                )
-            }
-            None => {
-                let resume = recovery.map(|rec| Resume {
-                    from: rec.position(),
-                    ..Resume::default()
-                });
-                let pid = recovery.map(|_| Recovery::new_pid());
-                let fresh = (RoomSet::default(), Default::default(), Vec::new());
-                (Sid::random(), pid, fresh.0, fresh.1, fresh.2, resume, None)
-            }
+        let start = match restored {
+            Some(r) => Start::recovered(r),
+            None => Start::fresh(recovery, user),
         };
+        let Start {
+            sid,
+            pid,
+            user,
+            rooms,
+            extensions,
+            missed,
+            resume,
+            superseded,
+            recovered,
+        } = start;
         let socket = Socket {
             inner: Arc::new(SocketInner {
                 id: sid.clone(),
