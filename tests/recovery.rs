@@ -287,3 +287,25 @@ async fn leaving_on_purpose_is_not_recoverable() {
     let (_c, body2) = connect(&server, Some(json!({"pid": body["pid"]}))).await;
     assert_ne!(body2["sid"], body["sid"]);
 }
+
+#[tokio::test]
+async fn a_refused_takeover_leaves_the_live_socket_as_it_was() {
+    let (server, _rec) = start(settings());
+    let (mut a, body) = connect(&server, None).await;
+    join(&mut a, "r", 1).await;
+    // Its pid comes back with an offset this server never issued: refused,
+    // and the socket still connected is not touched.
+    let (_c, other) = connect(&server, Some(json!({"pid": body["pid"], "offset": "zz"}))).await;
+    assert_ne!(other["sid"], body["sid"]);
+    let (mut b, _) = connect(&server, None).await;
+    publish(&mut b, "r", 0, 1).await;
+    assert_eq!(&event(&mut a).await[..2], &[json!("msg"), json!(0)]);
+    // When it goes, it leaves its room: nothing is left behind.
+    assert_eq!(server.handle.room_actor_count(), 2, "/ and r");
+    drop_client(&server, a).await;
+    server
+        .wait_for("r's actor to retire", || {
+            server.handle.room_actor_count() == 1
+        })
+        .await;
+}

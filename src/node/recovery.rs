@@ -398,34 +398,30 @@ impl Recovery {
         let key: Key = (ns.clone(), pid.into());
         let mut state = self.state.lock();
         let now = Instant::now();
-        let (parked, superseded) = if let Some(old) = state.live.remove(&key) {
-            // Its old connection is half-open: take the socket over.
-            let inner = &old.inner;
-            let rooms = {
-                let mut set = inner.rooms.lock();
-                set.closed = true;
-                std::mem::take(&mut set.rooms)
-            };
-            let resume = inner
+        // A socket still connected (its old connection is half-open) is only
+        // read here: it is taken over below, once the recovery is sure, so a
+        // refusal leaves it as it was. A parked one is consumed either way.
+        let live = state.live.get(&key).cloned();
+        let parked = match &live {
+            Some(_) => None,
+            None => {
+                let parked = state.parked.remove(&key).ok_or(Refusal::UnknownSession)?;
+                if now.saturating_duration_since(parked.at) > self.config.max_disconnection {
+                    return Err(Refusal::Expired);
+                }
+                Some(parked)
+            }
+        };
+        let resume = match (&live, &parked) {
+            (Some(old), _) => old
+                .inner
                 .resume
                 .as_ref()
                 .map(|r| r.lock().clone())
-                .unwrap_or_default();
-            let parked = Parked {
-                socket: old.clone(),
-                rooms: rooms.into_iter().collect(),
-                resume,
-                at: now,
-            };
-            (parked, Some(old))
-        } else {
-            let parked = state.parked.remove(&key).ok_or(Refusal::UnknownSession)?;
-            if now.saturating_duration_since(parked.at) > self.config.max_disconnection {
-                return Err(Refusal::Expired);
-            }
-            (parked, None)
+                .unwrap_or_default(),
+            (None, Some(p)) => p.resume.clone(),
+            (None, None) => unreachable!("one of them is set above"),
         };
-        let resume = &parked.resume;
         let from = match offset {
             None => resume.from,
             Some(offset) => {
@@ -441,29 +437,42 @@ impl Recovery {
         if from > state.next {
             return Err(Refusal::UnknownOffset);
         }
-        let empty = Log::new(state.floor);
-        let log = match state.logs.get_mut(ns) {
-            Some(log) => {
-                log.prune(&self.config, now);
-                &*log
-            }
-            None => &empty,
-        };
-        if from < log.kept_from {
+        if let Some(log) = state.logs.get_mut(ns) {
+            log.prune(&self.config, now);
+        }
+        let kept_from = state.logs.get(ns).map_or(state.floor, |l| l.kept_from);
+        if from < kept_from {
             return Err(Refusal::Truncated);
         }
-        let old = &parked.socket.inner;
+        // Sure now. Take the live socket over: its rooms and data move to the
+        // recovered one; its connection drops it without a word.
+        let (socket, rooms, superseded) = match (live, parked) {
+            (Some(old), _) => {
+                state.live.remove(&key);
+                let rooms: Vec<Arc<str>> = {
+                    let mut set = old.inner.rooms.lock();
+                    set.closed = true;
+                    std::mem::take(&mut set.rooms).into_iter().collect()
+                };
+                (old.clone(), rooms, Some(old))
+            }
+            (None, Some(p)) => (p.socket, p.rooms, None),
+            (None, None) => unreachable!("one of them is set above"),
+        };
+        let old = &socket.inner;
         let user = old.user.as_deref();
         let mut missed = Vec::new();
         let mut last_replayed = None;
-        for p in log.packets.iter().filter(|p| p.seq >= from) {
-            if p.target.matches(&old.id, user, &parked.rooms) {
-                missed.push(p.frames.clone());
-                last_replayed = Some(p.seq);
+        if let Some(log) = state.logs.get(ns) {
+            for p in log.packets.iter().filter(|p| p.seq >= from) {
+                if p.target.matches(&old.id, user, &rooms) {
+                    missed.push(p.frames.clone());
+                    last_replayed = Some(p.seq);
+                }
             }
         }
         let resume = Resume {
-            from: parked.resume.from,
+            from: resume.from,
             last_stored: last_replayed.or(from.checked_sub(1).filter(|s| *s > 0)),
             tails: VecDeque::new(),
         };
@@ -471,7 +480,7 @@ impl Recovery {
             sid: old.id.clone(),
             pid: key.1,
             user: old.user.clone(),
-            rooms: parked.rooms,
+            rooms,
             extensions: old.extensions.take(),
             missed,
             resume,
