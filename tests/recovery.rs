@@ -309,3 +309,24 @@ async fn a_refused_takeover_leaves_the_live_socket_as_it_was() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn parked_sockets_are_counted_and_dropped_once_expired() {
+    let mut s = settings();
+    s.recovery.max_disconnection_ms = 300;
+    let (server, _rec) = start(s);
+    const PARKED: &str = "riptide_recovery_parked";
+    let (a, body) = connect(&server, None).await;
+    let (b, _) = connect(&server, None).await;
+    drop_client(&server, a).await;
+    drop_client(&server, b).await;
+    server.assert_metric(PARKED, 2.0).await;
+    // One comes back: no longer parked.
+    let (_a2, back) = connect(&server, Some(json!({"pid": body["pid"]}))).await;
+    assert_eq!(back["sid"], body["sid"]);
+    server.assert_metric(PARKED, 1.0).await;
+    // The other expires; it is dropped at the next connect, not kept for ever.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_c, _) = connect(&server, None).await;
+    server.assert_metric(PARKED, 0.0).await;
+}

@@ -30,6 +30,9 @@ use super::config::EngineConfig;
 use super::errors::EngineError;
 use super::metrics::EngineMetrics;
 
+/// How long a forwarded WebSocket waits for the owner's handshake.
+const UPSTREAM_CONNECT: Duration = Duration::from_secs(5);
+
 /// Marks a request one node forwarded to another.
 pub const FORWARDED_HEADER: &str = "x-riptide-forwarded";
 
@@ -158,6 +161,11 @@ pub(crate) async fn websocket(
     payload: web::Payload,
     owner: &str,
 ) -> Result<HttpResponse, EngineError> {
+    // A request that is no WebSocket handshake is refused before anything
+    // is asked of the owner.
+    if actix_http::ws::verify_handshake(req.head()).is_err() {
+        return Err(EngineError::BadRequest);
+    }
     let url = target(owner, req).replacen("http", "ws", 1);
     let mut connect = client()
         .ws(url)
@@ -171,11 +179,22 @@ pub(crate) async fn websocket(
     if let Some(ip) = forwarded_for(req) {
         connect = connect.set_header("x-forwarded-for", ip);
     }
-    let (_, upstream) = connect.connect().await.map_err(|e| {
-        metrics.forwarded("failed");
-        debug!(log, "forwarding a websocket failed"; "owner" => owner, "error" => %e);
-        EngineError::UnknownSid
-    })?;
+    // The client waits on this: an owner that accepts and never answers is
+    // given up on like one that refuses.
+    let connected = tokio::time::timeout(UPSTREAM_CONNECT, connect.connect()).await;
+    let (_, upstream) = match connected {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(e)) => {
+            metrics.forwarded("failed");
+            debug!(log, "forwarding a websocket failed"; "owner" => owner, "error" => %e);
+            return Err(EngineError::UnknownSid);
+        }
+        Err(_) => {
+            metrics.forwarded("failed");
+            debug!(log, "forwarding a websocket timed out"; "owner" => owner);
+            return Err(EngineError::UnknownSid);
+        }
+    };
     let (response, session, stream) =
         actix_ws::handle(req, payload).map_err(|_| EngineError::BadRequest)?;
     let stream = stream

@@ -62,6 +62,7 @@ struct Instruments {
     recovery_replayed: Counter,
     recovery_stored: Counter,
     recovery_evicted: Counter,
+    recovery_parked: Gauge,
 }
 
 impl Default for Metrics {
@@ -162,6 +163,13 @@ impl Metrics {
             Counter::default(),
         );
 
+        let recovery_parked = register(
+            r,
+            "recovery_parked",
+            "Disconnected sockets whose state is kept for a recovery (recovery.max_disconnection_ms)",
+            Gauge::default(),
+        );
+
         Self {
             inner: Arc::new(Instruments {
                 registry: Mutex::new(registry),
@@ -180,6 +188,7 @@ impl Metrics {
                 recovery_replayed,
                 recovery_stored,
                 recovery_evicted,
+                recovery_parked,
             }),
         }
     }
@@ -263,6 +272,11 @@ impl Metrics {
     /// A recovered socket was written the `n` events it missed.
     pub fn recovery_replayed(&self, n: usize) {
         self.inner.recovery_replayed.inc_by(n as u64);
+    }
+
+    /// Sockets parked for a recovery now.
+    pub fn recovery_parked(&self, n: usize) {
+        self.inner.recovery_parked.set(n as i64);
     }
 
     /// One event stored; `evicted` older ones dropped at the bounds.

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::metrics::Metrics;
 use super::socket::{Extensions, Socket};
 use crate::engineio::Sid;
 use crate::socketio::encode::Encoded;
@@ -231,11 +232,29 @@ struct State {
     /// cannot vouch for anything below it.
     floor: u64,
     parked: HashMap<Key, Parked>,
+    /// The parked sockets in the order they were parked, to drop the expired
+    /// ones from the front without scanning them all.
+    expiry: VecDeque<(Instant, Key)>,
     /// Connected sockets by (namespace, pid).
     live: HashMap<Key, Socket>,
 }
 
 impl State {
+    /// Drop the parked sockets older than `max`: they can no longer be
+    /// recovered, and each holds its old handle and data.
+    fn drop_expired(&mut self, max: Duration, now: Instant) {
+        while let Some((at, _)) = self.expiry.front() {
+            if now.saturating_duration_since(*at) <= max {
+                break;
+            }
+            let (at, key) = self.expiry.pop_front().expect("front checked");
+            // Only if it is still that parking (not recovered and parked again).
+            if self.parked.get(&key).is_some_and(|p| p.at == at) {
+                self.parked.remove(&key);
+            }
+        }
+    }
+
     fn drop_empty_logs(&mut self, config: &RecoveryConfig, now: Instant) {
         let mut floor = self.floor;
         self.logs.retain(|_, log| {
@@ -254,6 +273,7 @@ impl State {
 /// sockets parked or connected under a pid.
 pub(crate) struct Recovery {
     pub config: RecoveryConfig,
+    metrics: Metrics,
     /// Distinguishes this store's offsets from any other's (another process,
     /// an application's own strings).
     epoch: u32,
@@ -269,15 +289,17 @@ pub(crate) enum Retired {
 }
 
 impl Recovery {
-    pub fn new(config: RecoveryConfig) -> Recovery {
+    pub fn new(config: RecoveryConfig, metrics: Metrics) -> Recovery {
         Recovery {
             config,
+            metrics,
             epoch: rand::random::<u32>() | 1,
             state: Mutex::new(State {
                 logs: HashMap::new(),
                 next: 1,
                 floor: 1,
                 parked: HashMap::new(),
+                expiry: VecDeque::new(),
                 live: HashMap::new(),
             }),
         }
@@ -341,7 +363,10 @@ impl Recovery {
     /// A socket connected (or was recovered) under `pid`.
     pub fn register(&self, pid: &Arc<str>, socket: &Socket) {
         let key = (socket.inner.ns.clone(), pid.clone());
-        self.state.lock().live.insert(key, socket.clone());
+        let mut state = self.state.lock();
+        state.drop_expired(self.config.max_disconnection, Instant::now());
+        state.live.insert(key, socket.clone());
+        self.metrics.recovery_parked(state.parked.len());
     }
 
     /// A socket under `pid` is leaving. If it is still the socket of record,
@@ -369,10 +394,8 @@ impl Recovery {
         let rooms = take_rooms();
         if let Some(resume) = park {
             let now = Instant::now();
-            let max = self.config.max_disconnection;
-            state
-                .parked
-                .retain(|_, p| now.saturating_duration_since(p.at) <= max);
+            state.drop_expired(self.config.max_disconnection, now);
+            state.expiry.push_back((now, key.clone()));
             state.parked.insert(
                 key,
                 Parked {
@@ -383,6 +406,7 @@ impl Recovery {
                 },
             );
         }
+        self.metrics.recovery_parked(state.parked.len());
         Retired::Leave(rooms)
     }
 
@@ -405,7 +429,9 @@ impl Recovery {
         let parked = match &live {
             Some(_) => None,
             None => {
-                let parked = state.parked.remove(&key).ok_or(Refusal::UnknownSession)?;
+                let parked = state.parked.remove(&key);
+                self.metrics.recovery_parked(state.parked.len());
+                let parked = parked.ok_or(Refusal::UnknownSession)?;
                 if now.saturating_duration_since(parked.at) > self.config.max_disconnection {
                     return Err(Refusal::Expired);
                 }
@@ -522,8 +548,8 @@ mod tests {
 
     #[test]
     fn offsets_round_trip_and_foreign_ones_do_not_parse() {
-        let r = Recovery::new(config(10, Duration::from_secs(60)));
-        let other = Recovery::new(config(10, Duration::from_secs(60)));
+        let r = Recovery::new(config(10, Duration::from_secs(60)), Metrics::new());
+        let other = Recovery::new(config(10, Duration::from_secs(60)), Metrics::new());
         assert_eq!(r.parse(&r.offset(42)), Some(42));
         if other.epoch != r.epoch {
             assert_eq!(r.parse(&other.offset(42)), None, "another store's offset");
@@ -542,7 +568,7 @@ mod tests {
 
     #[test]
     fn the_log_keeps_at_most_max_packets_and_says_what_it_dropped() {
-        let r = Recovery::new(config(3, Duration::from_secs(60)));
+        let r = Recovery::new(config(3, Duration::from_secs(60)), Metrics::new());
         let ns: Arc<str> = "/".into();
         let mut dropped = 0;
         for _ in 0..5 {
@@ -558,7 +584,7 @@ mod tests {
 
     #[test]
     fn the_log_drops_what_is_older_than_max_age() {
-        let r = Recovery::new(config(100, Duration::from_millis(20)));
+        let r = Recovery::new(config(100, Duration::from_millis(20)), Metrics::new());
         let ns: Arc<str> = "/".into();
         store(&r, &ns);
         store(&r, &ns);
@@ -570,7 +596,7 @@ mod tests {
 
     #[test]
     fn dropped_logs_raise_the_floor_so_no_offset_is_vouched_for_twice() {
-        let r = Recovery::new(config(100, Duration::from_millis(10)));
+        let r = Recovery::new(config(100, Duration::from_millis(10)), Metrics::new());
         let first: Arc<str> = "/first".into();
         store(&r, &first);
         std::thread::sleep(Duration::from_millis(20));
@@ -582,7 +608,7 @@ mod tests {
 
     #[test]
     fn an_unknown_pid_is_refused() {
-        let r = Recovery::new(config(10, Duration::from_secs(60)));
+        let r = Recovery::new(config(10, Duration::from_secs(60)), Metrics::new());
         let ns: Arc<str> = "/".into();
         assert_eq!(
             r.restore(&ns, "nope", None).err(),

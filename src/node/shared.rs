@@ -92,7 +92,10 @@ impl ServerShared {
         let (user_metrics, user_log) = (metrics.clone(), log.new(o!("actor" => "user")));
         let cluster: Arc<OnceLock<Cluster>> = Arc::new(OnceLock::new());
         let interest = cluster.clone();
-        let recovery = config.recovery.clone().map(Recovery::new);
+        let recovery = config
+            .recovery
+            .clone()
+            .map(|c| Recovery::new(c, metrics.clone()));
         Arc::new(ServerShared {
             config,
             recovery,
