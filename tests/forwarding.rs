@@ -130,3 +130,28 @@ async fn unknown_owners_and_unreachable_ones_are_session_id_unknown() {
     let (status, body) = through(&on_c, &d).post("40").await;
     assert_engine_error(status, &body, 400, 1, "Session ID unknown");
 }
+
+#[actix_rt::test]
+async fn many_forwarded_long_polls_at_once_do_not_queue_behind_each_other() {
+    // More concurrent forwarded long-polls than an HTTP client's usual
+    // per-host connection cap (awc's is 100): each must still be answered.
+    let broker = NatsServer::start();
+    let a = node(&broker, |_| {});
+    let b = node(&broker, |_| {});
+    wait_peers(&[&a, &b]).await;
+    let mut sessions = Vec::new();
+    for _ in 0..150 {
+        let on_a = PollingClient::open(&a).await;
+        sessions.push(through(&on_a, &b));
+    }
+    let waiting: Vec<_> = sessions.iter().map(common::spawn_get).collect();
+    // Every GET is parked at A through B; now each gets its CONNECT reply.
+    for s in &sessions {
+        assert_eq!(s.post("40").await, (200, "ok".to_string()));
+    }
+    for get in waiting {
+        let (status, body) = common::join_get(get).await;
+        assert_eq!(status, 200);
+        assert!(body.starts_with("40{\"sid\":"), "{body}");
+    }
+}

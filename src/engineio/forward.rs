@@ -74,6 +74,12 @@ fn client() -> awc::Client {
         c.borrow_mut()
             .get_or_insert_with(|| {
                 awc::Client::builder()
+                    // No cap on connections to the other nodes: a forwarded
+                    // long-poll holds one for up to a ping interval, and
+                    // awc's default (100 per worker) would queue the rest
+                    // behind them. The clients behind them are already
+                    // bounded by the nodes' admission limits.
+                    .connector(awc::Connector::new().limit(0))
                     .disable_redirects()
                     // Each request sets its own (a GET waits up to a ping interval).
                     .disable_timeout()
