@@ -25,7 +25,8 @@
 //!   sockets, rooms and acks), `room` and `user` actors, `interest` (the one
 //!   owner of record of who is interested in what), `supervisor` (restarts
 //!   from that record), `fanout` (emits to many, across nodes), `remote`
-//!   (what other nodes ask of this one).
+//!   (what other nodes ask of this one), `recovery` (connection state
+//!   recovery's log of stored events and parked sockets).
 //! - `api`: what an application writes against: [`NamespaceHandler`] and
 //!   [`Namespace`] (typed listeners, middleware), the supervised
 //!   [`HandlerActor`], [`Socket`]'s broadcasts, [`ServerHandle`].

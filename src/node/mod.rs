@@ -13,6 +13,8 @@
 //!   actor, and what a namespace is to the node (middleware, handler starter).
 //! - `fanout`: emits to many sockets, on this node and across the cluster;
 //!   `remote`: what other nodes ask of this one.
+//! - `recovery`: connection state recovery: each namespace's log of stored
+//!   events, and the sockets connected or parked under a private session id;
 //! - `shared`: the node's namespaces, registries and cluster handle;
 //!   `metrics`, `limits`: its figures and the per-socket event budget.
 
