@@ -159,7 +159,7 @@ impl NodeId {
         &self.0
     }
 
-    /// Validates: exactly [`NODE_ID_LEN`] bytes of `[a-z0-9]`.
+    /// Validates: exactly `NODE_ID_LEN` (12) bytes of `[a-z0-9]`.
     pub fn from_bytes(bytes: &[u8]) -> Option<NodeId> {
         let id: [u8; NODE_ID_LEN] = bytes.try_into().ok()?;
         id.iter()

@@ -83,7 +83,7 @@ impl ServerHandle {
     }
 
     /// [`ServerHandle::server_side_emit`], and wait for every other node's
-    /// acknowledgement ([`ServerAck::send`]), at most `timeout` (`None`:
+    /// acknowledgement ([`ServerAck::send`](crate::ServerAck::send)), at most `timeout` (`None`:
     /// `socketio.ack_timeout_ms`). Nodes that did not acknowledge in time
     /// (dead, or their handler did not ack) are in `missing`.
     pub async fn server_side_emit_with_ack(

@@ -309,7 +309,8 @@ impl Metrics {
         register(&mut self.registry())
     }
 
-    /// The whole registry as OpenMetrics text (serve it with [`CONTENT_TYPE`]).
+    /// The whole registry as OpenMetrics text (serve it as
+    /// `application/openmetrics-text; version=1.0.0; charset=utf-8`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String fails only if a registered metric's encoder does.
