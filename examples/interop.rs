@@ -8,7 +8,8 @@
 //!   (server-to-client ack with a 2 s timeout), `disconnect-me`,
 //!   `close-connection` (every namespace disconnected, then the connection
 //!   closed: Socket.IO's `disconnect(true)`), `state` (acks `{sid, recovered,
-//!   rooms}`: what connection state recovery restored).
+//!   rooms}`: what connection state recovery restored), `volatile-back`
+//!   (its arguments back, as a volatile emit).
 //! - `/quiet`: as `/` but without `welcome`, for a client that has received
 //!   no event yet (connection state recovery without an offset).
 //! - `/private`: connect middleware accepting only `auth = {token: "secret"}`.
@@ -58,6 +59,11 @@ impl NamespaceHandler for Interop {
             }
             "message" => {
                 let _ = socket.emit("message-back", event.payload);
+            }
+            "volatile-back" => {
+                // Volatile: not stored for recovery, so no offset is added,
+                // and a trailing string stays what it is.
+                let _ = socket.emit_volatile("volatile-back", event.payload);
             }
             "join" | "leave" => {
                 let Some(room) = arg_str(0) else { return };

@@ -185,6 +185,33 @@ for (const [variant, opts] of [
       await expectNo(socket, "msg", 300, "a duplicate msg after the recovery");
     }, TIMEOUT);
 
+    itest("a volatile event's trailing string, taken by the client as its offset, resumes from the right place (socket.io #5539)", async (ctx) => {
+      await ctx.server(RECOVERY);
+      const { socket } = await ctx.connect("/", opts);
+      const other = (await ctx.connect("/", opts)).socket;
+      const id = socket.id;
+      await join(socket, "r");
+      const before = waitFor(socket, "msg", 5_000, '"msg" before the drop');
+      other.emit("publish", "r", "before");
+      assertStored(await before, "before", "msg before the drop");
+      // A volatile event ending in a string: the client keeps that string
+      // as the last offset it saw (it cannot tell it from one).
+      const back = waitFor(socket, "volatile-back", 5_000, '"volatile-back"');
+      socket.emit("volatile-back", "hello");
+      assert.deepEqual(await back, ["hello"], "volatile: no offset added");
+      assert.equal(socket._lastOffset, "hello", "the client took the string as its offset");
+
+      await drop(socket);
+      const items = collect(socket, "msg").items;
+      await publishAll(other, "r", ["m1", "m2"]);
+      await reconnect(socket);
+      assert.equal(socket.recovered, true, "recovered from a string the server never issued as an offset");
+      assert.equal(socket.id, id, "the same socket id");
+      await fence(socket, other, "r", items);
+      assert.deepEqual(items.map((args) => args[0]), ["m1", "m2", "fence"],
+        "what was sent after the volatile event, once; nothing from before it");
+    }, TIMEOUT);
+
     itest("a stored event's last argument is its offset, live and replayed; acks carry none", async (ctx) => {
       await ctx.server(RECOVERY);
       const socket = ctx.client("/", { ...opts, ...RECONNECT });
