@@ -155,3 +155,39 @@ async fn many_forwarded_long_polls_at_once_do_not_queue_behind_each_other() {
         assert!(body.starts_with("40{\"sid\":"), "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_poll_carries_everything_the_owner_had_queued() {
+    // 3 MB queued for a polling client: more than twice max_payload, the
+    // most one POST may carry, but what one GET answer may (up to
+    // max_queued_bytes).
+    let broker = NatsServer::start();
+    let a = node(&broker, |_| {});
+    let b = node(&broker, |_| {});
+    wait_peers(&[&a, &b]).await;
+    let on_a = PollingClient::open(&a).await;
+    let via_b = through(&on_a, &b);
+    assert_eq!(via_b.post("40").await.0, 200);
+    let reply = via_b.get_until(|r| r.starts_with("40")).await;
+    let v: serde_json::Value = serde_json::from_str(&reply[2..]).unwrap();
+    let socket_id = v["sid"].as_str().unwrap().to_owned();
+    let chunk = "x".repeat(300_000);
+    for i in 0..10 {
+        a.handle
+            .of("/")
+            .to(socket_id.clone())
+            .emit("big", serde_json::json!({ "i": i, "pad": chunk }))
+            .unwrap();
+    }
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got < 10 && Instant::now() < deadline {
+        let (status, body) = via_b.get().await;
+        assert_eq!(status, 200, "{}", &body[..body.len().min(200)]);
+        got += body
+            .split('\x1e')
+            .filter(|r| r.starts_with("42[\"big\""))
+            .count();
+    }
+    assert_eq!(got, 10, "every queued event came through node B");
+}

@@ -136,12 +136,16 @@ pub(crate) async fn polling(
         debug!(log, "forwarding a polling request failed"; "owner" => owner, "error" => %e);
         EngineError::UnknownSid
     })?;
-    // The owner's body is at most a polling payload: its framing, base64
-    // for binary, and some slack.
+    // A GET's answer is everything the owner had queued for the client: at
+    // most `max_queued_bytes` (past that the client is closed as a slow
+    // consumer), a third more for base64 binary, plus framing. A POST's is
+    // a short text.
     let limit = config
-        .max_payload
-        .saturating_mul(2)
-        .saturating_add(64 * 1024);
+        .max_queued_bytes
+        .max(config.max_payload)
+        .saturating_mul(4)
+        / 3
+        + 64 * 1024;
     let body = answer.body().limit(limit).await.map_err(|e| {
         metrics.forwarded("failed");
         debug!(log, "reading a forwarded answer failed"; "owner" => owner, "error" => %e);
