@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::brokers::{free_port, Broker, NatsServer};
-use common::{assert_engine_error, test_settings, PollingClient, TestServer};
+use common::{assert_engine_error, test_settings, PollingClient, TestServer, WsClient};
 use riptide::fixture::FixtureHandler;
 use riptide::{Namespace, Settings};
 
@@ -190,4 +190,43 @@ async fn a_forwarded_poll_carries_everything_the_owner_had_queued() {
             .count();
     }
     assert_eq!(got, 10, "every queued event came through node B");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgraded_through_b_carries_frames_larger_than_max_payload() {
+    // max_payload bounds what clients send; what the owner sends is bounded
+    // by its outbound queue. A 2 MB event reaches a client piped through B.
+    let broker = NatsServer::start();
+    let a = node(&broker, |_| {});
+    let b = node(&broker, |_| {});
+    wait_peers(&[&a, &b]).await;
+    let on_a = PollingClient::open(&a).await;
+    assert_eq!(on_a.post("40").await.0, 200);
+    let reply = on_a.get_until(|r| r.starts_with("40")).await;
+    let v: serde_json::Value = serde_json::from_str(&reply[2..]).unwrap();
+    let socket_id = v["sid"].as_str().unwrap().to_owned();
+    let mut ws = WsClient::upgrade_at(&b, "/socket.io/", &on_a.sid).await;
+    ws.send("2probe").await;
+    ws.expect_text("3probe").await;
+    ws.send("5").await;
+    // The upgrade has happened once the owner answers on the WebSocket.
+    ws.send("42[\"echo\",\"up\"]").await;
+    let pad = "y".repeat(2_000_000);
+    a.handle
+        .of("/")
+        .to(socket_id)
+        .emit("big", serde_json::json!({ "pad": pad }))
+        .unwrap();
+    loop {
+        let text = ws.recv_text().await;
+        if text.starts_with("42[\"big\"") {
+            assert!(text.len() > 2_000_000);
+            break;
+        }
+    }
+    assert_eq!(
+        b.metric("riptide_forwarded_requests_total{kind=\"websocket\"}")
+            .await,
+        1.0
+    );
 }

@@ -177,9 +177,11 @@ pub(crate) async fn websocket(
         return Err(EngineError::BadRequest);
     }
     let url = target(owner, req).replacen("http", "ws", 1);
+    // The owner's frames are bounded by its outbound queue, not by
+    // max_payload (which bounds what clients send).
     let mut connect = client()
         .ws(url)
-        .max_frame_size(config.max_payload)
+        .max_frame_size(config.max_queued_bytes.max(config.max_payload))
         .set_header(FORWARDED_HEADER, "1");
     for name in [header::ORIGIN, header::COOKIE, header::USER_AGENT] {
         if let Some(v) = req.headers().get(&name) {
