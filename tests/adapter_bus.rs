@@ -476,8 +476,10 @@ async fn broker_killed_mid_traffic<B: Broker>() {
         B::KIND,
         restarted.elapsed()
     );
-    // Drain what the outage left (buffered messages may or may not make it:
-    // at-most-once while the broker is away), then fresh traffic arrives.
+    // What the outage left goes out once the bus has settled after the
+    // reconnect (`settle_after_reconnect`): wait for the buffer to be handed
+    // to the broker, drain what arrives of it, then fresh traffic arrives.
+    assert!(a.bus.flush(WAIT).await, "the outage's buffer released");
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), b.rx.recv()).await {}
     for i in 0..20 {
         a.bus.publish(&room, msg(&format!("back{i}"))).unwrap();
