@@ -159,7 +159,7 @@ impl Metrics {
         let recovery_evicted = register(
             r,
             "recovery_evicted",
-            "Stored events dropped at the log's bounds (recovery.stream_max_len, stream_max_age_ms)",
+            "Stored events dropped at the log's bounds (recovery.stream_max_len, stream_max_bytes, stream_max_age_ms)",
             Counter::default(),
         );
 

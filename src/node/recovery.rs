@@ -65,6 +65,8 @@ pub struct RecoveryConfig {
     pub max_packets: usize,
     /// Stored events older than this are dropped.
     pub max_age: Duration,
+    /// Bytes of stored frames kept per namespace, at most.
+    pub max_bytes: usize,
 }
 
 /// Who a stored event was for, to match it against a parked socket.
@@ -177,6 +179,7 @@ struct Stored {
     at: Instant,
     target: Target,
     frames: Encoded,
+    bytes: usize,
 }
 
 /// One namespace's stored events. Offsets are one sequence for the whole
@@ -184,6 +187,8 @@ struct Stored {
 /// reusing an offset.
 struct Log {
     packets: VecDeque<Stored>,
+    /// Bytes of the frames in `packets`.
+    bytes: usize,
     /// Every event of this namespace below this offset may have been
     /// dropped.
     kept_from: u64,
@@ -193,6 +198,7 @@ impl Log {
     fn new(kept_from: u64) -> Log {
         Log {
             packets: VecDeque::new(),
+            bytes: 0,
             kept_from,
         }
     }
@@ -201,11 +207,13 @@ impl Log {
         let mut dropped = 0;
         while let Some(front) = self.packets.front() {
             let too_many = self.packets.len() > config.max_packets;
+            let too_big = self.bytes > config.max_bytes;
             let too_old = now.saturating_duration_since(front.at) > config.max_age;
-            if !(too_many || too_old) {
+            if !(too_many || too_big || too_old) {
                 break;
             }
             self.kept_from = front.seq + 1;
+            self.bytes -= front.bytes;
             self.packets.pop_front();
             dropped += 1;
         }
@@ -345,11 +353,14 @@ impl Recovery {
             .logs
             .entry(ns.clone())
             .or_insert_with(|| Log::new(floor));
+        let bytes = frames.iter().map(|f| f.len()).sum();
+        log.bytes += bytes;
         log.packets.push_back(Stored {
             seq,
             at: now,
             target,
             frames: frames.clone(),
+            bytes,
         });
         let dropped = log.prune(&self.config, now);
         Ok((seq, frames, dropped))
@@ -526,6 +537,7 @@ mod tests {
             skip_middlewares: true,
             max_packets,
             max_age,
+            max_bytes: usize::MAX,
         }
     }
 
@@ -580,6 +592,34 @@ mod tests {
         assert_eq!(log.packets.len(), 3);
         assert_eq!(log.kept_from, 3, "offsets 1 and 2 are gone");
         assert_eq!(state.next, 6);
+    }
+
+    #[test]
+    fn the_log_keeps_at_most_max_bytes() {
+        let r = Recovery::new(
+            RecoveryConfig {
+                max_bytes: 100,
+                ..config(1000, Duration::from_secs(60))
+            },
+            Metrics::new(),
+        );
+        let ns: Arc<str> = "/".into();
+        let big = |offset: &str| {
+            Ok::<_, ()>(Arc::from(vec![Frame::message(&format!(
+                "{offset}{}",
+                "x".repeat(40)
+            ))]))
+        };
+        let mut dropped = 0;
+        for _ in 0..5 {
+            dropped += r.store(&ns, all(), big).unwrap().2;
+        }
+        let state = r.state.lock();
+        let log = &state.logs[&ns];
+        assert!(log.bytes <= 100, "{} bytes kept", log.bytes);
+        assert_eq!(log.packets.len() as u64 + dropped, 5);
+        assert!(dropped >= 3, "each is about 50 bytes: {dropped} dropped");
+        assert_eq!(log.kept_from, 1 + dropped);
     }
 
     #[test]

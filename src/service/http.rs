@@ -121,6 +121,7 @@ impl Riptide {
                 skip_middlewares: s.recovery.skip_middlewares,
                 max_packets: s.recovery.stream_max_len,
                 max_age: s.recovery.stream_max_age(),
+                max_bytes: s.recovery.stream_max_bytes,
             }),
             connect_timeout: ms(s.socketio.connect_timeout_ms),
             ack_timeout: ms(s.socketio.ack_timeout_ms),

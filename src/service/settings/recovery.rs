@@ -29,6 +29,8 @@ pub struct RecoverySettings {
     pub stream_max_len: usize,
     /// Events older than this are dropped from the namespace's stream.
     pub stream_max_age_ms: u64,
+    /// Bytes of encoded events kept per namespace, at most.
+    pub stream_max_bytes: usize,
 }
 
 impl RecoverySettings {
@@ -45,6 +47,7 @@ impl RecoverySettings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         positive("recovery.max_disconnection_ms", self.max_disconnection_ms)?;
         positive("recovery.stream_max_len", self.stream_max_len as u64)?;
-        positive("recovery.stream_max_age_ms", self.stream_max_age_ms)
+        positive("recovery.stream_max_age_ms", self.stream_max_age_ms)?;
+        positive("recovery.stream_max_bytes", self.stream_max_bytes as u64)
     }
 }

@@ -463,6 +463,7 @@ fn recovery_is_off_by_default_with_the_reference_bounds() {
             skip_middlewares: true,
             stream_max_len: 10_000,
             stream_max_age_ms: 120_000,
+            stream_max_bytes: 64 << 20,
         }
     );
     assert_eq!(
@@ -496,6 +497,7 @@ fn env_turns_recovery_on_and_sets_its_bounds() {
             ("RIPTIDE__RECOVERY__SKIP_MIDDLEWARES", "false"),
             ("RIPTIDE__RECOVERY__STREAM_MAX_LEN", "50"),
             ("RIPTIDE__RECOVERY__STREAM_MAX_AGE_MS", "60000"),
+            ("RIPTIDE__RECOVERY__STREAM_MAX_BYTES", "1000000"),
         ],
     )
     .unwrap();
@@ -507,6 +509,7 @@ fn env_turns_recovery_on_and_sets_its_bounds() {
             skip_middlewares: false,
             stream_max_len: 50,
             stream_max_age_ms: 60000,
+            stream_max_bytes: 1_000_000,
         }
     );
 }
@@ -525,6 +528,10 @@ fn recovery_bounds_must_be_positive_even_when_it_is_off() {
         (
             "RIPTIDE__RECOVERY__STREAM_MAX_AGE_MS",
             "recovery.stream_max_age_ms",
+        ),
+        (
+            "RIPTIDE__RECOVERY__STREAM_MAX_BYTES",
+            "recovery.stream_max_bytes",
         ),
     ] {
         for enabled in ["true", "false"] {
