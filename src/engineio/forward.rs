@@ -16,15 +16,14 @@
 //! between nodes rather than through the broker.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::{self, HeaderName};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytestring::ByteString;
 use futures_util::{SinkExt, StreamExt};
-use slog::debug;
+use slog::{debug, Logger};
 
 use super::config::EngineConfig;
 use super::errors::EngineError;
@@ -45,15 +44,55 @@ pub trait Forwarder: Send + Sync + 'static {
     fn owner(&self, sid: &str) -> Option<String>;
 }
 
-/// The request headers a forwarded request keeps (the owner answers with
-/// CORS headers for the client's origin, and sees its cookies).
-const KEPT: [HeaderName; 5] = [
+/// The request headers a forwarded polling request keeps (the owner
+/// answers with CORS headers for the client's origin, and sees its cookies).
+const POLLING_KEPT: [HeaderName; 5] = [
     header::CONTENT_TYPE,
     header::ORIGIN,
     header::COOKIE,
     header::USER_AGENT,
     header::ACCEPT,
 ];
+
+/// The same for a forwarded WebSocket handshake (it has no body).
+const WEBSOCKET_KEPT: [HeaderName; 3] = [header::ORIGIN, header::COOKIE, header::USER_AGENT];
+
+/// What forwarding needs of its engine.
+pub(crate) struct Forwarding<'a> {
+    pub config: &'a EngineConfig,
+    pub metrics: &'a EngineMetrics,
+    pub log: &'a Logger,
+}
+
+impl Forwarding<'_> {
+    /// The owner could not be reached, or its answer not read: counted,
+    /// logged, and the client told its session is unknown (it reconnects).
+    fn failed(&self, owner: &str, what: &str, error: impl std::fmt::Display) -> EngineError {
+        self.metrics.forwarded("failed");
+        debug!(self.log, "forwarding failed"; "what" => what, "owner" => owner, "error" => %error);
+        EngineError::UnknownSid
+    }
+}
+
+/// The headers a forwarded request carries: the client's among `kept`, the
+/// mark that it was forwarded, and the client's address.
+fn forwarded_headers<'a>(
+    req: &'a HttpRequest,
+    kept: &'a [HeaderName],
+) -> impl Iterator<Item = (HeaderName, HeaderValue)> + 'a {
+    let client = kept
+        .iter()
+        .filter_map(|name| Some((name.clone(), req.headers().get(name)?.clone())));
+    let mark = (
+        HeaderName::from_static(FORWARDED_HEADER),
+        HeaderValue::from_static("1"),
+    );
+    let peer = req
+        .peer_addr()
+        .and_then(|a| HeaderValue::from_str(&a.ip().to_string()).ok())
+        .map(|ip| (HeaderName::from_static("x-forwarded-for"), ip));
+    client.chain(std::iter::once(mark)).chain(peer)
+}
 
 /// The answer headers passed back to the client.
 fn kept_in_answer(name: &HeaderName) -> bool {
@@ -93,19 +132,14 @@ fn target(owner: &str, req: &HttpRequest) -> String {
     format!("{owner}{}?{}", req.path(), req.query_string())
 }
 
-fn forwarded_for(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
-}
-
 /// A polling GET or POST, sent to `owner`; its answer, as the owner gave it.
 pub(crate) async fn polling(
-    config: &EngineConfig,
-    metrics: &EngineMetrics,
-    log: &slog::Logger,
+    f: &Forwarding<'_>,
     req: &HttpRequest,
     payload: web::Payload,
     owner: &str,
 ) -> Result<HttpResponse, EngineError> {
+    let config = f.config;
     let is_get = req.method() == Method::GET;
     // A GET waits for data up to the ping interval, then for the pong.
     let timeout = if is_get {
@@ -115,15 +149,9 @@ pub(crate) async fn polling(
     };
     let mut fwd = client()
         .request(req.method().clone(), target(owner, req))
-        .timeout(timeout)
-        .insert_header((FORWARDED_HEADER, "1"));
-    for name in &KEPT {
-        if let Some(v) = req.headers().get(name) {
-            fwd = fwd.insert_header((name.clone(), v.clone()));
-        }
-    }
-    if let Some(ip) = forwarded_for(req) {
-        fwd = fwd.insert_header(("x-forwarded-for", ip));
+        .timeout(timeout);
+    for header in forwarded_headers(req, &POLLING_KEPT) {
+        fwd = fwd.insert_header(header);
     }
     let sent = if is_get {
         fwd.send().await
@@ -131,11 +159,7 @@ pub(crate) async fn polling(
         // Streamed as it comes: the owner applies its own payload limit.
         fwd.send_stream(payload).await
     };
-    let mut answer = sent.map_err(|e| {
-        metrics.forwarded("failed");
-        debug!(log, "forwarding a polling request failed"; "owner" => owner, "error" => %e);
-        EngineError::UnknownSid
-    })?;
+    let mut answer = sent.map_err(|e| f.failed(owner, "polling request", e))?;
     // A GET's answer is everything the owner had queued for the client: at
     // most `max_queued_bytes` (past that the client is closed as a slow
     // consumer), a third more for base64 binary, plus framing. A POST's is
@@ -146,12 +170,8 @@ pub(crate) async fn polling(
         .saturating_mul(4)
         / 3
         + 64 * 1024;
-    let body = answer.body().limit(limit).await.map_err(|e| {
-        metrics.forwarded("failed");
-        debug!(log, "reading a forwarded answer failed"; "owner" => owner, "error" => %e);
-        EngineError::UnknownSid
-    })?;
-    metrics.forwarded(if is_get { "get" } else { "post" });
+    let body = (answer.body().limit(limit).await).map_err(|e| f.failed(owner, "answer", e))?;
+    f.metrics.forwarded(if is_get { "get" } else { "post" });
     let mut out = HttpResponse::build(answer.status());
     for (name, value) in answer.headers() {
         if kept_in_answer(name) {
@@ -164,13 +184,12 @@ pub(crate) async fn polling(
 /// A WebSocket for a session `owner` owns: connected to the owner first
 /// (refused if that fails), then piped both ways until either side closes.
 pub(crate) async fn websocket(
-    config: Arc<EngineConfig>,
-    metrics: &EngineMetrics,
-    log: &slog::Logger,
+    f: &Forwarding<'_>,
     req: &HttpRequest,
     payload: web::Payload,
     owner: &str,
 ) -> Result<HttpResponse, EngineError> {
+    let config = f.config;
     // A request that is no WebSocket handshake is refused before anything
     // is asked of the owner.
     if actix_http::ws::verify_handshake(req.head()).is_err() {
@@ -181,31 +200,17 @@ pub(crate) async fn websocket(
     // max_payload (which bounds what clients send).
     let mut connect = client()
         .ws(url)
-        .max_frame_size(config.max_queued_bytes.max(config.max_payload))
-        .set_header(FORWARDED_HEADER, "1");
-    for name in [header::ORIGIN, header::COOKIE, header::USER_AGENT] {
-        if let Some(v) = req.headers().get(&name) {
-            connect = connect.set_header(name.clone(), v.clone());
-        }
-    }
-    if let Some(ip) = forwarded_for(req) {
-        connect = connect.set_header("x-forwarded-for", ip);
+        .max_frame_size(config.max_queued_bytes.max(config.max_payload));
+    for (name, value) in forwarded_headers(req, &WEBSOCKET_KEPT) {
+        connect = connect.set_header(name, value);
     }
     // The client waits on this: an owner that accepts and never answers is
     // given up on like one that refuses.
     let connected = tokio::time::timeout(UPSTREAM_CONNECT, connect.connect()).await;
     let (_, upstream) = match connected {
         Ok(Ok(ok)) => ok,
-        Ok(Err(e)) => {
-            metrics.forwarded("failed");
-            debug!(log, "forwarding a websocket failed"; "owner" => owner, "error" => %e);
-            return Err(EngineError::UnknownSid);
-        }
-        Err(_) => {
-            metrics.forwarded("failed");
-            debug!(log, "forwarding a websocket timed out"; "owner" => owner);
-            return Err(EngineError::UnknownSid);
-        }
+        Ok(Err(e)) => return Err(f.failed(owner, "websocket", e)),
+        Err(_) => return Err(f.failed(owner, "websocket", "timed out")),
     };
     let (response, session, stream) =
         actix_ws::handle(req, payload).map_err(|_| EngineError::BadRequest)?;
@@ -213,7 +218,7 @@ pub(crate) async fn websocket(
         .max_frame_size(config.max_payload)
         .aggregate_continuations()
         .max_continuation_size(config.max_payload);
-    metrics.forwarded("websocket");
+    f.metrics.forwarded("websocket");
     actix_rt::spawn(pipe(session, stream, upstream));
     Ok(response)
 }

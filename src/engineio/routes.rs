@@ -416,28 +416,17 @@ async fn forward<F: EngineAppFactory>(
     owner: &str,
 ) -> HttpResponse {
     let inner = &engine.inner;
+    let f = forward::Forwarding {
+        config: &inner.config,
+        metrics: &inner.metrics,
+        log: &inner.log,
+    };
     let answer = match kind {
         TransportKind::Polling if req.method() == Method::GET || req.method() == Method::POST => {
-            forward::polling(
-                &inner.config,
-                &inner.metrics,
-                &inner.log,
-                req,
-                payload,
-                owner,
-            )
-            .await
+            forward::polling(&f, req, payload, owner).await
         }
         TransportKind::WebSocket if req.method() == Method::GET => {
-            forward::websocket(
-                inner.config.clone(),
-                &inner.metrics,
-                &inner.log,
-                req,
-                payload,
-                owner,
-            )
-            .await
+            forward::websocket(&f, req, payload, owner).await
         }
         _ => Err(EngineError::BadRequest),
     };
