@@ -3,46 +3,9 @@
 // server started by the test on a free port (never a standard one).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import net from "node:net";
 import { describe } from "node:test";
-import { freePort } from "../lib/server.mjs";
+import { BROKERS, startBroker } from "../lib/brokers.mjs";
 import { VARIANTS, emitAck, expectNo, itest, sleep, waitFor } from "../lib/harness.mjs";
-
-const BROKERS = {
-  nats: {
-    bin: "/usr/sbin/nats-server",
-    args: (port) => ["-a", "127.0.0.1", "-p", String(port)],
-    url: (port) => `nats://127.0.0.1:${port}`,
-  },
-  redis: {
-    bin: "redis-server",
-    args: (port) => ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    url: (port) => `redis://127.0.0.1:${port}`,
-  },
-};
-
-async function waitListening(port, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
-      s.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`broker did not listen on ${port} within ${ms} ms`);
-}
-
-async function startBroker(t, kind) {
-  const b = BROKERS[kind];
-  const port = await freePort();
-  const proc = spawn(b.bin, b.args(port), { stdio: "ignore" });
-  t.after(() => proc.kill("SIGKILL"));
-  await waitListening(port);
-  return b.url(port);
-}
 
 for (const kind of Object.keys(BROKERS)) {
   describe(`cluster through ${kind}`, () => {

@@ -7,80 +7,20 @@
 // client to work at all.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import net from "node:net";
 import { describe } from "node:test";
+import { BROKERS, startBroker } from "../lib/brokers.mjs";
 import { freePort } from "../lib/server.mjs";
 import { emitAck, itest, sleep, waitFor } from "../lib/harness.mjs";
 
-const BROKERS = {
-  nats: {
-    bin: "/usr/sbin/nats-server",
-    args: (port) => ["-a", "127.0.0.1", "-p", String(port)],
-    url: (port) => `nats://127.0.0.1:${port}`,
-  },
-  redis: {
-    bin: "redis-server",
-    args: (port) => ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    url: (port) => `redis://127.0.0.1:${port}`,
-  },
-};
-
-async function waitListening(port, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
-      s.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`broker did not listen on ${port} within ${ms} ms`);
-}
-
-async function startBroker(t, kind) {
-  const b = BROKERS[kind];
-  const port = await freePort();
-  const proc = spawn(b.bin, b.args(port), { stdio: "ignore" });
-  t.after(() => proc.kill("SIGKILL"));
-  await waitListening(port);
-  return b.url(port);
-}
-
-/** A TCP proxy sending each new connection to the next of `ports`. */
-async function roundRobin(t, ports) {
-  let next = 0;
-  const counts = ports.map(() => 0);
-  const server = net.createServer((client) => {
-    const i = next++ % ports.length;
-    counts[i]++;
-    const upstream = net.connect(ports[i], "127.0.0.1");
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const end = () => { client.destroy(); upstream.destroy(); };
-    client.on("error", end);
-    upstream.on("error", end);
-    client.on("close", end);
-    upstream.on("close", end);
-  });
-  const port = await freePort();
-  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
-  t.after(() => server.close());
-  return { url: `http://127.0.0.1:${port}`, counts };
-}
-
 /**
- * A TCP proxy that looks at each connection's first request: WebSockets go
- * to `wsPort`, everything else to `httpPort`. Sessions are then always made
- * on one node and upgraded on the other.
+ * A TCP proxy on a free port: each new connection goes to the node
+ * `choose(firstChunk)` names (a port), with that first chunk.
  */
-async function splitByTransport(t, httpPort, wsPort) {
+async function proxy(t, choose) {
   const server = net.createServer((client) => {
     client.once("data", (first) => {
-      const head = first.toString("latin1", 0, Math.min(first.length, 2048));
-      const port = /transport=websocket/.test(head.split("\r\n")[0]) ? wsPort : httpPort;
-      const upstream = net.connect(port, "127.0.0.1", () => {
+      const upstream = net.connect(choose(first), "127.0.0.1", () => {
         upstream.write(first);
         client.pipe(upstream);
         upstream.pipe(client);
@@ -95,7 +35,42 @@ async function splitByTransport(t, httpPort, wsPort) {
   const port = await freePort();
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
   t.after(() => server.close());
-  return { url: `http://127.0.0.1:${port}` };
+  return `http://127.0.0.1:${port}`;
+}
+
+/** Each new connection to the next of `ports`, in turn. */
+async function roundRobin(t, ports) {
+  let next = 0;
+  const counts = ports.map(() => 0);
+  const url = await proxy(t, () => {
+    const i = next++ % ports.length;
+    counts[i]++;
+    return ports[i];
+  });
+  return { url, counts };
+}
+
+/**
+ * WebSockets (by their request line) to `wsPort`, everything else to
+ * `httpPort`: sessions are always made on one node and upgraded on the other.
+ */
+async function splitByTransport(t, httpPort, wsPort) {
+  const url = await proxy(t, (first) => {
+    const line = first.toString("latin1", 0, Math.min(first.length, 2048)).split("\r\n")[0];
+    return /transport=websocket/.test(line) ? wsPort : httpPort;
+  });
+  return { url };
+}
+
+/** A broker of `kind` and two nodes joined through it, which know each other's address. */
+async function twoNodes(ctx, t, kind) {
+  const url = await startBroker(t, kind);
+  const env = { RIPTIDE__ADAPTER__KIND: kind, RIPTIDE__ADAPTER__URL: url };
+  const nodeA = await ctx.server({ env });
+  const nodeB = await ctx.server({ env });
+  // Heartbeats carry each node's address: let them meet.
+  await sleep(1_500);
+  return [nodeA, nodeB];
 }
 
 async function forwarded(node) {
@@ -111,12 +86,7 @@ async function forwarded(node) {
 for (const kind of Object.keys(BROKERS)) {
   describe(`sticky-free load balancing through ${kind}`, () => {
     itest("polling-only clients connect, join, publish and echo through a round-robin proxy", async (ctx, t) => {
-      const url = await startBroker(t ?? ctx.t, kind);
-      const env = { RIPTIDE__ADAPTER__KIND: kind, RIPTIDE__ADAPTER__URL: url };
-      const nodeA = await ctx.server({ env });
-      const nodeB = await ctx.server({ env });
-      // Heartbeats carry each node's address: let them meet.
-      await sleep(1_500);
+      const [nodeA, nodeB] = await twoNodes(ctx, t ?? ctx.t, kind);
       const lb = await roundRobin(t ?? ctx.t, [nodeA.port, nodeB.port]);
       const opts = { transports: ["polling"], agent: false };
       const a = (await ctx.connect("/", opts, lb)).socket;
@@ -138,11 +108,7 @@ for (const kind of Object.keys(BROKERS)) {
     }, { timeout: 40_000 });
 
     itest("the upgrade to WebSocket works when the WebSocket lands on the other node", async (ctx, t) => {
-      const url = await startBroker(t ?? ctx.t, kind);
-      const env = { RIPTIDE__ADAPTER__KIND: kind, RIPTIDE__ADAPTER__URL: url };
-      const nodeA = await ctx.server({ env });
-      const nodeB = await ctx.server({ env });
-      await sleep(1_500);
+      const [nodeA, nodeB] = await twoNodes(ctx, t ?? ctx.t, kind);
       // Polling on node A, every WebSocket on node B.
       const lb = await splitByTransport(t ?? ctx.t, nodeA.port, nodeB.port);
       for (let i = 0; i < 3; i++) {
@@ -163,11 +129,7 @@ for (const kind of Object.keys(BROKERS)) {
     }, { timeout: 40_000 });
 
     itest("a sid naming no live peer is unknown, and a forwarded request is never forwarded again", async (ctx, t) => {
-      const url = await startBroker(t ?? ctx.t, kind);
-      const env = { RIPTIDE__ADAPTER__KIND: kind, RIPTIDE__ADAPTER__URL: url };
-      const nodeA = await ctx.server({ env });
-      const nodeB = await ctx.server({ env });
-      await sleep(1_500);
+      const [nodeA, nodeB] = await twoNodes(ctx, t ?? ctx.t, kind);
       const open = await (await fetch(`${nodeA.url}/socket.io/?EIO=4&transport=polling`)).text();
       const sid = JSON.parse(open.slice(1)).sid;
       // POSTs: answered at once (a GET would wait for data).
