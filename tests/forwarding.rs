@@ -28,6 +28,14 @@ async fn wait_peers(nodes: &[&TestServer]) {
     tokio::time::sleep(Duration::from_millis(1200)).await;
 }
 
+/// Two nodes on `broker`, each knowing the other's address.
+async fn two_nodes(broker: &NatsServer) -> (TestServer, TestServer) {
+    let a = node(broker, |_| {});
+    let b = node(broker, |_| {});
+    wait_peers(&[&a, &b]).await;
+    (a, b)
+}
+
 /// The same session, its requests sent to `other` instead.
 fn through(c: &PollingClient, other: &TestServer) -> PollingClient {
     PollingClient {
@@ -41,9 +49,7 @@ fn through(c: &PollingClient, other: &TestServer) -> PollingClient {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_made_on_a_is_served_through_b() {
     let broker = NatsServer::start();
-    let a = node(&broker, |_| {});
-    let b = node(&broker, |_| {});
-    wait_peers(&[&a, &b]).await;
+    let (a, b) = two_nodes(&broker).await;
     let on_a = PollingClient::open(&a).await;
     let via_b = through(&on_a, &b);
     assert_eq!(via_b.post("40").await, (200, "ok".to_string()));
@@ -136,9 +142,7 @@ async fn many_forwarded_long_polls_at_once_do_not_queue_behind_each_other() {
     // More concurrent forwarded long-polls than an HTTP client's usual
     // per-host connection cap (awc's is 100): each must still be answered.
     let broker = NatsServer::start();
-    let a = node(&broker, |_| {});
-    let b = node(&broker, |_| {});
-    wait_peers(&[&a, &b]).await;
+    let (a, b) = two_nodes(&broker).await;
     let mut sessions = Vec::new();
     for _ in 0..150 {
         let on_a = PollingClient::open(&a).await;
@@ -162,15 +166,10 @@ async fn a_forwarded_poll_carries_everything_the_owner_had_queued() {
     // most one POST may carry, but what one GET answer may (up to
     // max_queued_bytes).
     let broker = NatsServer::start();
-    let a = node(&broker, |_| {});
-    let b = node(&broker, |_| {});
-    wait_peers(&[&a, &b]).await;
+    let (a, b) = two_nodes(&broker).await;
     let on_a = PollingClient::open(&a).await;
     let via_b = through(&on_a, &b);
-    assert_eq!(via_b.post("40").await.0, 200);
-    let reply = via_b.get_until(|r| r.starts_with("40")).await;
-    let v: serde_json::Value = serde_json::from_str(&reply[2..]).unwrap();
-    let socket_id = v["sid"].as_str().unwrap().to_owned();
+    let socket_id = via_b.sio_connect("/").await;
     let chunk = "x".repeat(300_000);
     for i in 0..10 {
         a.handle
@@ -197,14 +196,9 @@ async fn a_websocket_upgraded_through_b_carries_frames_larger_than_max_payload()
     // max_payload bounds what clients send; what the owner sends is bounded
     // by its outbound queue. A 2 MB event reaches a client piped through B.
     let broker = NatsServer::start();
-    let a = node(&broker, |_| {});
-    let b = node(&broker, |_| {});
-    wait_peers(&[&a, &b]).await;
+    let (a, b) = two_nodes(&broker).await;
     let on_a = PollingClient::open(&a).await;
-    assert_eq!(on_a.post("40").await.0, 200);
-    let reply = on_a.get_until(|r| r.starts_with("40")).await;
-    let v: serde_json::Value = serde_json::from_str(&reply[2..]).unwrap();
-    let socket_id = v["sid"].as_str().unwrap().to_owned();
+    let socket_id = on_a.sio_connect("/").await;
     let mut ws = WsClient::upgrade_at(&b, "/socket.io/", &on_a.sid).await;
     ws.send("2probe").await;
     ws.expect_text("3probe").await;
