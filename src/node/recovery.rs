@@ -232,6 +232,13 @@ struct Parked {
 
 type Key = (Arc<str>, Arc<str>);
 
+/// The socket a recovery found under its pid.
+enum Found {
+    /// Still connected: its old connection is half-open.
+    Live(Socket),
+    Parked(Parked),
+}
+
 struct State {
     logs: HashMap<Arc<str>, Log>,
     /// The offset the next stored event gets.
@@ -436,9 +443,8 @@ impl Recovery {
         // A socket still connected (its old connection is half-open) is only
         // read here: it is taken over below, once the recovery is sure, so a
         // refusal leaves it as it was. A parked one is consumed either way.
-        let live = state.live.get(&key).cloned();
-        let parked = match &live {
-            Some(_) => None,
+        let found = match state.live.get(&key) {
+            Some(old) => Found::Live(old.clone()),
             None => {
                 let parked = state.parked.remove(&key);
                 self.metrics.recovery_parked(state.parked.len());
@@ -446,18 +452,17 @@ impl Recovery {
                 if now.saturating_duration_since(parked.at) > self.config.max_disconnection {
                     return Err(Refusal::Expired);
                 }
-                Some(parked)
+                Found::Parked(parked)
             }
         };
-        let resume = match (&live, &parked) {
-            (Some(old), _) => old
+        let resume = match &found {
+            Found::Live(old) => old
                 .inner
                 .resume
                 .as_ref()
                 .map(|r| r.lock().clone())
                 .unwrap_or_default(),
-            (None, Some(p)) => p.resume.clone(),
-            (None, None) => unreachable!("one of them is set above"),
+            Found::Parked(p) => p.resume.clone(),
         };
         let from = match offset {
             None => resume.from,
@@ -483,8 +488,8 @@ impl Recovery {
         }
         // Sure now. Take the live socket over: its rooms and data move to the
         // recovered one; its connection drops it without a word.
-        let (socket, rooms, superseded) = match (live, parked) {
-            (Some(old), _) => {
+        let (socket, rooms, superseded) = match found {
+            Found::Live(old) => {
                 state.live.remove(&key);
                 let rooms: Vec<Arc<str>> = {
                     let mut set = old.inner.rooms.lock();
@@ -493,8 +498,7 @@ impl Recovery {
                 };
                 (old.clone(), rooms, Some(old))
             }
-            (None, Some(p)) => (p.socket, p.rooms, None),
-            (None, None) => unreachable!("one of them is set above"),
+            Found::Parked(p) => (p.socket, p.rooms, None),
         };
         let old = &socket.inner;
         let user = old.user.as_deref();

@@ -261,14 +261,12 @@ impl RiptideServer {
             io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
         };
         let cluster_settings = &self.settings.cluster;
-        let http_url = match (cluster_settings.forward_polling, local) {
-            (true, Some(local)) => cluster_settings.advertise(local).map_err(invalid)?,
-            (true, None) if !cluster_settings.advertise_url.is_empty() => cluster_settings
-                .advertise_url
-                .trim_end_matches('/')
-                .to_owned(),
-            _ => String::new(),
-        };
+        let http_url = if cluster_settings.forward_polling {
+            cluster_settings.advertise(local).map_err(invalid)?
+        } else {
+            None
+        }
+        .unwrap_or_default();
         let (cluster, events) = Cluster::start(
             &self.settings.adapter,
             &AdapterOptions::default(),

@@ -36,21 +36,26 @@ impl ClusterSettings {
         }
     }
 
-    /// The address to announce for a node listening on `local`: the
-    /// configured one, or `local` itself when it is a concrete address.
-    pub fn advertise(&self, local: std::net::SocketAddr) -> Result<String, ConfigError> {
+    /// The address to announce for a node listening on `local` (if known):
+    /// the configured one, or `local` itself when it is a concrete address;
+    /// `None` when neither is known.
+    pub fn advertise(
+        &self,
+        local: Option<std::net::SocketAddr>,
+    ) -> Result<Option<String>, ConfigError> {
         if !self.advertise_url.is_empty() {
-            return Ok(self.advertise_url.trim_end_matches('/').to_owned());
+            return Ok(Some(self.advertise_url.trim_end_matches('/').to_owned()));
         }
-        if local.ip().is_unspecified() {
-            return Err(ConfigError::invalid(
+        match local {
+            None => Ok(None),
+            Some(local) if local.ip().is_unspecified() => Err(ConfigError::invalid(
                 "cluster.advertise_url",
                 format!(
                     "must be set: the node listens on {local}, which other nodes cannot \
                      reach it at (or set cluster.forward_polling = false)"
                 ),
-            ));
+            )),
+            Some(local) => Ok(Some(format!("http://{local}"))),
         }
-        Ok(format!("http://{local}"))
     }
 }

@@ -620,10 +620,14 @@ fn cluster_forwarding_defaults_and_the_advertised_address() {
     assert!(s.cluster.forward_polling);
     assert_eq!(s.cluster.advertise_url, "");
     let local: std::net::SocketAddr = "127.0.0.1:3001".parse().unwrap();
-    assert_eq!(s.cluster.advertise(local).unwrap(), "http://127.0.0.1:3001");
+    assert_eq!(
+        s.cluster.advertise(Some(local)).unwrap().as_deref(),
+        Some("http://127.0.0.1:3001")
+    );
+    assert_eq!(s.cluster.advertise(None).unwrap(), None, "no address known");
     // Listening on every address: nobody can be told where to forward.
     let any: std::net::SocketAddr = "0.0.0.0:3001".parse().unwrap();
-    let err = s.cluster.advertise(any).unwrap_err();
+    let err = s.cluster.advertise(Some(any)).unwrap_err();
     assert_eq!(err.key(), Some("cluster.advertise_url"), "{err}");
     // Set explicitly (the trailing slash is not doubled later).
     let set = load_with(
@@ -631,7 +635,10 @@ fn cluster_forwarding_defaults_and_the_advertised_address() {
         &[("RIPTIDE__CLUSTER__ADVERTISE_URL", "http://10.1.2.3:3000/")],
     )
     .unwrap();
-    assert_eq!(set.cluster.advertise(any).unwrap(), "http://10.1.2.3:3000");
+    assert_eq!(
+        set.cluster.advertise(Some(any)).unwrap().as_deref(),
+        Some("http://10.1.2.3:3000")
+    );
 }
 
 #[test]
