@@ -19,14 +19,16 @@
 //!   their typed (serde) conversion.
 //! - `adapter`: everything that crosses nodes, beside the protocol and below
 //!   the actors: the `Bus` (memory | NATS | Redis), the subject mapping, the
-//!   versioned bincode envelope, heartbeats and requests. It imports nothing
-//!   else of the crate.
+//!   versioned bincode envelope, heartbeats and requests, and `store`
+//!   (connection state recovery's streams and session records in JetStream
+//!   or Redis Streams). It imports nothing else of the crate.
 //! - `node`: the actors and what they share. `connection` (a session's
 //!   sockets, rooms and acks), `room` and `user` actors, `interest` (the one
 //!   owner of record of who is interested in what), `supervisor` (restarts
 //!   from that record), `fanout` (emits to many, across nodes), `remote`
-//!   (what other nodes ask of this one), `recovery` (connection state
-//!   recovery's log of stored events and parked sockets).
+//!   (what other nodes ask of this one), `recovery/` (connection state
+//!   recovery: the node-memory store in `mod.rs`, the cluster's over
+//!   `adapter::store` in `cluster.rs`).
 //! - `api`: what an application writes against: [`NamespaceHandler`] and
 //!   [`Namespace`] (typed listeners, middleware), the supervised
 //!   [`HandlerActor`], [`Socket`]'s broadcasts, [`ServerHandle`].

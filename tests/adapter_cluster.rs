@@ -522,12 +522,20 @@ async fn shipped_nats_configs() {
     let port = |p: u16| ports.iter().find(|(from, _)| *from == p).unwrap().1;
     // One pass over whole port numbers (a new port may start with an old one's digits).
     let address = regex::Regex::new(r"127\.0\.0\.1:(\d+)").unwrap();
+    // JetStream's storage into a scratch directory.
+    let scratch = common::brokers::ScratchDir::new("nats-configs");
+    let store_dir = regex::Regex::new(r#"store_dir: "[^"]*/([^"/]+)""#).unwrap();
     let rewrite = |text: String| {
-        address
+        let text = address
             .replace_all(&text, |c: &regex::Captures| {
                 let from: u16 = c[1].parse().unwrap();
                 let to = ports.iter().find(|(f, _)| *f == from).map_or(from, |p| p.1);
                 format!("127.0.0.1:{to}")
+            })
+            .into_owned();
+        store_dir
+            .replace_all(&text, |c: &regex::Captures| {
+                format!("store_dir: \"{}\"", scratch.path().join(&c[1]).display())
             })
             .into_owned()
     };
@@ -535,6 +543,13 @@ async fn shipped_nats_configs() {
     let single =
         NatsServer::start_with_config(&rewrite(read("single.conf")), port(4222), port(8222));
     assert_eq!(single.monitor("/varz")["max_payload"], 1048576);
+    assert!(
+        single.monitor("/jsz")["config"]["store_dir"]
+            .as_str()
+            .is_some_and(|d| d.starts_with(scratch.path().to_str().unwrap())),
+        "JetStream on, in the scratch directory: {}",
+        single.monitor("/jsz")
+    );
     let mut settings = settings(&single);
     let metrics = AdapterMetrics::unregistered();
     let (bus, _rx) = connect_with(

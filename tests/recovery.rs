@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::recovery::{connect, drop_client, event, join};
 use common::*;
 use riptide::{Riptide, Settings};
 use serde_json::{json, Value};
@@ -27,43 +28,6 @@ fn start(s: Settings) -> (TestServer, Recorder) {
         r.namespace("/", TestApp::namespace(&tx))
     });
     (server, rec)
-}
-
-/// CONNECT to `/` with `auth`; the client, and the reply's body.
-async fn connect(server: &TestServer, auth: Option<Value>) -> (WsClient, Value) {
-    let mut c = WsClient::open(server).await;
-    let reply = c.connect_raw("/", auth).await;
-    assert!(reply.starts_with("40{"), "CONNECT reply, got {reply:?}");
-    (c, serde_json::from_str(&reply[2..]).unwrap())
-}
-
-/// Read one event packet (`42[...]`) and return its arguments.
-async fn event(c: &mut WsClient) -> Vec<Value> {
-    let text = c.recv_text().await;
-    assert!(text.starts_with("42["), "an event, got {text:?}");
-    serde_json::from_str::<Vec<Value>>(&text[2..]).unwrap()
-}
-
-/// Join `room` through the handler (acked, so the join is in effect).
-async fn join(c: &mut WsClient, room: &str, ack: u64) {
-    c.send(&format!("42{ack}{}", json!(["join", room]))).await;
-    let reply = c.recv_text().await;
-    assert!(
-        reply.starts_with(&format!("43{ack}")),
-        "join ack, got {reply:?}"
-    );
-}
-
-/// Drop the client's TCP connection (a transport close for the server),
-/// and wait until the server has seen it.
-async fn drop_client(server: &TestServer, c: WsClient) {
-    let before = server.handle.socket_count();
-    drop(c);
-    server
-        .wait_for("the dropped socket to leave", || {
-            server.handle.socket_count() < before
-        })
-        .await;
 }
 
 /// `publisher` publishes `n` messages to `room` (the TestApp's `publish`).

@@ -28,7 +28,6 @@ use bincode::de::Decoder;
 use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
-#[cfg(any(test, feature = "internals"))]
 use bytes::Bytes;
 
 use super::{NodeId, NODE_ID_LEN};
@@ -266,6 +265,89 @@ impl<Context> Decode<Context> for NodeId {
 }
 
 bincode::impl_borrow_decode!(NodeId);
+
+// ---- connection state recovery's records -----------------------------------
+
+/// The version of the records the recovery store holds
+/// ([`StoredEvent`], [`SessionRecord`]): a 2-byte big-endian prefix, then
+/// bincode. They outlive the process that wrote them (a rolling upgrade
+/// reads what the old version stored), so an unknown version is refused
+/// (the event skipped, the session not recovered), never misread.
+pub const RECORD_VERSION: u16 = 1;
+
+/// A stored event, as a namespace's recovery stream holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct StoredEvent {
+    pub ns: String,
+    pub target: StoredTarget,
+    /// The encoded frames without the offset: the text frame's JSON array
+    /// gets it as its last element when the event is delivered.
+    pub frames: Vec<WireFrame>,
+}
+
+/// Who a stored event is for.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum StoredTarget {
+    /// The members of `rooms` (the whole namespace when empty; a socket id
+    /// is a room), except those of `except_rooms` and `except_sids`.
+    Rooms {
+        rooms: Vec<String>,
+        except_rooms: Vec<String>,
+        except_sids: Vec<String>,
+    },
+    /// Every socket of one user.
+    User(String),
+}
+
+/// A recoverable socket's state, as the recovery store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SessionRecord {
+    pub ns: String,
+    pub sid: String,
+    pub user: Option<String>,
+    pub rooms: Vec<String>,
+    /// The stream position when the pid was first issued.
+    pub from: u64,
+    /// The last stored event written to the socket, as far as the writer knew.
+    pub last_stored: Option<u64>,
+    /// Trailing strings of the last volatile events written, each with the
+    /// last stored event before it.
+    pub tails: Vec<(String, Option<u64>)>,
+    /// The node that wrote it.
+    pub node: NodeId,
+    /// Disconnected (`true`), or connected as of `at_ms` (a node that was
+    /// killed leaves its sockets' records so).
+    pub parked: bool,
+    /// When it was written (ms since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// A recovery record's bytes.
+pub fn encode_record<T: Encode>(value: &T) -> Bytes {
+    let mut buf = RECORD_VERSION.to_be_bytes().to_vec();
+    let _ = bincode::encode_into_std_write(value, &mut buf, bincode::config::standard());
+    buf.into()
+}
+
+/// A recovery record from its bytes; an unknown version is an error.
+pub fn decode_record<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() < 2 {
+        return Err(CodecError::Truncated);
+    }
+    let version = u16::from_be_bytes([bytes[0], bytes[1]]);
+    if version != RECORD_VERSION {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    let (value, read): (T, usize) =
+        bincode::decode_from_slice(&bytes[2..], config()).map_err(|e| match e {
+            DecodeError::UnexpectedEnd { .. } => CodecError::Truncated,
+            other => CodecError::Malformed(other.to_string()),
+        })?;
+    if read != bytes.len() - 2 {
+        return Err(CodecError::Malformed("trailing bytes".into()));
+    }
+    Ok(value)
+}
 
 /// Encode a whole envelope (any version: tests write unknown ones).
 #[cfg(any(test, feature = "internals"))]

@@ -65,6 +65,7 @@ pub mod metrics;
 pub mod nats;
 pub mod redis;
 pub mod settings;
+pub mod store;
 pub mod subject;
 
 use std::fmt;

@@ -53,7 +53,7 @@ pub struct NatsBus {
 }
 
 /// Parse `adapter.url`: one NATS URL or several, comma-separated.
-fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, AdapterError> {
+pub(crate) fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, AdapterError> {
     let invalid = |reason: String| AdapterError::InvalidSetting {
         key: "adapter.url",
         reason,

@@ -59,7 +59,7 @@ pub struct RedisBus {
     _tasks: Tasks,
 }
 
-fn parse_url(url: &str) -> Result<redis::Client, AdapterError> {
+pub(crate) fn parse_url(url: &str) -> Result<redis::Client, AdapterError> {
     let invalid = |reason: String| AdapterError::InvalidSetting {
         key: "adapter.url",
         reason,

@@ -7,7 +7,7 @@
 //! decided here first, so a socket filters what rooms deliver to it against
 //! its own, authoritative, room set.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use super::dispatch::Dispatch;
 use super::interest::AddMember;
 use super::limits::{EventBudget, EventVerdict};
 use super::namespace::{ConnectError, ConnectRequest, EventRefused, NamespaceSpec};
+use super::recovery::cluster::{ClusterRecovery, Restoring};
 use super::recovery::{Recovery, Restored, Resume, Retired};
 use super::room::RoomKey;
 use super::shared::{NamespaceRuntime, ServerShared};
@@ -31,6 +32,7 @@ use super::socket::{
     room_list, AckError, AckSender, DisconnectReason, Event, Extensions, RoomSet, Socket,
     SocketInner,
 };
+use crate::adapter::store::Token;
 use crate::engineio::session::Message as EngineMessage;
 use crate::engineio::{CloseReason, EngineApp, EngineCore, Handshake, SessionActor, Sid};
 use crate::socketio::encode::{encode_ack, encode_event, encode_packet};
@@ -48,6 +50,17 @@ struct SocketState {
     handler: Recipient<Dispatch>,
     /// The socket's event rate limit.
     budget: EventBudget,
+    /// Being recovered through the cluster: attached, not announced yet.
+    restoring: Option<Buffered>,
+}
+
+/// What a socket being recovered through the cluster will be written before
+/// its CONNECT reply.
+struct Buffered {
+    /// The stored events it missed, as first read.
+    missed: Vec<Encoded>,
+    /// What its tail (and anyone else) delivered to it since it was attached.
+    buffer: Vec<Deliver>,
 }
 
 impl SocketState {
@@ -105,6 +118,12 @@ struct Start {
     /// Its old self, still connected on a half-open connection.
     superseded: Option<Socket>,
     recovered: bool,
+    /// The cluster store's ownership token of its session record (a
+    /// socket the cluster recovered).
+    token: Option<Token>,
+    /// Recovered through the cluster: the stream position its missed
+    /// events were read up to (it catches up from there once attached).
+    restoring: Option<u64>,
 }
 
 impl Start {
@@ -122,6 +141,27 @@ impl Start {
             }),
             superseded: None,
             recovered: false,
+            token: None,
+            restoring: None,
+        }
+    }
+
+    /// A fresh socket with the cluster's store: recoverable if the store
+    /// answered (`fresh`: its pid and resume point).
+    fn fresh_in_cluster(fresh: Option<(Arc<str>, Resume)>, user: Option<Arc<str>>) -> Start {
+        let (pid, resume) = fresh.unzip();
+        Start {
+            pid,
+            resume,
+            ..Start::fresh(None, user)
+        }
+    }
+
+    fn from_cluster(r: Restoring) -> Start {
+        Start {
+            token: Some(r.token),
+            restoring: Some(r.end),
+            ..Start::recovered(r.state)
         }
     }
 
@@ -139,6 +179,8 @@ impl Start {
             resume: Some(r.resume),
             superseded: r.superseded,
             recovered: true,
+            token: None,
+            restoring: None,
         }
     }
 }
@@ -156,6 +198,8 @@ pub struct Connection {
     /// Closes the connection if no CONNECT succeeds in time; cancelled by
     /// the first that does.
     connect_timer: Option<SpawnHandle>,
+    /// Namespaces whose CONNECT waits for the cluster's recovery store.
+    connecting: HashSet<Arc<str>, foldhash::fast::RandomState>,
     me: Option<Addr<SessionActor<Connection>>>,
 }
 
@@ -169,6 +213,7 @@ impl Connection {
             sockets: HashMap::default(),
             left: VecDeque::new(),
             connect_timer: None,
+            connecting: HashSet::default(),
             me: None,
         }
     }
@@ -206,7 +251,8 @@ impl Connection {
 
     fn on_packet(&mut self, packet: Packet, core: &mut EngineCore, ctx: &mut Ctx) {
         let ns = packet.ns;
-        let connected = self.sockets.contains_key(ns.as_str());
+        let connected =
+            self.sockets.contains_key(ns.as_str()) || self.connecting.contains(ns.as_str());
         match packet.data {
             PacketData::Connect(_) if connected => {
                 self.invalid("duplicate_connect", &ns, core, ctx)
@@ -252,7 +298,7 @@ impl Connection {
         ctx: &mut Ctx,
     ) {
         let server = self.server.clone();
-        if self.sockets.len() >= server.config.max_namespaces {
+        if self.sockets.len() + self.connecting.len() >= server.config.max_namespaces {
             server.metrics.connect_error("namespace_limit");
             return self.connect_error(core, &ns, ConnectError::new("Too many namespaces"));
         }
@@ -265,24 +311,41 @@ impl Connection {
         // The reference server hands handlers `{}` when the client sent no auth.
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
         let ns_name: Arc<str> = ns.as_str().into();
-        let recovery = server.recovery.as_ref();
+        let cluster = server.cluster_recovery.get().cloned();
+        let recovery = server.recovery.as_ref().filter(|_| cluster.is_none());
+        let config = cluster
+            .as_ref()
+            .map(|c| &c.config)
+            .or(recovery.map(|r| &r.config));
         // A client the server gave a pid asks for its state back with it.
-        let asks = recovery.is_some() && auth.get("pid").is_some_and(Value::is_string);
-        let skip_middlewares = recovery.is_some_and(|r| r.config.skip_middlewares);
+        let asks = config.is_some() && auth.get("pid").is_some_and(Value::is_string);
+        let skip_middlewares = config.is_some_and(|c| c.skip_middlewares);
         // Middlewares that are not skipped run first: a refused CONNECT
         // leaves the parked state alone.
         let mut user = None;
-        if !(asks && skip_middlewares) {
+        let ran_middlewares = !(asks && skip_middlewares);
+        if ran_middlewares {
             match self.run_middlewares(&spec, &ns, &auth, core) {
                 Ok(u) => user = u,
                 Err(e) => return self.connect_error(core, &ns, e),
             }
         }
+        if let Some(cluster) = cluster {
+            return self.connect_through_cluster(
+                cluster,
+                spec,
+                ns_name,
+                auth,
+                user,
+                ran_middlewares,
+                ctx,
+            );
+        }
         let restored = match recovery {
             Some(rec) if asks => Self::restore(rec, &ns_name, &auth, &server, core),
             _ => None,
         };
-        if restored.is_none() && asks && skip_middlewares {
+        if restored.is_none() && !ran_middlewares {
             match self.run_middlewares(&spec, &ns, &auth, core) {
                 Ok(u) => user = u,
                 Err(e) => return self.connect_error(core, &ns, e),
@@ -292,6 +355,98 @@ impl Connection {
             Some(r) => Start::recovered(r),
             None => Start::fresh(recovery, user),
         };
+        self.open(ns_name, auth, start, core, ctx);
+    }
+
+    /// CONNECT with the cluster's recovery store: asking the broker takes a
+    /// round trip, so the socket opens when the answer is in (the
+    /// connection goes on serving its other namespaces meanwhile).
+    #[allow(clippy::too_many_arguments)]
+    fn connect_through_cluster(
+        &mut self,
+        cluster: Arc<ClusterRecovery>,
+        spec: NamespaceSpec,
+        ns: Arc<str>,
+        auth: Value,
+        user: Option<Arc<str>>,
+        ran_middlewares: bool,
+        ctx: &mut Ctx,
+    ) {
+        self.connecting.insert(ns.clone());
+        let pid = auth
+            .get("pid")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .filter(|_| cluster.config.skip_middlewares || ran_middlewares);
+        let offset = auth
+            .get("offset")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let ns2 = ns.clone();
+        let asked = async move {
+            let restored = match &pid {
+                Some(pid) => Some(cluster.restore(&ns2, pid, offset.as_deref()).await),
+                None => None,
+            };
+            let fresh = match &restored {
+                Some(Ok(_)) => None,
+                _ => cluster.fresh(&ns2).await,
+            };
+            (restored, fresh)
+        };
+        ctx.spawn(
+            actix::fut::wrap_future::<_, SessionActor<Connection>>(asked).map(
+                move |(restored, fresh), act, ctx| {
+                    let SessionActor { core, app } = act;
+                    app.connecting.remove(&ns);
+                    if core.is_closing() {
+                        return;
+                    }
+                    let server = app.server.clone();
+                    let mut user = user;
+                    let start = match restored {
+                        Some(Ok(r)) => {
+                            server.metrics.recovery("recovered");
+                            debug!(core.log, "socket recovered"; "ns" => &*ns,
+                                "sid" => r.state.sid.as_str(), "missed" => r.state.missed.len(),
+                                "took_over" => r.state.superseded.is_some());
+                            Start::from_cluster(r)
+                        }
+                        other => {
+                            if let Some(Err(why)) = other {
+                                server.metrics.recovery(why.as_str());
+                                debug!(core.log, "socket not recovered"; "ns" => &*ns,
+                                    "why" => why.as_str());
+                            }
+                            if !ran_middlewares {
+                                match app.run_middlewares(&spec, &ns, &auth, core) {
+                                    Ok(u) => user = u,
+                                    Err(e) => return app.connect_error(core, &ns, e),
+                                }
+                            }
+                            Start::fresh_in_cluster(fresh, user)
+                        }
+                    };
+                    app.open(ns, auth, start, core, ctx);
+                },
+            ),
+        );
+    }
+
+    /// Open the socket `start` describes: attach it to its namespace, rooms
+    /// and user, write what it missed and the CONNECT reply. A socket the
+    /// cluster recovered first reads what was appended since its first read
+    /// ([`Connection::finish_restore`] writes all of it).
+    fn open(
+        &mut self,
+        ns_name: Arc<str>,
+        auth: Value,
+        start: Start,
+        core: &mut EngineCore,
+        ctx: &mut Ctx,
+    ) {
+        let server = self.server.clone();
+        let ns = ns_name.to_string();
         let Start {
             sid,
             pid,
@@ -302,6 +457,8 @@ impl Connection {
             resume,
             superseded,
             recovered,
+            token,
+            restoring,
         } = start;
         let socket = Socket {
             inner: Arc::new(SocketInner {
@@ -361,12 +518,112 @@ impl Connection {
                 sid: sid.clone(),
             });
         }
-        if let (Some(rec), Some(pid)) = (recovery, &pid) {
-            rec.register(pid, &socket);
+        if let Some(pid) = &pid {
+            match server.cluster_recovery.get() {
+                Some(cluster) => cluster.register(pid, &socket, token),
+                None => {
+                    if let Some(rec) = &server.recovery {
+                        rec.register(pid, &socket);
+                    }
+                }
+            }
         }
         let handler = server.handler(&runtime.spec);
-        handler.do_send(Dispatch::Connect(socket.clone()));
-        server.metrics.socket_connected(&runtime.metric_label);
+        let mut state = SocketState {
+            socket: socket.clone(),
+            runtime,
+            acks: HashMap::new(),
+            // Ids start at 1, like the official protocol test suite expects.
+            next_ack: 1,
+            handler,
+            budget: EventBudget::new(
+                self.server.config.event_rate,
+                self.server.config.event_burst,
+                self.server.config.event_abuse_close_after,
+                std::time::Instant::now(),
+            ),
+            restoring: None,
+        };
+        if let (Some(end), Some(cluster)) = (restoring, server.cluster_recovery.get().cloned()) {
+            // Attached: from now on its node's tail delivers to it (into the
+            // buffer). What was appended since the first read comes next.
+            state.restoring = Some(Buffered {
+                missed,
+                buffer: Vec::new(),
+            });
+            self.sockets.insert(ns_name.clone(), state);
+            let rooms: Vec<Arc<str>> = socket.inner.rooms.lock().rooms.iter().cloned().collect();
+            let read = async move {
+                let inner = &socket.inner;
+                cluster
+                    .catch_up(&inner.ns, &inner.id, inner.user.as_deref(), &rooms, end)
+                    .await
+            };
+            ctx.spawn(
+                actix::fut::wrap_future::<_, SessionActor<Connection>>(read).map(
+                    move |(more, end), act, _ctx| {
+                        let SessionActor { core, app } = act;
+                        app.finish_restore(&ns_name, &sid, more, end, core);
+                    },
+                ),
+            );
+            return;
+        }
+        self.sockets.insert(ns_name.clone(), state);
+        self.announce(&ns_name, missed, recovered, core);
+    }
+
+    /// The last step of a recovery through the cluster: what it missed, then
+    /// what its tail delivered meanwhile that the reads did not cover (up
+    /// to `end`), then the CONNECT reply.
+    fn finish_restore(
+        &mut self,
+        ns: &Arc<str>,
+        sid: &Sid,
+        more: Vec<(u64, Encoded)>,
+        end: u64,
+        core: &mut EngineCore,
+    ) {
+        let Some(state) = self
+            .sockets
+            .get_mut(ns)
+            .filter(|s| &s.socket.inner.id == sid)
+        else {
+            return;
+        };
+        let Some(Buffered { mut missed, buffer }) = state.restoring.take() else {
+            return;
+        };
+        for (seq, frames) in more {
+            state.written(Mode::Stored(seq));
+            missed.push(frames);
+        }
+        for d in buffer {
+            if matches!(d.mode, Mode::Stored(seq) if seq <= end) {
+                continue;
+            }
+            state.written(d.mode);
+            missed.push(d.frames);
+        }
+        self.announce(ns, missed, true, core);
+    }
+
+    /// Tell the handler the socket connected, then write what it missed
+    /// and the CONNECT reply.
+    fn announce(
+        &self,
+        ns: &Arc<str>,
+        missed: Vec<Encoded>,
+        recovered: bool,
+        core: &mut EngineCore,
+    ) {
+        let Some(state) = self.sockets.get(ns) else {
+            return;
+        };
+        let server = &self.server;
+        let socket = &state.socket;
+        state.handler.do_send(Dispatch::Connect(socket.clone()));
+        server.metrics.socket_connected(&state.runtime.metric_label);
         // What it missed goes first, as in the reference server: the client
         // buffers it until the CONNECT reply, then hands it over in order.
         if recovered {
@@ -376,32 +633,18 @@ impl Connection {
             Self::send(core, frames);
         }
         let mut body = serde_json::Map::new();
-        body.insert("sid".into(), Value::String(sid.as_str().to_owned()));
-        if let Some(pid) = &pid {
+        body.insert(
+            "sid".into(),
+            Value::String(socket.inner.id.as_str().to_owned()),
+        );
+        if let Some(pid) = &socket.inner.pid {
             body.insert("pid".into(), Value::String(pid.to_string()));
         }
         let reply = Packet {
-            ns: ns_name.to_string(),
+            ns: ns.to_string(),
             data: PacketData::Connect(Some(Value::Object(body))),
         };
         Self::send(core, &encode_packet(&reply));
-        self.sockets.insert(
-            ns_name,
-            SocketState {
-                socket,
-                runtime,
-                acks: HashMap::new(),
-                // Ids start at 1, like the official protocol test suite expects.
-                next_ack: 1,
-                handler,
-                budget: EventBudget::new(
-                    self.server.config.event_rate,
-                    self.server.config.event_burst,
-                    self.server.config.event_abuse_close_after,
-                    std::time::Instant::now(),
-                ),
-            },
-        );
     }
 
     /// Run the namespace's connect middlewares: the user they
@@ -612,36 +855,45 @@ impl Connection {
             set.closed = true;
             std::mem::take(&mut set.rooms)
         };
-        let rooms = match (&server.recovery, &inner.pid) {
-            (Some(rec), Some(pid)) => {
-                let park = reason
-                    .is_recoverable()
-                    .then(|| inner.resume.as_ref().map(|r| r.lock().clone()))
-                    .flatten();
-                match rec.retire(pid, &state.socket, park, take_rooms) {
-                    Retired::Leave(rooms) => rooms,
-                    Retired::Superseded => {
-                        // Its recovered self holds its memberships now.
-                        for (_, (reply, _)) in state.acks.drain() {
-                            let _ = reply.send(Err(AckError::Disconnected));
-                        }
-                        server
-                            .metrics
-                            .socket_disconnected(&state.runtime.metric_label, "superseded");
-                        return;
-                    }
+        let park = || {
+            reason
+                .is_recoverable()
+                .then(|| inner.resume.as_ref().map(|r| r.lock().clone()))
+                .flatten()
+        };
+        let kept = match (server.cluster_recovery.get(), &server.recovery, &inner.pid) {
+            (Some(cluster), _, Some(pid)) => cluster.retire(pid, &state.socket, park(), take_rooms),
+            (None, Some(rec), Some(pid)) => {
+                match rec.retire(pid, &state.socket, park(), take_rooms) {
+                    Retired::Leave(rooms) => Some(rooms),
+                    Retired::Superseded => None,
                 }
             }
-            _ => take_rooms(),
+            _ => Some(take_rooms()),
+        };
+        let announced = state.restoring.is_none();
+        let Some(rooms) = kept else {
+            // Its recovered self holds its memberships now.
+            for (_, (reply, _)) in state.acks.drain() {
+                let _ = reply.send(Err(AckError::Disconnected));
+            }
+            if announced {
+                server
+                    .metrics
+                    .socket_disconnected(&state.runtime.metric_label, "superseded");
+            }
+            return;
         };
         // Tell the handler which rooms the socket was in: it runs later, on
         // its own actor, after the leaves below took effect, so it gets
         // them as a list (`on_disconnecting`), before `on_disconnect`.
-        state.handler.do_send(Dispatch::Disconnecting(
-            state.socket.clone(),
-            room_list(&rooms, sid),
-            reason,
-        ));
+        if announced {
+            state.handler.do_send(Dispatch::Disconnecting(
+                state.socket.clone(),
+                room_list(&rooms, sid),
+                reason,
+            ));
+        }
         for room in rooms {
             server.rooms.leave(
                 &RoomKey {
@@ -665,14 +917,16 @@ impl Connection {
         for (_, (reply, _)) in state.acks.drain() {
             let _ = reply.send(Err(AckError::Disconnected));
         }
-        server
-            .metrics
-            .socket_disconnected(&state.runtime.metric_label, reason.as_str());
         // The handler runs on this thread, so it sees the socket gone from
         // its namespace when it runs `on_disconnect`.
-        state
-            .handler
-            .do_send(Dispatch::Disconnect(state.socket.clone(), reason));
+        if announced {
+            server
+                .metrics
+                .socket_disconnected(&state.runtime.metric_label, reason.as_str());
+            state
+                .handler
+                .do_send(Dispatch::Disconnect(state.socket.clone(), reason));
+        }
         server.detach(&state.runtime, sid);
     }
 }
@@ -862,10 +1116,14 @@ impl Handler<Deliver> for SessionActor<Connection> {
     type Result = ();
 
     fn handle(&mut self, d: Deliver, _ctx: &mut Ctx) {
-        let Some(state) = self.app.sockets.get(&d.ns) else {
+        let Some(state) = self.app.sockets.get_mut(&d.ns) else {
             return;
         };
         if state.socket.inner.id != d.sid || !state.accepts(&d) {
+            return;
+        }
+        if let Some(restoring) = &mut state.restoring {
+            restoring.buffer.push(d);
             return;
         }
         if d.mode.is_volatile() && !self.core.is_writable() {

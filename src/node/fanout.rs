@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::delivery::{Deliver, Encoded, Filter, Mode};
 use super::recovery::Target;
 use super::room::{Broadcast, RoomKey};
-use super::shared::ServerShared;
+use super::shared::{Emit, ServerShared};
 use super::socket::{room_list, EmitError, Socket};
 use crate::adapter::{
     Broadcast as ClusterBroadcast, NodeId, RemoteSocket, RequestOp, ResponsePayload, Topic,
@@ -22,12 +22,12 @@ use crate::socketio::payload::{payload_from_json, payload_to_wire, IntoArgs, Pay
 /// the server handle (`of`).
 #[derive(Clone)]
 pub struct BroadcastOperator {
-    server: Arc<ServerShared>,
-    ns: Arc<str>,
-    rooms: Vec<Arc<str>>,
-    except_rooms: Vec<Arc<str>>,
-    except_sids: Vec<Sid>,
-    volatile: bool,
+    pub(crate) server: Arc<ServerShared>,
+    pub(crate) ns: Arc<str>,
+    pub(crate) rooms: Vec<Arc<str>>,
+    pub(crate) except_rooms: Vec<Arc<str>>,
+    pub(crate) except_sids: Vec<Sid>,
+    pub(crate) volatile: bool,
 }
 
 impl BroadcastOperator {
@@ -73,7 +73,7 @@ impl BroadcastOperator {
     /// published for the other nodes, and a refusal there
     /// ([`EmitError::Cluster`]) means the other nodes did not get it.
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        let (frames, mode) =
+        let emit =
             self.server
                 .encode_emit(&self.ns, event, args.into_args()?, self.volatile, || {
                     Target::Rooms {
@@ -82,7 +82,10 @@ impl BroadcastOperator {
                         except_sids: self.except_sids.clone(),
                     }
                 })?;
-        self.send_encoded(frames, mode)
+        match emit {
+            Emit::Now(frames, mode) => self.send_encoded(frames, mode),
+            Emit::Recorded => Ok(()),
+        }
     }
 
     /// Emit to the matching sockets of every node and wait for each one's
@@ -429,11 +432,19 @@ impl UserOperator {
     /// to every node (a user has no subscription of its own), and a refusal
     /// there ([`EmitError::Cluster`]) means the other nodes did not get it.
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        let (frames, mode) =
-            self.server
-                .encode_emit(&self.ns, event, args.into_args()?, false, || {
-                    Target::User(self.user.clone())
-                })?;
+        let emit = self
+            .server
+            .encode_emit(&self.ns, event, args.into_args()?, false, || {
+                Target::User(self.user.clone())
+            })?;
+        match emit {
+            Emit::Now(frames, mode) => self.send_encoded(frames, mode),
+            Emit::Recorded => Ok(()),
+        }
+    }
+
+    pub(crate) fn send_encoded(self, frames: Encoded, mode: Mode) -> Result<(), EmitError> {
+        let volatile = mode.is_volatile();
         self.server
             .user_emit(&self.ns, &self.user, frames.clone(), mode);
         let Some(cluster) = self.server.cluster() else {
@@ -444,7 +455,7 @@ impl UserOperator {
                 ns: self.ns.to_string(),
                 user: self.user.to_string(),
                 frames: wire_frames(&frames),
-                volatile: false,
+                volatile,
             })
             .map_err(EmitError::Cluster)
     }

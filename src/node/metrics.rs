@@ -62,6 +62,7 @@ struct Instruments {
     recovery_replayed: Counter,
     recovery_stored: Counter,
     recovery_evicted: Counter,
+    recovery_unrecorded: Counter,
     recovery_parked: Gauge,
 }
 
@@ -162,6 +163,12 @@ impl Metrics {
             "Stored events dropped at the log's bounds (recovery.stream_max_len, stream_max_bytes, stream_max_age_ms)",
             Counter::default(),
         );
+        let recovery_unrecorded = register(
+            r,
+            "recovery_unrecorded",
+            "Events that should have been stored but were delivered without an offset: the cluster's recovery store (the broker) could not take them",
+            Counter::default(),
+        );
 
         let recovery_parked = register(
             r,
@@ -185,6 +192,7 @@ impl Metrics {
                 acks_timed_out,
                 rooms,
                 recoveries,
+                recovery_unrecorded,
                 recovery_replayed,
                 recovery_stored,
                 recovery_evicted,
@@ -285,6 +293,11 @@ impl Metrics {
         if evicted > 0 {
             self.inner.recovery_evicted.inc_by(evicted);
         }
+    }
+
+    /// An event to store was delivered unrecorded (see `recovery::cluster`).
+    pub fn recovery_unrecorded(&self) {
+        self.inner.recovery_unrecorded.inc();
     }
 
     pub fn ack_timed_out(&self) {

@@ -9,14 +9,16 @@ use std::time::Duration;
 use actix::prelude::*;
 use parking_lot::{Mutex, RwLock};
 use regex::Regex;
-use slog::{o, Logger};
+use slog::{debug, o, Logger};
 
 use super::connection::Connection;
 use super::delivery::{Deliver, Encoded, Mode};
 use super::dispatch::{local_handler, Dispatch};
+use super::fanout::{BroadcastOperator, UserOperator};
 use super::interest::Registry;
 use super::metrics::Metrics;
 use super::namespace::NamespaceSpec;
+use super::recovery::cluster::ClusterRecovery;
 use super::recovery::{Recovery, RecoveryConfig, Target};
 use super::room::{RoomActor, RoomKey};
 use super::socket::Socket;
@@ -25,6 +27,15 @@ use crate::adapter::Cluster;
 use crate::engineio::{EngineAppFactory, Handshake, Sid};
 use crate::socketio::encode::{encode_event, ReservedEvent};
 use crate::socketio::payload::Payload;
+
+/// What [`ServerShared::encode_emit`] made of an event.
+pub(crate) enum Emit {
+    /// Deliver these frames now, in this mode.
+    Now(Encoded, Mode),
+    /// Handed to the cluster's recovery store: every node delivers it from
+    /// there, this one included.
+    Recorded,
+}
 
 /// The Socket.IO layer's bounds (the service resolves them from its settings).
 #[derive(Debug, Clone)]
@@ -71,8 +82,13 @@ pub(crate) struct ServerShared {
     /// Every handler actor started for this node, so shutdown can wait until
     /// each has run the `on_disconnect`s it was sent.
     pub handlers: Mutex<Vec<Recipient<Dispatch>>>,
-    /// Connection state recovery's store, when it is on.
+    /// Connection state recovery's store in the node's memory, when it is on
+    /// and the node has no cluster adapter.
     pub recovery: Option<Recovery>,
+    /// Connection state recovery's store in the broker, when it is on and the
+    /// node is in a cluster: set by `start_cluster`, and then used instead of
+    /// `recovery`.
+    pub cluster_recovery: OnceLock<Arc<ClusterRecovery>>,
     pub metrics: Metrics,
     pub log: Logger,
 }
@@ -132,6 +148,7 @@ impl ServerShared {
                 Supervisor::start(move |_| UserActor::new(roster, m, l))
             }),
             cluster,
+            cluster_recovery: OnceLock::new(),
             handlers: Mutex::new(Vec::new()),
             metrics,
             log,
@@ -140,7 +157,10 @@ impl ServerShared {
 
     /// Encode an event for `ns`. With recovery on, an event that is not
     /// volatile is stored for `target` and carries its offset as its last
-    /// argument ([`Mode::Stored`]); a volatile one whose last argument is a
+    /// argument: in this node's store, it is delivered at once
+    /// ([`Mode::Stored`]); in the cluster's, it is handed to the recorder and
+    /// every node delivers it from the stream ([`Emit::Recorded`]: the
+    /// caller delivers nothing). A volatile event whose last argument is a
     /// string is marked so the receiving sockets remember it
     /// ([`Mode::VolatileTail`]).
     pub fn encode_emit(
@@ -150,21 +170,31 @@ impl ServerShared {
         mut payload: Payload,
         volatile: bool,
         target: impl FnOnce() -> Target,
-    ) -> Result<(Encoded, Mode), ReservedEvent> {
-        let Some(recovery) = &self.recovery else {
-            return Ok((
+    ) -> Result<Emit, ReservedEvent> {
+        let cluster = self.cluster_recovery.get();
+        if cluster.is_none() && self.recovery.is_none() {
+            return Ok(Emit::Now(
                 encode_event(ns, event, &payload, None)?,
                 Mode::volatile(volatile),
             ));
-        };
+        }
         if volatile {
             let frames = encode_event(ns, event, &payload, None)?;
             let mode = match payload.args.last() {
                 Some(serde_json::Value::String(tail)) => Mode::VolatileTail(tail.as_str().into()),
                 _ => Mode::Volatile,
             };
-            return Ok((frames, mode));
+            return Ok(Emit::Now(frames, mode));
         }
+        if let Some(cluster) = cluster {
+            let frames = encode_event(ns, event, &payload, None)?;
+            return Ok(match cluster.record(ns, target(), frames) {
+                Ok(()) => Emit::Recorded,
+                // Not recorded: delivered at once, without an offset.
+                Err(frames) => Emit::Now(frames, Mode::Normal),
+            });
+        }
+        let recovery = self.recovery.as_ref().expect("checked above");
         let (seq, frames, dropped) = recovery.store(ns, target(), |offset| {
             payload
                 .args
@@ -172,7 +202,36 @@ impl ServerShared {
             encode_event(ns, event, &payload, None)
         })?;
         self.metrics.recovery_stored(dropped);
-        Ok((frames, Mode::Stored(seq)))
+        Ok(Emit::Now(frames, Mode::Stored(seq)))
+    }
+
+    /// Deliver an event the cluster's recovery store could not take, the
+    /// way it would go without recovery.
+    pub fn deliver_unrecorded(self: &Arc<Self>, ns: &Arc<str>, target: &Target, frames: Encoded) {
+        let result = match target {
+            Target::Rooms {
+                rooms,
+                except_rooms,
+                except_sids,
+            } => BroadcastOperator {
+                server: self.clone(),
+                ns: ns.clone(),
+                rooms: rooms.clone(),
+                except_rooms: except_rooms.clone(),
+                except_sids: except_sids.clone(),
+                volatile: false,
+            }
+            .send_encoded(frames, Mode::Normal),
+            Target::User(user) => UserOperator {
+                server: self.clone(),
+                ns: ns.clone(),
+                user: user.clone(),
+            }
+            .send_encoded(frames, Mode::Normal),
+        };
+        if let Err(e) = result {
+            debug!(self.log, "unrecorded event not published to the cluster"; "error" => %e);
+        }
     }
 
     /// The spec serving namespace `name`: registered exactly, or the first
@@ -235,6 +294,9 @@ impl ServerShared {
                 .is_some_and(|cur| Arc::ptr_eq(cur, rt));
             if current && rt.sockets.read().is_empty() {
                 namespaces.remove(&rt.name);
+                if let Some(cluster) = self.cluster_recovery.get() {
+                    cluster.namespace_dropped(&rt.name);
+                }
             }
         }
     }

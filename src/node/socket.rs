@@ -17,7 +17,7 @@ use super::connection::{Command, Connection};
 use super::interest::AddMember;
 use super::recovery::{Resume, Target};
 use super::room::RoomKey;
-use super::shared::ServerShared;
+use super::shared::{Emit, ServerShared};
 use crate::adapter::PublishError;
 use crate::engineio::{Handshake, SessionActor, Sid};
 use crate::socketio::encode::{check_event_name, ReservedEvent};
@@ -303,7 +303,7 @@ impl Socket {
         volatile: bool,
     ) -> Result<(), EmitError> {
         let inner = &self.inner;
-        let (frames, mode) =
+        let emit =
             inner
                 .server
                 .encode_emit(&inner.ns, event, args.into_args()?, volatile, || {
@@ -313,6 +313,9 @@ impl Socket {
                         except_sids: Vec::new(),
                     }
                 })?;
+        let Emit::Now(frames, mode) = emit else {
+            return Ok(());
+        };
         inner.conn.do_send(Command::Send {
             ns: inner.ns.clone(),
             sid: inner.id.clone(),
@@ -376,6 +379,7 @@ impl Socket {
             return Err(JoinError::RoomLimit { max });
         }
         set.rooms.insert(room.clone());
+        self.rooms_changed();
         // Registered while the room set is locked: a concurrent disconnect
         // either sees this room and leaves it, or refuses the join.
         inner.server.rooms.join(
@@ -399,6 +403,7 @@ impl Socket {
         let inner = &self.inner;
         let mut set = inner.rooms.lock();
         if set.rooms.remove(&room) {
+            self.rooms_changed();
             inner.server.rooms.leave(
                 &RoomKey {
                     ns: inner.ns.clone(),
@@ -406,6 +411,14 @@ impl Socket {
                 },
                 inner.id.clone(),
             );
+        }
+    }
+
+    /// Tell the cluster's recovery store that this socket's rooms changed.
+    fn rooms_changed(&self) {
+        let inner = &self.inner;
+        if let (Some(cluster), Some(pid)) = (inner.server.cluster_recovery.get(), &inner.pid) {
+            cluster.touch(&inner.ns, pid);
         }
     }
 

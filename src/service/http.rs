@@ -11,6 +11,7 @@ use regex::Regex;
 use slog::{info, o, Logger};
 
 use super::settings::Settings;
+use crate::adapter::store::StoreLimits;
 use crate::adapter::{
     AdapterKind, AdapterMetrics, AdapterOptions, Cluster, ClusterOptions, NodeId, NODE_ID_LEN,
 };
@@ -20,6 +21,7 @@ use crate::engineio::{CloseReason, Engine, EngineConfig};
 use crate::node::dispatch::Dispatch;
 use crate::node::metrics::Metrics;
 use crate::node::namespace::NamespaceSpec;
+use crate::node::recovery::cluster::ClusterRecovery;
 use crate::node::recovery::RecoveryConfig;
 use crate::node::remote::cluster_events;
 use crate::node::shared::{ServerShared, SioConfig, SocketIoFactory};
@@ -253,10 +255,6 @@ impl RiptideServer {
         if self.settings.adapter.kind == AdapterKind::Memory || shared.cluster().is_some() {
             return Ok(());
         }
-        // Settings built in code skip `load`'s validation: refuse here too.
-        self.settings
-            .recovery_fits_the_adapter()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let invalid = |e: crate::service::settings::ConfigError| {
             io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
         };
@@ -287,11 +285,39 @@ impl RiptideServer {
                 cluster: cluster.clone(),
             }));
         }
+        let node = cluster.node();
         if shared.cluster.set(cluster).is_err() {
             // Started twice concurrently (a misuse): the first one stays; this
             // one is dropped (its peers forget it after their heartbeat
             // timeout).
             return Ok(());
+        }
+        if let Some(config) = &shared.config.recovery {
+            // Recovery in the broker: any node recovers any client.
+            let timeout = Duration::from_secs(2);
+            let limits = StoreLimits {
+                max_len: config.max_packets as u64,
+                max_age: config.max_age,
+                max_bytes: config.max_bytes as u64,
+                session_ttl: ClusterRecovery::session_ttl(config),
+                timeout,
+            };
+            let store = crate::adapter::store::connect(&self.settings.adapter, limits, &self.log)
+                .await
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            if let Some(store) = store {
+                let recovery = ClusterRecovery::start(
+                    config.clone(),
+                    store,
+                    node,
+                    &self.settings.adapter.prefix,
+                    timeout,
+                    shared,
+                );
+                let _ = shared.cluster_recovery.set(recovery);
+                info!(self.log, "connection state recovery kept in the broker";
+                    "adapter" => &self.settings.adapter.kind);
+            }
         }
         actix_rt::spawn(cluster_events(shared.clone(), events));
         Ok(())

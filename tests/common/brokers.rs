@@ -159,10 +159,16 @@ impl NatsServer {
         std::fs::write(&config, text).expect("write nats.conf");
         let log = dir.path().join("nats.log");
         let log_path = log.clone();
+        // JetStream on (connection state recovery keeps its streams there),
+        // its storage in the scratch directory: it survives a restart.
+        let store = dir.path().join("jetstream");
         let command = move || {
             let mut c = Command::new(NatsServer::BINARY);
             c.arg("-c")
                 .arg(&config)
+                .arg("-js")
+                .arg("-sd")
+                .arg(&store)
                 .args(["-a", "127.0.0.1", "-p"])
                 .arg(port.to_string())
                 .arg("-m")

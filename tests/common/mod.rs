@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod recovery;
 
 use std::net::TcpListener;
 use std::sync::mpsc;

@@ -107,29 +107,7 @@ impl Settings {
         self.adapter
             .validate()
             .map_err(|e| ConfigError::invalid(e.key, e.reason))?;
-        self.cluster.validate()?;
-        self.recovery_fits_the_adapter()
-    }
-
-    /// Recovery's store lives in the node's memory, so it can only recover a
-    /// client that comes back to the same node. Behind a cluster adapter a
-    /// reconnecting client may land on any node, and would be refused or
-    /// recovered depending on where it lands: refused here instead, until
-    /// the broker-backed store exists.
-    pub(crate) fn recovery_fits_the_adapter(&self) -> Result<(), ConfigError> {
-        if self.recovery.enabled && self.adapter.kind != AdapterKind::Memory {
-            return Err(ConfigError::invalid(
-                "recovery.enabled",
-                format!(
-                    "connection state recovery needs adapter.kind = \"memory\" (it is \"{}\"): \
-                     its store lives in the node's memory, and the broker-backed store a \
-                     cluster needs (NATS JetStream / Redis Streams) is not built yet; \
-                     set recovery.enabled = false or adapter.kind = \"memory\"",
-                    self.adapter.kind
-                ),
-            ));
-        }
-        Ok(())
+        self.cluster.validate()
     }
 }
 

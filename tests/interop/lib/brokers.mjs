@@ -2,14 +2,19 @@
 // a free loopback port (never a standard one) and killed when the test ends.
 
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
+import path from "node:path";
 import { freePort } from "./server.mjs";
 import { sleep } from "./harness.mjs";
 
 export const BROKERS = {
   nats: {
     bin: "/usr/sbin/nats-server",
-    args: (port) => ["-a", "127.0.0.1", "-p", String(port)],
+    // JetStream on (connection state recovery keeps its streams there), in
+    // a scratch directory.
+    args: (port, dir) => ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
     url: (port) => `nats://127.0.0.1:${port}`,
   },
   redis: {
@@ -36,8 +41,12 @@ async function waitListening(port, ms = 10_000) {
 export async function startBroker(t, kind) {
   const b = BROKERS[kind];
   const port = await freePort();
-  const proc = spawn(b.bin, b.args(port), { stdio: "ignore" });
-  t.after(() => proc.kill("SIGKILL"));
+  const dir = mkdtempSync(path.join(os.tmpdir(), `riptide-${kind}-`));
+  const proc = spawn(b.bin, b.args(port, dir), { stdio: "ignore" });
+  t.after(() => {
+    proc.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  });
   await waitListening(port);
   return b.url(port);
 }

@@ -7,36 +7,10 @@
 // client to work at all.
 
 import assert from "node:assert/strict";
-import net from "node:net";
 import { describe } from "node:test";
 import { BROKERS, startBroker } from "../lib/brokers.mjs";
-import { freePort } from "../lib/server.mjs";
+import { proxy } from "../lib/proxy.mjs";
 import { emitAck, itest, sleep, waitFor } from "../lib/harness.mjs";
-
-/**
- * A TCP proxy on a free port: each new connection goes to the node
- * `choose(firstChunk)` names (a port), with that first chunk.
- */
-async function proxy(t, choose) {
-  const server = net.createServer((client) => {
-    client.once("data", (first) => {
-      const upstream = net.connect(choose(first), "127.0.0.1", () => {
-        upstream.write(first);
-        client.pipe(upstream);
-        upstream.pipe(client);
-      });
-      const end = () => { client.destroy(); upstream.destroy(); };
-      client.on("error", end);
-      upstream.on("error", end);
-      client.on("close", end);
-      upstream.on("close", end);
-    });
-  });
-  const port = await freePort();
-  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
-  t.after(() => server.close());
-  return `http://127.0.0.1:${port}`;
-}
 
 /** Each new connection to the next of `ports`, in turn. */
 async function roundRobin(t, ports) {

@@ -32,8 +32,11 @@
 //! replay as if it were whole.
 //!
 //! This store lives in the node's memory: it recovers clients that come
-//! back to the same node. The settings refuse `recovery.enabled` with a
-//! cluster adapter until the broker-backed store exists.
+//! back to the same node, and serves a node without a cluster adapter. With
+//! `adapter.kind = nats` or `redis` the same contract is kept in the broker
+//! instead ([`cluster`]), so any node recovers any client.
+
+pub(crate) mod cluster;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -45,6 +48,22 @@ use super::metrics::Metrics;
 use super::socket::{Extensions, Socket};
 use crate::engineio::Sid;
 use crate::socketio::encode::Encoded;
+
+/// Offset `seq` of the store whose epoch is `epoch`: `<epoch, 8 hex>-<seq hex>`.
+fn format_offset(epoch: u32, seq: u64) -> String {
+    format!("{epoch:08x}-{seq:x}")
+}
+
+/// The sequence of an offset [`format_offset`] wrote with `epoch`; `None`
+/// for anything else (another store's offset, an application's string).
+fn parse_offset(epoch: u32, offset: &str) -> Option<u64> {
+    let (e, seq) = offset.split_once('-')?;
+    if e.len() != 8 || u32::from_str_radix(e, 16).ok()? != epoch {
+        return None;
+    }
+    let seq = u64::from_str_radix(seq, 16).ok()?;
+    (seq > 0).then_some(seq)
+}
 
 /// How many volatile trailing strings a socket remembers (see the module
 /// docs, #5539).
@@ -161,6 +180,8 @@ pub(crate) enum Refusal {
     UnknownOffset,
     /// The log no longer holds everything after the resume point.
     Truncated,
+    /// The cluster's recovery store (the broker) did not answer in time.
+    Unavailable,
 }
 
 impl Refusal {
@@ -170,6 +191,7 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::UnknownOffset => "unknown_offset",
             Refusal::Truncated => "truncated",
+            Refusal::Unavailable => "unavailable",
         }
     }
 }
@@ -322,15 +344,11 @@ impl Recovery {
 
     /// The wire form of offset `seq`.
     pub fn offset(&self, seq: u64) -> String {
-        format!("{:08x}-{seq:x}", self.epoch)
+        format_offset(self.epoch, seq)
     }
 
     fn parse(&self, offset: &str) -> Option<u64> {
-        let (epoch, seq) = offset.split_once('-')?;
-        if epoch.len() != 8 || u32::from_str_radix(epoch, 16).ok()? != self.epoch {
-            return None;
-        }
-        u64::from_str_radix(seq, 16).ok()
+        parse_offset(self.epoch, offset)
     }
 
     /// A fresh private session id.
