@@ -155,13 +155,24 @@ def single_node_cases(quick: bool, burst: int) -> list[Case]:
     return cases
 
 
-def cluster_cases(quick: bool, burst: int) -> list[Case]:
+def cluster_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
     dur = 2 if quick else 8
     drain = 2000 if quick else 5000
     base_t = 45 if quick else 150
     recv = 50 if quick else 500
     args, t = as_fast_as_possible(quick, burst, recv)
-    return [
+    rolling = []
+    if cfg.is_riptide:
+        # A deploy under load with connection state recovery (Riptide only:
+        # Node's @socket.io/redis-adapter has no recovery, socketioxide runs
+        # on one node here).
+        clients, gap, rr_t = (100, 2, 30) if quick else (1000, 3, 60)
+        rolling.append(Case("rolling-restart", "rolling-restart", "rolling-restart",
+                            ("--clients", str(clients), "--rate", "100", "--gap-s", str(gap),
+                             "--drain-ms", str(drain), "--timeout-s", str(rr_t)),
+                            base_t + 3 * gap + 2 * rr_t + drain / 1000,
+                            {"clients": clients, "rate": 100}))
+    return rolling + [
         Case("cross-max", "cross-max", "cross-node", ("--receivers", str(recv), "--rate", "0", *args),
              base_t + t, {"receivers": recv, "rate": 0, "messages": burst or None}),
         Case("cross-200", "cross-rate", "cross-node",
@@ -171,7 +182,7 @@ def cluster_cases(quick: bool, burst: int) -> list[Case]:
 
 
 def cases_for(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
-    return cluster_cases(quick, burst) if cfg.cluster else single_node_cases(quick, burst)
+    return cluster_cases(cfg, quick, burst) if cfg.cluster else single_node_cases(quick, burst)
 
 
 # ---------------------------------------------------------------------------
@@ -397,10 +408,13 @@ RIPTIDE_ENV = {
 }
 
 
-def server_command(cfg: ServerConfig, port: int, broker_url: str | None) -> tuple[list[str], dict[str, str]]:
+def server_command(cfg: ServerConfig, port: int, broker_url: str | None,
+                   recovery: bool = False) -> tuple[list[str], dict[str, str]]:
     env = {"PORT": str(port)}
     if cfg.kind == "riptide":
         env.update(RIPTIDE_ENV)
+        if recovery:
+            env["RIPTIDE__RECOVERY__ENABLED"] = "true"
         if broker_url:
             env["RIPTIDE__ADAPTER__KIND"] = cfg.broker
             env["RIPTIDE__ADAPTER__URL"] = broker_url
@@ -480,7 +494,10 @@ class Runner:
         port = free_port()
         logp = self.logs / f"{cfg.name}-{cfg.broker}.log"
         if cfg.broker == "nats":
-            argv = [which("nats-server"), "-a", "127.0.0.1", "-p", str(port)]
+            # JetStream on: Riptide's connection state recovery keeps its
+            # streams there (the rolling-restart case).
+            store = self.logs / f"{cfg.name}-jetstream"
+            argv = [which("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
             url = f"nats://127.0.0.1:{port}"
         else:
             argv = [which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
@@ -499,7 +516,8 @@ class Runner:
                 port = free_port()
                 suffix = "" if cfg.nodes == 1 else "-" + "ab"[i]
                 logp = self.logs / f"{cfg.name}{suffix}.log"
-                argv, env = server_command(cfg, port, broker.url if broker else None)
+                argv, env = server_command(cfg, port, broker.url if broker else None,
+                                           recovery=case_id == "rolling-restart")
                 p = self.procs.start(argv, env, logp, f"{cfg.name}{suffix} for {case_id} on port {port}")
                 run.ports.append(port)
                 run.pids.append(p.pid)
@@ -517,12 +535,14 @@ class Runner:
         for pid in run.pids:
             self.procs.stop(pid)
 
-    def restart_script(self, cfg: ServerConfig, run: Running, pid_file: Path) -> Path:
-        """The reconnect-storm restart command: stop the node by PID (SIGTERM,
-        SIGKILL after 3 s), start a new one on the same port, PID to pid_file."""
-        argv, env = run.commands[0]
+    def restart_script(self, cfg: ServerConfig, run: Running, pid_file: Path, node: int = 0) -> Path:
+        """The reconnect-storm (and rolling-restart) restart command: stop
+        node `node` by PID (SIGTERM, SIGKILL after 3 s), start a new one on
+        the same port, PID to pid_file."""
+        argv, env = run.commands[node]
         env_s = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        script = self.logs / f"restart-{cfg.name}.sh"
+        suffix = "" if cfg.nodes == 1 else "-" + "ab"[node]
+        script = self.logs / f"restart-{cfg.name}{suffix}.sh"
         script.write_text(f"""#!/bin/sh
 old=$(cat {shlex.quote(str(pid_file))})
 kill -TERM "$old" 2>/dev/null
@@ -534,8 +554,8 @@ while s=$(state "$old"); [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]; do
   sleep 0.05
 done
 cd {shlex.quote(str(ROOT))}
-echo "===== $(date +%T) restarted by reconnect-storm" >> {shlex.quote(str(run.logs[0]))}
-env {env_s} setsid {shlex.join(argv)} >> {shlex.quote(str(run.logs[0]))} 2>&1 < /dev/null &
+echo "===== $(date +%T) restarted by the bench" >> {shlex.quote(str(run.logs[node]))}
+env {env_s} setsid {shlex.join(argv)} >> {shlex.quote(str(run.logs[node]))} 2>&1 < /dev/null &
 echo $! >> {shlex.quote(str(self.procs.registry))}
 echo $! > {shlex.quote(str(pid_file))}.tmp && mv {shlex.quote(str(pid_file))}.tmp {shlex.quote(str(pid_file))}
 echo "restarted: pid $!"
@@ -553,17 +573,23 @@ echo "restarted: pid $!"
         urls = [f"http://127.0.0.1:{p}" for p in run.ports]
         argv = [str(BENCH), case.scenario, "--url", urls[0], "--label", cfg.name,
                 "--threads", str(self.gen_threads), *case.args]
-        if case.scenario == "cross-node":
-            # Publisher on node A, receivers on node B.
+        if case.scenario in ("cross-node", "rolling-restart"):
+            # cross-node: publisher on node A, receivers on node B.
             argv += ["--url-b", urls[1]]
         for pid in run.pids:
             argv += ["--server-pid", str(pid)]
-        pid_file = None
+        pid_files: list[Path | None] = [None] * len(run.pids)
         if case.scenario == "reconnect-storm":
-            pid_file = self.logs / f"{cfg.name}.pid"
-            pid_file.write_text(f"{run.pids[0]}\n")
-            script = self.restart_script(cfg, run, pid_file)
-            argv += ["--restart-cmd", f"sh {shlex.quote(str(script))}", "--server-pid-file", str(pid_file)]
+            pid_files[0] = self.logs / f"{cfg.name}.pid"
+            pid_files[0].write_text(f"{run.pids[0]}\n")
+            script = self.restart_script(cfg, run, pid_files[0])
+            argv += ["--restart-cmd", f"sh {shlex.quote(str(script))}", "--server-pid-file", str(pid_files[0])]
+        if case.scenario == "rolling-restart":
+            for node, flag in ((0, "--restart-cmd"), (1, "--restart-cmd-b")):
+                pid_files[node] = self.logs / f"{cfg.name}-{'ab'[node]}.pid"
+                pid_files[node].write_text(f"{run.pids[node]}\n")
+                script = self.restart_script(cfg, run, pid_files[node], node)
+                argv += [flag, f"sh {shlex.quote(str(script))}"]
         gen_log = self.logs / f"{cfg.name}-{case.id}.generator.log"
         rec = {"config": cfg.name, "case": case.id, "group": case.group, "scenario": case.scenario,
                "point": case.point, "argv": [os.path.relpath(argv[0], ROOT), *argv[1:]],
@@ -587,16 +613,18 @@ echo "restarted: pid $!"
             finally:
                 self.procs.untrack(p.pid)
         rec["elapsed_s"] = round(time.monotonic() - t0, 1)
-        if pid_file is not None:
+        for node, pid_file in enumerate(pid_files):
+            if pid_file is None:
+                continue
             # The node the restart command started replaces the one we started.
             try:
                 new_pid = int(pid_file.read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 new_pid = None
-            if new_pid and new_pid != run.pids[0]:
+            if new_pid and new_pid != run.pids[node]:
                 self.procs.adopt(new_pid)
-                self.procs.stop(run.pids[0])  # already stopped by the restart: reaps it
-                run.pids[0] = new_pid
+                self.procs.stop(run.pids[node])  # already stopped by the restart: reaps it
+                run.pids[node] = new_pid
         lines = [ln for ln in stdout.splitlines() if ln.strip()]
         parsed = None
         if len(lines) == 1:
@@ -705,7 +733,13 @@ def issues(r: dict) -> list[str]:
     s = r.get("storm")
     if s is not None and not s.get("all_back"):
         out.append(f"not back {s.get('not_back')}")
-    if r.get("scenario") != "reconnect-storm":
+    for rs in r.get("restarts") or []:
+        if rs.get("command") and not rs.get("all_back"):
+            out.append(f"node {rs.get('node')}: not back {rs.get('disconnected', 0) - rs.get('back', 0)}")
+    if d and d.get("not_recovered"):
+        out.append(f"not recovered {d['not_recovered']}")
+    if r.get("scenario") not in ("reconnect-storm", "rolling-restart"):
+        # (Those two replace their servers on purpose.)
         for srv in r.get("server", []):
             if srv.get("alive_at_end") is False:
                 out.append(f"server pid {srv.get('pid')} died")
@@ -714,6 +748,10 @@ def issues(r: dict) -> list[str]:
 
 def headline(rec: dict) -> str:
     r = rec["result"]
+    if r.get("restarts") is not None:
+        d = r["delivery"]
+        return (f"lost {d['loss']}, duplicated {d['duplicates']}, reordered {d['out_of_order']}, "
+                f"recovered {d['recovered']}, not recovered {d['not_recovered']}")
     if r.get("delivery"):
         return (f"{r['delivery']['deliveries_per_s']:.0f} deliveries/s, "
                 f"p99 {fmt_ms(r.get('latency_us', {}).get('p99'))} ms")
@@ -1443,6 +1481,26 @@ def raw_tables(res: Results) -> list[str]:
                          fmt_n(s.get("all_back_after_restart_ms")) + spread(r), fmt_n(s.get("failed_attempts")),
                          fmt_ms(ru.get("p50")), fmt_ms(ru.get("p99")), fmt_n(ns.get("cpu_pct_peak")),
                          *gen_cols(x)])
+        L.append(table(h, rows))
+        L.append("")
+
+    if res.group("rolling-restart"):
+        L.append("### Rolling restart (two nodes with connection state recovery, each restarted in turn)")
+        L.append("")
+        h = ["server", "clients", "published", "lost", "duplicated", "reordered", "recovered",
+             "not recovered", "node A: all back (ms)", "node B: all back (ms)", *gh]
+        rows = []
+        for r in res.group("rolling-restart"):
+            if r["status"] != "ok":
+                rows.append(failed_row(r, len(h), [f"`{r['config']}`"]))
+                continue
+            x = r["result"]
+            d = x["delivery"]
+            back = {rs["node"]: rs.get("all_back_after_restart_ms") for rs in x.get("restarts", [])}
+            rows.append([f"`{r['config']}`", fmt_n(x["params"].get("clients")), fmt_n(d.get("published")),
+                         fmt_n(d.get("loss")), fmt_n(d.get("duplicates")), fmt_n(d.get("out_of_order")),
+                         fmt_n(d.get("recovered")), fmt_n(d.get("not_recovered")),
+                         fmt_n(back.get("a")), fmt_n(back.get("b")), *gen_cols(x)])
         L.append(table(h, rows))
         L.append("")
     return L

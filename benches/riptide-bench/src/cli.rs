@@ -22,6 +22,9 @@ scenarios:
   cross-node       fanout, receivers on --url-b, publisher on --url
   slow             fanout plus one receiver that stops reading its socket
   reconnect-storm  --clients connect, --restart-cmd restarts the node, all reconnect
+  rolling-restart  --clients with connection state recovery on --url and --url-b, a
+                   publisher at --rate; --restart-cmd restarts node A, then
+                   --restart-cmd-b node B; messages lost, duplicated, reordered
 
 common options:
   --url URL               fixture server (default http://127.0.0.1:3000)
@@ -47,6 +50,9 @@ reconnect-storm:  --clients 1000  --restart-cmd \"shell command\"
                   --server-pid-file FILE (the new server's PID, for peak CPU)
                   --timeout-s 60  --backoff-min-ms 100  --backoff-max-ms 500
                   --backoff-cap-ms 5000
+rolling-restart:  --clients 1000  --rate 100  --restart-cmd CMD_A  --restart-cmd-b CMD_B
+                  --gap-s 3 (before, between and after the restarts)  --timeout-s 60
+                  --drain-ms 5000  --backoff-min-ms 100  --backoff-max-ms 500
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +63,7 @@ pub enum Scenario {
     CrossNode,
     Slow,
     ReconnectStorm,
+    RollingRestart,
 }
 
 impl Scenario {
@@ -68,6 +75,7 @@ impl Scenario {
             Scenario::CrossNode => "cross-node",
             Scenario::Slow => "slow",
             Scenario::ReconnectStorm => "reconnect-storm",
+            Scenario::RollingRestart => "rolling-restart",
         }
     }
 
@@ -79,6 +87,7 @@ impl Scenario {
             "cross-node" => Scenario::CrossNode,
             "slow" => Scenario::Slow,
             "reconnect-storm" => Scenario::ReconnectStorm,
+            "rolling-restart" => Scenario::RollingRestart,
             _ => return None,
         })
     }
@@ -114,6 +123,9 @@ pub struct Opts {
     pub clients: usize,
     pub restart_cmd: Option<String>,
     pub server_pid_file: Option<String>,
+    // rolling-restart
+    pub restart_cmd_b: Option<String>,
+    pub gap: Duration,
     pub timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -183,10 +195,10 @@ impl Opts {
             hold: Duration::ZERO,
             receivers: 1000,
             sockets: 100,
-            rate: if scenario == Scenario::Echo {
-                0.0
-            } else {
-                1000.0
+            rate: match scenario {
+                Scenario::Echo => 0.0,
+                Scenario::RollingRestart => 100.0,
+                _ => 1000.0,
             },
             duration: Duration::from_secs(10),
             messages: None,
@@ -195,6 +207,8 @@ impl Opts {
             clients: 1000,
             restart_cmd: None,
             server_pid_file: None,
+            restart_cmd_b: None,
+            gap: Duration::from_secs(3),
             timeout: Duration::from_secs(60),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_millis(500),
@@ -239,6 +253,8 @@ impl Opts {
                 "slow-rcvbuf" => o.slow_rcvbuf = num(k, v)?,
                 "clients" => o.clients = num(k, v)?,
                 "restart-cmd" => o.restart_cmd = Some(v.clone()),
+                "restart-cmd-b" => o.restart_cmd_b = Some(v.clone()),
+                "gap-s" => o.gap = secs(k, v)?,
                 "server-pid-file" => o.server_pid_file = Some(v.clone()),
                 "timeout-s" => o.timeout = secs(k, v)?,
                 "backoff-min-ms" => o.backoff_min = ms(k, v)?,
@@ -281,8 +297,20 @@ impl Opts {
         if self.scenario == Scenario::Echo && self.sockets == 0 {
             return bad("--sockets must be >= 1");
         }
-        if self.scenario == Scenario::ReconnectStorm && self.clients == 0 {
+        if matches!(
+            self.scenario,
+            Scenario::ReconnectStorm | Scenario::RollingRestart
+        ) && self.clients == 0
+        {
             return bad("--clients must be >= 1");
+        }
+        if self.scenario == Scenario::RollingRestart {
+            if self.url_b.is_none() {
+                return bad("rolling-restart needs --url-b (the second node)");
+            }
+            if self.rate <= 0.0 {
+                return bad("rolling-restart needs --rate > 0");
+            }
         }
         Ok(())
     }

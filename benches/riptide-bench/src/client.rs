@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -141,13 +142,33 @@ fn ws_config() -> WebSocketConfig {
 
 /// TCP connect, WebSocket handshake, Engine.IO open, Socket.IO CONNECT.
 pub async fn connect(target: &Target, opts: &ConnectOpts) -> Result<Conn, ConnectError> {
-    match tokio::time::timeout(opts.timeout, connect_inner(target, opts)).await {
+    Ok(connect_with(target, opts, None).await?.0)
+}
+
+/// What a CONNECT with auth brought: the reply's JSON body (`{"sid", "pid"}`)
+/// and the events written before it (a recovered socket's missed events).
+pub struct Connected {
+    pub reply: String,
+    pub before: Vec<String>,
+}
+
+/// [`connect`] with CONNECT auth (`auth`: a JSON object's text).
+pub async fn connect_with(
+    target: &Target,
+    opts: &ConnectOpts,
+    auth: Option<&str>,
+) -> Result<(Conn, Connected), ConnectError> {
+    match tokio::time::timeout(opts.timeout, connect_inner(target, opts, auth)).await {
         Ok(r) => r,
         Err(_) => Err(err("timeout", "connect timed out")),
     }
 }
 
-async fn connect_inner(target: &Target, opts: &ConnectOpts) -> Result<Conn, ConnectError> {
+async fn connect_inner(
+    target: &Target,
+    opts: &ConnectOpts,
+    auth: Option<&str>,
+) -> Result<(Conn, Connected), ConnectError> {
     let sock = if target.addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -187,29 +208,34 @@ async fn connect_inner(target: &Target, opts: &ConnectOpts) -> Result<Conn, Conn
     let ping_interval_ms = v["pingInterval"].as_u64().unwrap_or(0);
     let ping_timeout_ms = v["pingTimeout"].as_u64().unwrap_or(0);
 
-    ws.send(Message::text("40"))
+    ws.send(Message::text(format!("40{}", auth.unwrap_or(""))))
         .await
         .map_err(|e| err(ws_kind(&e), e))?;
-    loop {
+    let mut before = Vec::new();
+    let reply = loop {
         let text = next_text(&mut ws).await?;
         match parse(&text) {
             Packet::Ping => ws
                 .send(Message::text("3"))
                 .await
                 .map_err(|e| err(ws_kind(&e), e))?,
-            Packet::Connect => break,
+            Packet::Connect => break text[2..].to_owned(),
             Packet::ConnectError => return Err(err("connect_error", text)),
             Packet::Close | Packet::Disconnect => return Err(err("closed", text)),
+            Packet::Event { .. } => before.push(text),
             _ => {}
         }
-    }
-    Ok(Conn {
-        ws,
-        fd,
-        local,
-        ping_interval_ms,
-        ping_timeout_ms,
-    })
+    };
+    Ok((
+        Conn {
+            ws,
+            fd,
+            local,
+            ping_interval_ms,
+            ping_timeout_ms,
+        },
+        Connected { reply, before },
+    ))
 }
 
 async fn next_text(ws: &mut Ws) -> Result<String, ConnectError> {
@@ -420,11 +446,41 @@ impl ConnectPhase {
     }
 }
 
+/// Reconnect waits, like socket.io-client's but shorter: after a lost
+/// connection or the n-th failed attempt (n = 0, 1, …), min(cap, base × 2^n)
+/// with base uniform in [min, max], drawn for every wait.
+#[derive(Clone, Copy)]
+pub struct Backoff {
+    pub min: Duration,
+    pub max: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = if self.max > self.min {
+            rand::rng().random_range(self.min..=self.max)
+        } else {
+            self.min
+        };
+        base.saturating_mul(1u32 << attempt.min(16)).min(self.cap)
+    }
+}
+
 /// Keep a connection alive (answering pings) until `stop` turns true or the
 /// server ends it; returns how it ended, `None` when stopped.
 pub async fn hold(
     ws: &mut Ws,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<&'static str> {
+    hold_with(ws, stop, |_| {}).await
+}
+
+/// [`hold`], handing every event frame to `on_event`.
+pub async fn hold_with(
+    ws: &mut Ws,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    mut on_event: impl FnMut(&str),
 ) -> Option<&'static str> {
     loop {
         if *stop.borrow_and_update() {
@@ -441,6 +497,7 @@ pub async fn hold(
                     },
                     Packet::Close => return Some("eio_close"),
                     Packet::Disconnect => return Some("sio_disconnect"),
+                    Packet::Event { .. } => on_event(t),
                     _ => {}
                 },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Some(end_kind(&m)),

@@ -23,6 +23,7 @@ mod client;
 mod echo;
 mod fanout;
 mod idle;
+mod rolling;
 mod stats;
 mod storm;
 
@@ -126,6 +127,7 @@ async fn run(o: &Opts) -> Result<Report, String> {
         Scenario::Fanout | Scenario::CrossNode | Scenario::Slow => fanout::run(o).await,
         Scenario::Echo => echo::run(o).await,
         Scenario::ReconnectStorm => storm::run(o).await,
+        Scenario::RollingRestart => rolling::run(o).await,
     }
 }
 

@@ -17,12 +17,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::cli::Opts;
-use crate::client::{self, ConnectOpts, Target};
+use crate::client::{self, Backoff, ConnectOpts, Target};
 use crate::stats::{self, CpuMark, Failures, ServerSampler};
 use crate::{common_params, progress, Report};
 
@@ -39,24 +38,6 @@ enum Ev {
     AttemptFailed {
         kind: &'static str,
     },
-}
-
-#[derive(Clone, Copy)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    fn delay(&self, attempt: u32) -> Duration {
-        let base = if self.max > self.min {
-            rand::rng().random_range(self.min..=self.max)
-        } else {
-            self.min
-        };
-        base.saturating_mul(1u32 << attempt.min(16)).min(self.cap)
-    }
 }
 
 async fn client_task(
