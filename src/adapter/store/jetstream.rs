@@ -15,6 +15,8 @@
 //!   sequence of the record's last message: a publish with
 //!   `Nats-Expected-Last-Subject-Sequence` set to it is the compare-and-set
 //!   that makes a record one node's. An empty message removes a record.
+//! - Appends carry `Nats-Msg-Id` (the record's id): an append tried again
+//!   after a lost ack is not stored twice.
 //! - Reads and tails are ordered pull consumers (ephemeral, no acks; the
 //!   client recreates them on a gap or a reconnect).
 //!
@@ -50,6 +52,8 @@ pub struct JetStreamStore {
     limits: StoreLimits,
     streams: Mutex<HashMap<String, stream::Stream>>,
     sessions: OnceCell<stream::Stream>,
+    /// Bumped at every (re)connection.
+    connections: tokio::sync::watch::Sender<u64>,
     log: Logger,
 }
 
@@ -66,7 +70,17 @@ impl JetStreamStore {
         log: Logger,
     ) -> Result<JetStreamStore, AdapterError> {
         let servers = parse_servers(url)?;
+        let connections = tokio::sync::watch::Sender::new(0u64);
+        let bump = connections.clone();
         let client = ConnectOptions::new()
+            .event_callback(move |event| {
+                let bump = bump.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        bump.send_modify(|n| *n += 1);
+                    }
+                }
+            })
             .name("riptide-recovery")
             .retry_on_initial_connect()
             .max_reconnects(None)
@@ -103,6 +117,7 @@ impl JetStreamStore {
             limits,
             streams: Mutex::new(HashMap::new()),
             sessions: OnceCell::new(),
+            connections,
             log,
         })
     }
@@ -257,7 +272,8 @@ impl RecoveryStore for JetStreamStore {
     fn append<'a>(
         &'a self,
         ns: &'a str,
-        records: Vec<Bytes>,
+        records: Vec<(String, Bytes)>,
+        _retry: bool,
     ) -> BoxFuture<'a, Vec<Result<u64, StoreError>>> {
         async move {
             let n = records.len();
@@ -266,10 +282,19 @@ impl RecoveryStore for JetStreamStore {
             }
             let subject = self.subject(ns);
             // Published one after another (the order on the wire is the
-            // stream's order), then the acks awaited together.
+            // stream's order), then the acks awaited together. `Nats-Msg-Id`:
+            // the server stores an id once within its duplicate window (2
+            // minutes by default), so a retry after a lost ack stores nothing
+            // twice.
             let mut acks = Vec::with_capacity(n);
-            for data in records {
-                acks.push(match self.js.publish(subject.clone(), data).await {
+            for (id, data) in records {
+                let mut headers = HeaderMap::new();
+                headers.insert(header::NATS_MESSAGE_ID, id.as_str());
+                let published = self
+                    .js
+                    .publish_with_headers(subject.clone(), headers, data)
+                    .await;
+                acks.push(match published {
                     Ok(ack) => Ok(ack),
                     Err(e) => Err(unavailable(e)),
                 });
@@ -403,6 +428,10 @@ impl RecoveryStore for JetStreamStore {
             self.swap(key, Bytes::new(), token).await.map(|_| ())
         }
         .boxed()
+    }
+
+    fn reconnected(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.connections.subscribe()
     }
 
     fn trim<'a>(&'a self, _ns: &'a str) -> BoxFuture<'a, ()> {

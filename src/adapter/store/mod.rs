@@ -99,11 +99,14 @@ pub enum StoreError {
 pub trait RecoveryStore: Send + Sync + 'static {
     /// Append records to `ns`'s stream, in order (one broker round trip for
     /// the batch where the broker allows it); each gets its sequence, or why
-    /// it was not stored.
+    /// it was not stored. Each record has an id unique in the cluster: an
+    /// append that is tried again (`retry`: an earlier attempt of some of
+    /// these may have been stored although it failed) stores each id once.
     fn append<'a>(
         &'a self,
         ns: &'a str,
-        records: Vec<Bytes>,
+        records: Vec<(String, Bytes)>,
+        retry: bool,
     ) -> BoxFuture<'a, Vec<Result<u64, StoreError>>>;
 
     /// The last sequence of `ns`'s stream (0: nothing stored yet).
@@ -146,6 +149,11 @@ pub trait RecoveryStore: Send + Sync + 'static {
 
     /// Remove session record `key` if this node still owns it.
     fn remove<'a>(&'a self, key: &'a str, token: Token) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Changes each time the store's broker connection is made again: a
+    /// tail started before may be stuck on the old one (JetStream's
+    /// consumers do not outlive a server restart) and is best started again.
+    fn reconnected(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// Drop what is past the age bound now (streams are trimmed at appends
     /// too; this catches the ones nobody appends to). Best effort.

@@ -2,7 +2,9 @@
 //! later, for `XINFO STREAM`'s `max-deleted-entry-id`).
 //!
 //! - One stream key per namespace, `<prefix>:rec:<hash>`; each record one
-//!   entry with field `d`. `XADD ... MAXLEN = n` bounds the length at every
+//!   entry with fields `d` (the record) and `i` (its id: an append tried
+//!   again first looks for its ids at the stream's end, so nothing is
+//!   stored twice). `XADD ... MAXLEN = n` bounds the length at every
 //!   append, `XTRIM ... MINID` the age (at appends and from the engine's
 //!   periodic [`RecoveryStore::trim`]). Entry ids `<ms>-<n>` are packed
 //!   into one `u64` (`ms << 20 | n`) so offsets compare as numbers.
@@ -93,6 +95,8 @@ pub struct RedisStreamsStore {
     prefix: String,
     limits: StoreLimits,
     conn: AsyncMutex<Option<ConnectionManager>>,
+    /// Never bumped (see `reconnected`).
+    connections: tokio::sync::watch::Sender<u64>,
     _log: Logger,
 }
 
@@ -184,6 +188,7 @@ impl RedisStreamsStore {
             prefix: prefix.to_owned(),
             limits,
             conn: AsyncMutex::new(None),
+            connections: tokio::sync::watch::Sender::new(0),
             _log: log,
         })
     }
@@ -250,6 +255,39 @@ impl RedisStreamsStore {
         }))
     }
 
+    /// The record ids among the last `count` entries of stream `key`, with
+    /// their sequences.
+    async fn stored_ids(
+        &self,
+        key: &str,
+        count: usize,
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let v = self
+            .query(
+                redis::cmd("XREVRANGE")
+                    .arg(key)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await?;
+        let Value::Array(items) = v else {
+            return Ok(HashMap::new());
+        };
+        Ok(items
+            .into_iter()
+            .filter_map(|item| {
+                let Value::Array(mut parts) = item else {
+                    return None;
+                };
+                let fields = pairs(parts.pop()?);
+                let seq = pack(&text(&parts.pop()?)?)?;
+                Some((text(fields.get("i")?)?, seq))
+            })
+            .collect())
+    }
+
     fn min_id(&self) -> String {
         let ms = now_ms().saturating_sub(self.limits.max_age.as_millis() as u64);
         format!("{ms}-0")
@@ -260,20 +298,37 @@ impl RecoveryStore for RedisStreamsStore {
     fn append<'a>(
         &'a self,
         ns: &'a str,
-        records: Vec<Bytes>,
+        records: Vec<(String, Bytes)>,
+        retry: bool,
     ) -> BoxFuture<'a, Vec<Result<u64, StoreError>>> {
         async move {
             let n = records.len();
             let key = self.stream_key(ns);
+            // A retry: what an earlier attempt did store is at the stream's
+            // end (give or take other nodes' appends meanwhile).
+            let stored = if retry {
+                match self.stored_ids(&key, n * 2 + 1024).await {
+                    Ok(ids) => ids,
+                    Err(e) => return vec![Err(e); n],
+                }
+            } else {
+                HashMap::new()
+            };
+            let fresh: Vec<&(String, Bytes)> = records
+                .iter()
+                .filter(|(id, _)| !stored.contains_key(id))
+                .collect();
             let mut pipe = redis::pipe();
-            for data in &records {
+            for (id, data) in &fresh {
                 pipe.cmd("XADD")
                     .arg(&key)
                     .arg("MAXLEN")
                     .arg(self.limits.max_len)
                     .arg("*")
                     .arg("d")
-                    .arg(data.as_ref());
+                    .arg(data.as_ref())
+                    .arg("i")
+                    .arg(id);
             }
             pipe.cmd("XTRIM")
                 .arg(&key)
@@ -285,14 +340,25 @@ impl RecoveryStore for RedisStreamsStore {
                 Err(e) => return vec![Err(e); n],
             };
             let ids: redis::RedisResult<Vec<String>> = pipe.query_async(&mut c).await;
-            match ids {
-                Ok(ids) if ids.len() == n => ids
-                    .iter()
-                    .map(|id| pack(id).ok_or_else(|| unavailable(format!("bad id {id:?}"))))
-                    .collect(),
-                Ok(ids) => vec![Err(unavailable(format!("{} ids for {n} records", ids.len()))); n],
-                Err(e) => vec![Err(unavailable(e)); n],
-            }
+            let added = match ids {
+                Ok(ids) if ids.len() == fresh.len() => ids,
+                Ok(ids) => {
+                    let e = unavailable(format!("{} ids for {} records", ids.len(), fresh.len()));
+                    return vec![Err(e); n];
+                }
+                Err(e) => return vec![Err(unavailable(e)); n],
+            };
+            let mut added = added.iter();
+            records
+                .iter()
+                .map(|(id, _)| match stored.get(id) {
+                    Some(seq) => Ok(*seq),
+                    None => added
+                        .next()
+                        .and_then(|e| pack(e))
+                        .ok_or_else(|| unavailable("bad entry id")),
+                })
+                .collect()
         }
         .boxed()
     }
@@ -488,6 +554,12 @@ impl RecoveryStore for RedisStreamsStore {
             .map(|_| ())
         }
         .boxed()
+    }
+
+    fn reconnected(&self) -> tokio::sync::watch::Receiver<u64> {
+        // A tail's own connection fails with the server: it starts again by
+        // itself.
+        self.connections.subscribe()
     }
 
     fn trim<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, ()> {

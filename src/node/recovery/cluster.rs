@@ -17,12 +17,14 @@
 //! (see `docs/decisions.md`). Volatile events, and everything that is not
 //! stored, take the bus as without recovery.
 //!
-//! When the store cannot take an event (the broker is away, the recorder's
-//! queue is full, the record is too large) the event is delivered the
-//! ordinary way, without an offset, and counted
-//! (`riptide_recovery_unrecorded_total`): live clients get it, but a client
-//! that was away then cannot get it back. That is the policy for stored
-//! emits during a broker outage: live delivery first, never a blocked emit.
+//! While the broker is away the recorder keeps trying, and stored events wait
+//! in its queue ([`RECORDER_QUEUE`] events): once the broker is back they
+//! are appended and delivered, late but whole, on every node. That is the
+//! policy for stored emits during a broker outage: nothing lost, within a
+//! named bound. Past the bound (or for an event the broker refuses: too
+//! large) an event is delivered the ordinary way, without an offset, and
+//! counted (`riptide_recovery_unrecorded_total`): live clients get it, a
+//! client that was away then cannot get it back. An emit never blocks.
 //!
 //! # Session records
 //!
@@ -644,10 +646,15 @@ impl ClusterRecovery {
     }
 }
 
-/// Append what is emitted, in order, batched per namespace; what the store
-/// refuses is delivered unrecorded.
+/// Append what is emitted, in order, batched per namespace. While the store
+/// is unavailable the batch is tried again (with backoff, each record's id
+/// making a repeat harmless) and new events wait in the recorder's queue:
+/// delivered late, not lost. Past the queue's bound they are delivered
+/// unrecorded ([`ClusterRecovery::record`]); what the store refuses (too
+/// large) is delivered unrecorded at once.
 async fn run_recorder(this: Weak<ClusterRecovery>, mut rx: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut next_id = 0u64;
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let Some(rec) = this.upgrade() else { return };
         // Consecutive events of one namespace go together; order within a
@@ -659,33 +666,66 @@ async fn run_recorder(this: Weak<ClusterRecovery>, mut rx: mpsc::Receiver<Pendin
                 .iter()
                 .position(|p| p.ns != ns)
                 .map_or(batch.len(), |k| i + k);
-            let records: Vec<Bytes> = batch[i..j]
+            let mut records: Vec<(String, Bytes)> = batch[i..j]
                 .iter()
                 .map(|p| {
-                    encode_record(&StoredEvent {
+                    next_id += 1;
+                    let record = encode_record(&StoredEvent {
                         ns: p.ns.to_string(),
                         target: p.target.to_stored(),
                         frames: wire_frames(&p.frames),
-                    })
+                    });
+                    (format!("{}-{next_id:x}", rec.node), record)
                 })
                 .collect();
-            let results = rec.store.append(&ns, records).await;
-            for (p, result) in batch[i..j].iter().zip(results) {
-                match result {
-                    Ok(_) => rec.metrics.recovery_stored(0),
-                    Err(e) => {
-                        rec.metrics.recovery_unrecorded();
-                        debug!(rec.log, "stored event not recorded: delivered without an offset";
-                            "ns" => &*p.ns, "error" => %e);
-                        if let Some(server) = rec.server.upgrade() {
-                            server.deliver_unrecorded(&p.ns, &p.target, p.frames.clone());
-                        }
+            let mut pending: Vec<&Pending> = batch[i..j].iter().collect();
+            let mut attempt = 0u32;
+            while !records.is_empty() {
+                let results = rec.store.append(&ns, records.clone(), attempt > 0).await;
+                // Stored, refused (delivered unrecorded), or unavailable:
+                // from the first unavailable one on, everything again.
+                let retry_from = results
+                    .iter()
+                    .position(|r| matches!(r, Err(StoreError::Unavailable(_))))
+                    .unwrap_or(results.len());
+                for (p, result) in pending.iter().zip(&results).take(retry_from) {
+                    match result {
+                        Ok(_) => rec.metrics.recovery_stored(0),
+                        Err(e) => rec.unrecorded(p, e),
                     }
                 }
+                records.drain(..retry_from);
+                pending.drain(..retry_from);
+                if records.is_empty() {
+                    break;
+                }
+                if attempt == 0 {
+                    warn!(rec.log, "recovery store unavailable: stored events wait for it";
+                        "ns" => &*ns, "waiting" => records.len());
+                }
+                attempt += 1;
+                tokio::time::sleep(crate::adapter::backoff(
+                    attempt,
+                    Duration::from_millis(50),
+                    Duration::from_millis(500),
+                ))
+                .await;
             }
             i = j;
         }
         batch.clear();
+    }
+}
+
+impl ClusterRecovery {
+    /// An event the store refused: delivered the ordinary way, counted.
+    fn unrecorded(&self, p: &Pending, e: &StoreError) {
+        self.metrics.recovery_unrecorded();
+        debug!(self.log, "stored event not recorded: delivered without an offset";
+            "ns" => &*p.ns, "error" => %e);
+        if let Some(server) = self.server.upgrade() {
+            server.deliver_unrecorded(&p.ns, &p.target, p.frames.clone());
+        }
     }
 }
 
@@ -722,13 +762,20 @@ async fn run_tail(
     let _ = ready.send(true);
     loop {
         let Some(rec) = this.upgrade() else { return };
+        let mut reconnected = rec.store.reconnected();
+        reconnected.borrow_and_update();
         let mut records = rec.store.clone().tail(ns.to_string(), after);
         drop(rec);
-        while let Some(r) = records.next().await {
-            let (Some(rec), Some(server)) = (
-                this.upgrade(),
-                this.upgrade().and_then(|r| r.server.upgrade()),
-            ) else {
+        loop {
+            let r = tokio::select! {
+                r = records.next() => match r { Some(r) => r, None => break },
+                // The broker connection was made again: a tail on the old
+                // one may never resume (JetStream consumers do not survive
+                // a server restart). From where it stands, on the new one.
+                _ = reconnected.changed() => break,
+            };
+            let Some(rec) = this.upgrade() else { return };
+            let Some(server) = rec.server.upgrade() else {
                 return;
             };
             match r {

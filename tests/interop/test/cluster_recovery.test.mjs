@@ -6,7 +6,8 @@
 // at the end, Node's Socket.IO recovers nobody here) or stopped with SIGTERM
 // (a deploy). The client must come back on node B recovered: same id, same
 // rooms, and every message published to its room, before, during and after
-// the failover, exactly once and in order.
+// the failover, exactly once and in order. Over WebSocket and over
+// long-polling (each polling request its own connection through the proxy).
 
 import assert from "node:assert/strict";
 import { describe } from "node:test";
@@ -31,10 +32,11 @@ async function twoNodes(ctx, t, kind) {
 for (const kind of Object.keys(BROKERS)) {
   for (const signal of ["SIGKILL", "SIGTERM"]) {
     describe(`recovery through ${kind}, node ${signal === "SIGKILL" ? "killed" : "stopped"}`, () => {
-      itest(`the client is recovered by the other node with nothing lost (${signal})`, async (ctx, t) => {
+      for (const transport of ["websocket", "polling"]) {
+      itest(`over ${transport}: recovered by the other node with nothing lost (${signal})`, async (ctx, t) => {
         const [a, b] = await twoNodes(ctx, t, kind);
         const url = await proxy(t, () => (a.running ? a.port : b.port));
-        const socket = ctx.client("/", { ...VARIANTS.websocket, ...RECONNECT }, { url });
+        const socket = ctx.client("/", { ...VARIANTS[transport], ...RECONNECT }, { url });
         await waitFor(socket, "connect", 5_000, "connect through the proxy to node A");
         const id = socket.id;
         const got = [];
@@ -68,6 +70,7 @@ for (const kind of Object.keys(BROKERS)) {
         const [state] = await emitAck(socket, "state");
         assert.deepEqual(state.rooms.sort(), [id, "r"].sort(), "its rooms on node B");
       }, TIMEOUT);
+      }
     });
   }
 }
