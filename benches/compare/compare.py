@@ -69,6 +69,8 @@ CONFIGS = [
     ServerConfig("riptide-redis", "Riptide, 2 nodes through Redis", "riptide", "redis", 2),
     ServerConfig("node", "Node.js socket.io v4, 1 node", "node"),
     ServerConfig("node-redis", "Node.js socket.io v4, 2 nodes, @socket.io/redis-adapter", "node", "redis", 2),
+    ServerConfig("node-redis-streams", "Node.js socket.io v4, 2 nodes, @socket.io/redis-streams-adapter, "
+                 "connection state recovery on", "node", "redis", 2),
     ServerConfig("socketioxide", "socketioxide, 1 node (axum + tokio)", "socketioxide"),
 ]
 CONFIG_BY_NAME = {c.name: c for c in CONFIGS}
@@ -80,6 +82,7 @@ COLORS = {
     "riptide-redis": "#9467bd",
     "node": "#2ca02c",
     "node-redis": "#8c564b",
+    "node-redis-streams": "#e377c2",
     "socketioxide": "#ff7f0e",
 }
 
@@ -162,10 +165,11 @@ def cluster_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
     recv = 50 if quick else 500
     args, t = as_fast_as_possible(quick, burst, recv)
     rolling = []
-    if cfg.is_riptide:
-        # A deploy under load with connection state recovery (Riptide only:
-        # Node's @socket.io/redis-adapter has no recovery, socketioxide runs
-        # on one node here).
+    if cfg.is_riptide or cfg.name == "node-redis-streams":
+        # A deploy under load with connection state recovery: Riptide, and
+        # Node with the adapter that recovers across nodes (its
+        # @socket.io/redis-adapter does not; socketioxide runs on one node
+        # here).
         clients, gap, rr_t = (100, 2, 30) if quick else (1000, 3, 60)
         rolling.append(Case("rolling-restart", "rolling-restart", "rolling-restart",
                             ("--clients", str(clients), "--rate", "100", "--gap-s", str(gap),
@@ -422,6 +426,8 @@ def server_command(cfg: ServerConfig, port: int, broker_url: str | None,
     if cfg.kind == "node":
         if broker_url:
             env["REDIS_URL"] = broker_url
+        if cfg.name == "node-redis-streams":
+            env["ADAPTER"] = "redis-streams"
         return [which("node") or "node", str(NODE_DIR / "fixture.js")], env
     if cfg.kind == "socketioxide":
         return [str(SIOX_BIN)], env

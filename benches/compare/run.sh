@@ -119,8 +119,8 @@ elif ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   need+=(python3-venv)   # Debian's python3 ships venv without ensurepip
 fi
 if selected riptide-nats; then command -v nats-server >/dev/null || need+=(nats-server); fi
-if selected_any riptide-redis node-redis; then command -v redis-server >/dev/null || need+=(redis-server); fi
-if selected_any node node-redis; then
+if selected_any riptide-redis node-redis node-redis-streams; then command -v redis-server >/dev/null || need+=(redis-server); fi
+if selected_any node node-redis node-redis-streams; then
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
 fi
@@ -168,7 +168,7 @@ if [ "$BUILD" = 1 ]; then
       echo "benches/peers/socketioxide/Cargo.toml is missing" > "$LOGS/build-socketioxide.status"
     fi
   fi
-  if selected_any node node-redis; then
+  if selected_any node node-redis node-redis-streams; then
     if [ ! -f benches/peers/node/package-lock.json ]; then
       echo "benches/peers/node/package-lock.json is missing" > "$LOGS/build-node.status"
     elif [ ! -d benches/peers/node/node_modules ]; then

@@ -12,6 +12,11 @@
 // Single node:     npm ci && PORT=3100 node fixture.js
 // Clustered node:  REDIS_URL=redis://127.0.0.1:6390 PORT=3101 node fixture.js
 //                  (same REDIS_URL on every node; @socket.io/redis-adapter)
+// With recovery:   ADAPTER=redis-streams REDIS_URL=... PORT=3101 node fixture.js
+//                  (@socket.io/redis-streams-adapter and connectionStateRecovery,
+//                  the reference's way to recover clients across nodes; a
+//                  stopping node closes its connections with a recoverable
+//                  reason, so its clients resume on another node)
 //
 // Prints `listening on 127.0.0.1:PORT` once ready; exits 0 on SIGTERM/SIGINT.
 
@@ -21,6 +26,11 @@ import { Server } from "socket.io";
 const HOST = "127.0.0.1";
 const PORT = Number.parseInt(process.env.PORT ?? "3100", 10);
 const REDIS_URL = process.env.REDIS_URL;
+const STREAMS = process.env.ADAPTER === "redis-streams";
+if (STREAMS && !REDIS_URL) {
+  console.error("fixture: ADAPTER=redis-streams needs REDIS_URL");
+  process.exit(2);
+}
 // Same listen backlog as Riptide (capped by net.core.somaxconn), so that
 // bursts of thousands of connects are not dropped at the kernel.
 const BACKLOG = 4096;
@@ -37,7 +47,9 @@ let adapter;
 let redisClients = [];
 if (REDIS_URL) {
   const { createClient } = await import("redis");
-  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const { createAdapter } = STREAMS
+    ? await import("@socket.io/redis-streams-adapter")
+    : await import("@socket.io/redis-adapter");
   let started = false;
   const pubClient = createClient({
     url: REDIS_URL,
@@ -48,7 +60,8 @@ if (REDIS_URL) {
     },
   });
   const subClient = pubClient.duplicate();
-  redisClients = [pubClient, subClient];
+  // The streams adapter takes one client (it duplicates what it needs).
+  redisClients = STREAMS ? [pubClient] : [pubClient, subClient];
   for (const c of redisClients) {
     c.on("error", (err) => {
       if (started) console.error(`fixture: redis error: ${err.message}`);
@@ -61,7 +74,8 @@ if (REDIS_URL) {
     process.exit(1);
   }
   started = true;
-  adapter = createAdapter(pubClient, subClient);
+  // Same stream bound as Riptide's recovery.stream_max_len.
+  adapter = STREAMS ? createAdapter(pubClient, { maxLen: 10_000 }) : createAdapter(pubClient, subClient);
 }
 
 const httpServer = createServer();
@@ -72,6 +86,10 @@ const io = new Server(httpServer, {
   // maxHttpBufferSize stays at its default (1 MB per message), far above the
   // generator's payloads; Node's http server has no connection cap by default.
   ...(adapter ? { adapter } : {}),
+  // Riptide's recovery defaults: 2 minutes, middlewares skipped.
+  ...(STREAMS
+    ? { connectionStateRecovery: { maxDisconnectionDuration: 120_000, skipMiddlewares: true } }
+    : {}),
 });
 
 io.on("connection", (socket) => {
@@ -104,9 +122,17 @@ function shutdown() {
   // size). Whatever is still open when the process exits is closed by the OS.
   const deadline = Date.now() + 250;
   const exit = () => process.exit(0);
-  setTimeout(exit, 300);
+  setTimeout(exit, STREAMS ? 1500 : 300);
   httpServer.close();
   const sockets = [...io.sockets.sockets.values()];
+  if (STREAMS) {
+    // Close the transports (a "forced close", which the reference recovers
+    // from; socket.disconnect() would end the sessions for good), then give
+    // the adapter up to a second to save the sessions in Redis.
+    for (const socket of sockets) socket.conn.close();
+    setTimeout(() => Promise.allSettled(redisClients.map((c) => c.disconnect())).then(exit), 1000);
+    return;
+  }
   const step = () => {
     for (const socket of sockets.splice(0, 100)) socket.disconnect(true);
     if (sockets.length > 0 && Date.now() < deadline) return setImmediate(step);

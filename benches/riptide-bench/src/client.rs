@@ -340,9 +340,17 @@ pub struct Stamp {
     pub seq: u64,
 }
 
-/// `["msg", {stamp}]` → the stamp.
+/// `["msg", {stamp}]` → the stamp; a trailing argument (the offset a server
+/// with connection state recovery appends) is ignored.
 pub fn msg_stamp(body: &str) -> Option<Stamp> {
-    let (name, s): (&str, Stamp) = serde_json::from_str(body).ok()?;
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)] // the third element is only skipped over
+    struct Msg<'a>(
+        #[serde(borrow)] &'a str,
+        Stamp,
+        #[serde(default)] Option<serde::de::IgnoredAny>,
+    );
+    let Msg(name, s, _) = serde_json::from_str(body).ok()?;
     (name == "msg").then_some(s)
 }
 
@@ -510,6 +518,17 @@ pub async fn hold_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn msg_stamps_with_or_without_an_offset() {
+        let plain = r#"["msg",{"t":5,"seq":7,"pad":"x"}]"#;
+        let with_offset = r#"["msg",{"t":5,"seq":7,"pad":"x"},"abc-1"]"#;
+        for body in [plain, with_offset] {
+            let s = msg_stamp(body).unwrap();
+            assert_eq!((s.t, s.seq), (5, 7), "{body}");
+        }
+        assert!(msg_stamp(r#"["other",{"t":5,"seq":7}]"#).is_none());
+    }
 
     #[test]
     fn parses_packets() {
