@@ -158,6 +158,10 @@ def single_node_cases(quick: bool, burst: int) -> list[Case]:
     return cases
 
 
+# How long the cross-outage case keeps the broker down.
+OUTAGE_S = 3
+
+
 def cluster_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
     dur = 2 if quick else 8
     drain = 2000 if quick else 5000
@@ -176,7 +180,18 @@ def cluster_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
                              "--drain-ms", str(drain), "--timeout-s", str(rr_t)),
                             base_t + 3 * gap + 2 * rr_t + drain / 1000,
                             {"clients": clients, "rate": 100}))
-    return rolling + [
+    # The broker killed for OUTAGE_S mid-run, then started again: the
+    # delivery gap and how long after its return cross-node delivery resumed
+    # (and, with recovery on, that nothing published meanwhile is lost).
+    odur, orecv = (6, 50) if quick else (9, 200)
+    outage_args = ("--receivers", str(orecv), "--rate", "200", "--duration", str(odur),
+                   "--outage-at-s", "2", "--drain-ms", str(drain))
+    outages = [Case("cross-outage", "cross-outage", "cross-node", outage_args,
+                    base_t + odur + OUTAGE_S, {"receivers": orecv, "rate": 200, "recovery": False})]
+    if cfg.is_riptide:
+        outages.append(Case("cross-outage-recovery", "cross-outage", "cross-node", outage_args,
+                            base_t + odur + OUTAGE_S, {"receivers": orecv, "rate": 200, "recovery": True}))
+    return rolling + outages + [
         Case("cross-max", "cross-max", "cross-node", ("--receivers", str(recv), "--rate", "0", *args),
              base_t + t, {"receivers": recv, "rate": 0, "messages": burst or None}),
         Case("cross-200", "cross-rate", "cross-node",
@@ -472,6 +487,9 @@ def preflight(cfg: ServerConfig, build_dir: Path) -> StartError | None:
 class Broker:
     pid: int
     url: str
+    port: int = 0
+    argv: list[str] = field(default_factory=list)
+    log: Path | None = None
 
 
 @dataclass
@@ -513,7 +531,24 @@ class Runner:
         if err := wait_port(port, p, 10):
             self.procs.stop(p.pid)
             raise StartError(f"{cfg.broker} broker: {err}", tail(logp))
-        return Broker(p.pid, url)
+        return Broker(p.pid, url, port, argv, logp)
+
+    def outage_script(self, cfg: ServerConfig, broker: Broker, pid_file: Path) -> Path:
+        """The cross-outage command: kill the broker (SIGKILL), wait
+        OUTAGE_S, start it again on the same port, return once it accepts
+        connections; its new PID to pid_file."""
+        script = self.logs / f"outage-{cfg.name}.sh"
+        script.write_text(f"""#!/bin/bash
+kill -KILL "$(cat {shlex.quote(str(pid_file))})" 2>/dev/null
+sleep {OUTAGE_S}
+echo "===== $(date +%T) restarted by cross-outage" >> {shlex.quote(str(broker.log))}
+setsid {shlex.join(broker.argv)} >> {shlex.quote(str(broker.log))} 2>&1 < /dev/null &
+echo $! >> {shlex.quote(str(self.procs.registry))}
+echo $! > {shlex.quote(str(pid_file))}
+for i in $(seq 500); do (exec 3<>/dev/tcp/127.0.0.1/{broker.port}) 2>/dev/null && exit 0; sleep 0.01; done
+echo "broker not back" >&2; exit 1
+""")
+        return script
 
     def start_servers(self, cfg: ServerConfig, broker: Broker | None, case_id: str) -> Running:
         run = Running([], [], [], [])
@@ -523,7 +558,7 @@ class Runner:
                 suffix = "" if cfg.nodes == 1 else "-" + "ab"[i]
                 logp = self.logs / f"{cfg.name}{suffix}.log"
                 argv, env = server_command(cfg, port, broker.url if broker else None,
-                                           recovery=case_id == "rolling-restart")
+                                           recovery=case_id in ("rolling-restart", "cross-outage-recovery"))
                 p = self.procs.start(argv, env, logp, f"{cfg.name}{suffix} for {case_id} on port {port}")
                 run.ports.append(port)
                 run.pids.append(p.pid)
@@ -575,7 +610,7 @@ echo "restarted: pid $!"
         with open(self.results, "a") as f:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
 
-    def run_case(self, cfg: ServerConfig, case: Case, run: Running) -> dict:
+    def run_case(self, cfg: ServerConfig, case: Case, run: Running, broker: Broker | None = None) -> dict:
         urls = [f"http://127.0.0.1:{p}" for p in run.ports]
         argv = [str(BENCH), case.scenario, "--url", urls[0], "--label", cfg.name,
                 "--threads", str(self.gen_threads), *case.args]
@@ -590,6 +625,12 @@ echo "restarted: pid $!"
             pid_files[0].write_text(f"{run.pids[0]}\n")
             script = self.restart_script(cfg, run, pid_files[0])
             argv += ["--restart-cmd", f"sh {shlex.quote(str(script))}", "--server-pid-file", str(pid_files[0])]
+        broker_pid_file = None
+        if case.group == "cross-outage" and broker is not None:
+            broker_pid_file = self.logs / f"{cfg.name}-broker.pid"
+            broker_pid_file.write_text(f"{broker.pid}\n")
+            script = self.outage_script(cfg, broker, broker_pid_file)
+            argv += ["--outage-cmd", f"bash {shlex.quote(str(script))}"]
         if case.scenario == "rolling-restart":
             for node, flag in ((0, "--restart-cmd"), (1, "--restart-cmd-b")):
                 pid_files[node] = self.logs / f"{cfg.name}-{'ab'[node]}.pid"
@@ -619,6 +660,16 @@ echo "restarted: pid $!"
             finally:
                 self.procs.untrack(p.pid)
         rec["elapsed_s"] = round(time.monotonic() - t0, 1)
+        if broker_pid_file is not None and broker is not None:
+            # The broker the outage command started replaces ours.
+            try:
+                new_pid = int(broker_pid_file.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                new_pid = None
+            if new_pid and new_pid != broker.pid:
+                self.procs.adopt(new_pid)
+                self.procs.stop(broker.pid)  # killed by the outage: reaps it
+                broker.pid = new_pid
         for node, pid_file in enumerate(pid_files):
             if pid_file is None:
                 continue
@@ -648,7 +699,7 @@ echo "restarted: pid $!"
                 rec["reason"] = f"exit status {p.returncode}: {parsed.get('error') or 'ok is false'}"
             else:
                 rec["status"] = "ok"
-                rec["issues"] = issues(parsed)
+                rec["issues"] = issues(parsed, case.point)
         if rec["status"] != "ok":
             rec["log_tail"] = tail(gen_log, 10)
             for lp in run.logs:
@@ -690,7 +741,7 @@ echo "restarted: pid $!"
                     status["failed"] += 1
                     continue
                 try:
-                    rec = self.run_case(cfg, case, run)
+                    rec = self.run_case(cfg, case, run, broker)
                 finally:
                     self.stop_servers(run)
                 if rec["status"] != "ok":
@@ -710,13 +761,18 @@ echo "restarted: pid $!"
         return status
 
 
-def issues(r: dict) -> list[str]:
+def issues(r: dict, point: dict | None = None) -> list[str]:
     """What a run that completed got wrong: loss, duplicates, reordering,
-    unanswered echoes, clients not back, a server that died."""
+    unanswered echoes, clients not back, a server that died. A broker outage
+    without connection state recovery loses what was in flight with the
+    broker (Socket.IO broadcasts are at most once): not an issue there."""
     out = []
     d = r.get("delivery")
+    expected_loss = bool(r.get("outage")) and not (point or {}).get("recovery")
     if d:
         for key in ("loss", "duplicates", "out_of_order"):
+            if key == "loss" and expected_loss:
+                continue
             if d.get(key):
                 out.append(f"{key} {d[key]}")
     c = r.get("connect")
@@ -758,6 +814,10 @@ def headline(rec: dict) -> str:
         d = r["delivery"]
         return (f"lost {d['loss']}, duplicated {d['duplicates']}, reordered {d['out_of_order']}, "
                 f"recovered {d['recovered']}, not recovered {d['not_recovered']}")
+    if r.get("outage"):
+        o, d = r["outage"], r["delivery"]
+        return (f"lost {d['loss']} of {d['expected']}, gap {o['max_gap_ms']} ms, "
+                f"resumed {o['resumed_after_broker_back_ms']} ms after the broker was back")
     if r.get("delivery"):
         return (f"{r['delivery']['deliveries_per_s']:.0f} deliveries/s, "
                 f"p99 {fmt_ms(r.get('latency_us', {}).get('p99'))} ms")
@@ -1487,6 +1547,25 @@ def raw_tables(res: Results) -> list[str]:
                          fmt_n(s.get("all_back_after_restart_ms")) + spread(r), fmt_n(s.get("failed_attempts")),
                          fmt_ms(ru.get("p50")), fmt_ms(ru.get("p99")), fmt_n(ns.get("cpu_pct_peak")),
                          *gen_cols(x)])
+        L.append(table(h, rows))
+        L.append("")
+
+    if res.group("cross-outage"):
+        L.append(f"### Broker outage (the broker killed for {OUTAGE_S} s mid-run, publisher on node A, receivers on node B)")
+        L.append("")
+        h = ["server", "recovery", "receivers", "expected", "lost", "duplicated", "reordered",
+             "longest gap (ms)", "resumed after the broker was back (ms)", *gh]
+        rows = []
+        for r in res.group("cross-outage"):
+            if r["status"] != "ok":
+                rows.append(failed_row(r, len(h), [f"`{r['config']}`"]))
+                continue
+            x = r["result"]
+            d, o = x["delivery"], x.get("outage") or {}
+            rows.append([f"`{r['config']}`", "on" if r["point"].get("recovery") else "off",
+                         fmt_n(x["params"].get("receivers")), fmt_n(d.get("expected")), fmt_n(d.get("loss")),
+                         fmt_n(d.get("duplicates")), fmt_n(d.get("out_of_order")), fmt_n(o.get("max_gap_ms")),
+                         fmt_n(o.get("resumed_after_broker_back_ms")), *gen_cols(x)])
         L.append(table(h, rows))
         L.append("")
 

@@ -331,7 +331,7 @@ impl Default for AdapterOptions {
             // away (jittered): nothing for a broker, and the node is back
             // within 150 ms of the broker's return, not seconds later.
             reconnect_max: Duration::from_millis(150),
-            settle_after_reconnect: Duration::from_millis(300),
+            settle_after_reconnect: Duration::from_millis(200),
             connect_timeout: Duration::from_secs(2),
             ping_interval: Duration::from_secs(5),
         }

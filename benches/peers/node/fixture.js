@@ -78,6 +78,13 @@ if (REDIS_URL) {
   adapter = STREAMS ? createAdapter(pubClient, { maxLen: 10_000 }) : createAdapter(pubClient, subClient);
 }
 
+// While Redis is away the adapter's publishes reject with nobody to catch
+// them, and Node exits on an unhandled rejection: a production deployment
+// logs them and goes on, so does the fixture (the cross-outage case).
+process.on("unhandledRejection", (err) => {
+  console.error(`fixture: unhandled rejection: ${err?.message ?? err}`);
+});
+
 const httpServer = createServer();
 const io = new Server(httpServer, {
   path: "/socket.io/",

@@ -44,6 +44,10 @@ fanout, cross-node, slow:
                   --receivers 1000  --rate 1000 (msg/s, 0 = as fast as possible)
                   --duration 10 (s) | --messages N   --drain-ms 5000
 slow:             --slow-rcvbuf 4096 (SO_RCVBUF of the slow receiver, bytes)
+cross-node:       --outage-cmd CMD (run --outage-at-s after publishing starts, default
+                  a third of --duration: it stops the broker and starts it again,
+                  returning once the broker accepts connections); reports the
+                  delivery gap and how long after the broker's return delivery resumed
 echo:             --sockets 100  --rate 0 (round trips/s in total, 0 = closed loop)
                   --duration 10 (s)   --drain-ms 5000
 reconnect-storm:  --clients 1000  --restart-cmd \"shell command\"
@@ -126,6 +130,9 @@ pub struct Opts {
     // rolling-restart
     pub restart_cmd_b: Option<String>,
     pub gap: Duration,
+    // cross-node with a broker outage
+    pub outage_cmd: Option<String>,
+    pub outage_at: Option<Duration>,
     pub timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -209,6 +216,8 @@ impl Opts {
             server_pid_file: None,
             restart_cmd_b: None,
             gap: Duration::from_secs(3),
+            outage_cmd: None,
+            outage_at: None,
             timeout: Duration::from_secs(60),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_millis(500),
@@ -255,6 +264,8 @@ impl Opts {
                 "restart-cmd" => o.restart_cmd = Some(v.clone()),
                 "restart-cmd-b" => o.restart_cmd_b = Some(v.clone()),
                 "gap-s" => o.gap = secs(k, v)?,
+                "outage-cmd" => o.outage_cmd = Some(v.clone()),
+                "outage-at-s" => o.outage_at = Some(secs(k, v)?),
                 "server-pid-file" => o.server_pid_file = Some(v.clone()),
                 "timeout-s" => o.timeout = secs(k, v)?,
                 "backoff-min-ms" => o.backoff_min = ms(k, v)?,
@@ -303,6 +314,9 @@ impl Opts {
         ) && self.clients == 0
         {
             return bad("--clients must be >= 1");
+        }
+        if self.outage_cmd.is_some() && self.scenario != Scenario::CrossNode {
+            return bad("--outage-cmd is for cross-node");
         }
         if self.scenario == Scenario::RollingRestart {
             if self.url_b.is_none() {

@@ -73,7 +73,13 @@ struct RecvStats {
     seq: SeqTracker,
     last_rx_ns: u64,
     closed: Option<&'static str>,
+    /// Silences between two deliveries longer than [`GAP_NS`]: (start, end).
+    gaps: Vec<(u64, u64)>,
 }
+
+/// A silence this long between two deliveries counts as a gap (the
+/// publisher sends at least every 10 ms at the rates an outage runs at).
+const GAP_NS: u64 = 100_000_000;
 
 struct Shared {
     delivered: AtomicU64,
@@ -127,6 +133,9 @@ async fn receiver(
                     Some(Ok(Message::Text(text))) => match client::parse(text) {
                         Packet::Event { ack: None, body } => {
                             if let Some(s) = client::msg_stamp(body) {
+                                if st.last_rx_ns > 0 && rx_ns - st.last_rx_ns > GAP_NS {
+                                    st.gaps.push((st.last_rx_ns, rx_ns));
+                                }
                                 st.last_rx_ns = rx_ns;
                                 if st.seq.accept(s.seq) {
                                     shared.latency.record(idx, rx_ns.saturating_sub(s.t));
@@ -535,7 +544,24 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
         let st = publish(&mut publisher.ws, &o2).await;
         (st, publisher)
     });
+    let outage = o.outage_cmd.clone().map(|cmd| {
+        let at = o.outage_at.unwrap_or(o.duration / 3);
+        tokio::spawn(async move {
+            tokio::time::sleep(at).await;
+            progress!("outage: running {cmd}");
+            let start_ns = now_ns();
+            let result =
+                tokio::task::spawn_blocking(move || crate::rolling::run_cmd(&cmd, "broker"))
+                    .await
+                    .unwrap_or_else(|e| json!({"error": e.to_string()}));
+            (start_ns, now_ns(), result)
+        })
+    });
     let (pub_stats, publisher) = pub_task.await.map_err(|e| e.to_string())?;
+    let outage = match outage {
+        Some(t) => Some(t.await.map_err(|e| e.to_string())?),
+        None => None,
+    };
     if let Some(e) = &pub_stats.error {
         progress!("publisher error: {e}");
     }
@@ -559,10 +585,20 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
     let mut closed = stats::Failures::default();
     let mut last_rx_ns = pub_start_ns;
     let mut per_receiver_loss_max = 0u64;
+    // Per receiver: its longest gap, and when delivery came back after the
+    // outage command returned (the end of the gap it was in then, if any).
+    let (mut max_gap_ns, mut resumed_after_ns, mut gap_receivers) = (0u64, 0u64, 0usize);
     for r in receivers {
         let st = r.await.map_err(|e| e.to_string())?;
         if !st.joined {
             continue;
+        }
+        if let Some((_, back_ns, _)) = &outage {
+            max_gap_ns = max_gap_ns.max(st.gaps.iter().map(|(a, b)| b - a).max().unwrap_or(0));
+            if let Some((_, end)) = st.gaps.iter().find(|(a, b)| a <= back_ns && b > back_ns) {
+                resumed_after_ns = resumed_after_ns.max(end - back_ns);
+                gap_receivers += 1;
+            }
         }
         seq.received += st.seq.received;
         seq.duplicates += st.seq.duplicates;
@@ -633,6 +669,21 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
         }),
     );
     body.insert("latency_us".into(), stats::latency_json(&latency));
+    if let Some((start_ns, back_ns, command)) = outage {
+        let ms = |ns: u64| stats::round1(ns as f64 / 1e6);
+        body.insert(
+            "outage".into(),
+            json!({
+                "command": command,
+                "started_after_publish_ms": ms(start_ns.saturating_sub(pub_start_ns)),
+                "broker_back_after_publish_ms": ms(back_ns.saturating_sub(pub_start_ns)),
+                "outage_ms": ms(back_ns.saturating_sub(start_ns)),
+                "max_gap_ms": ms(max_gap_ns),
+                "receivers_waiting_when_back": gap_receivers,
+                "resumed_after_broker_back_ms": ms(resumed_after_ns),
+            }),
+        );
+    }
     if let Some(s) = slow_json {
         body.insert("slow".into(), s);
     }

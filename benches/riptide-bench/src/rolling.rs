@@ -219,7 +219,9 @@ async fn publisher(
     }
 }
 
-fn run_cmd(cmd: &str, node: &str) -> Value {
+/// Run `cmd` with `sh -c`, `RIPTIDE_BENCH_NODE=node` in its environment and
+/// its stdout on our stderr (our stdout carries only the JSON line).
+pub fn run_cmd(cmd: &str, node: &str) -> Value {
     let t = Instant::now();
     let status = std::process::Command::new("sh")
         .arg("-c")
