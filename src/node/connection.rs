@@ -861,18 +861,13 @@ impl Connection {
                 .then(|| inner.resume.as_ref().map(|r| r.lock().clone()))
                 .flatten()
         };
-        let kept = match (server.cluster_recovery.get(), &server.recovery, &inner.pid) {
+        let retired = match (server.cluster_recovery.get(), &server.recovery, &inner.pid) {
             (Some(cluster), _, Some(pid)) => cluster.retire(pid, &state.socket, park(), take_rooms),
-            (None, Some(rec), Some(pid)) => {
-                match rec.retire(pid, &state.socket, park(), take_rooms) {
-                    Retired::Leave(rooms) => Some(rooms),
-                    Retired::Superseded => None,
-                }
-            }
-            _ => Some(take_rooms()),
+            (None, Some(rec), Some(pid)) => rec.retire(pid, &state.socket, park(), take_rooms),
+            _ => Retired::Leave(take_rooms()),
         };
         let announced = state.restoring.is_none();
-        let Some(rooms) = kept else {
+        let Retired::Leave(rooms) = retired else {
             // Its recovered self holds its memberships now.
             for (_, (reply, _)) in state.acks.drain() {
                 let _ = reply.send(Err(AckError::Disconnected));

@@ -172,6 +172,15 @@ fn secs(key: &str, v: &str) -> Result<Duration, CliError> {
 }
 
 impl Opts {
+    /// The reconnect backoff `--backoff-*-ms` describe.
+    pub fn backoff(&self) -> crate::client::Backoff {
+        crate::client::Backoff {
+            min: self.backoff_min,
+            max: self.backoff_max,
+            cap: self.backoff_cap,
+        }
+    }
+
     pub fn parse(args: &[String]) -> Result<Opts, CliError> {
         let mut it = args.iter();
         let first = it.next().ok_or(CliError::Help)?;

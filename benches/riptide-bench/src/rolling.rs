@@ -355,11 +355,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
         rcvbuf: None,
     });
     let room: Arc<str> = o.room.as_str().into();
-    let backoff = Backoff {
-        min: o.backoff_min,
-        max: o.backoff_max,
-        cap: o.backoff_cap,
-    };
+    let backoff = o.backoff();
     let n = o.clients;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();

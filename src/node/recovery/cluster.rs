@@ -60,7 +60,7 @@ use parking_lot::Mutex;
 use slog::{debug, warn, Logger};
 use tokio::sync::{mpsc, watch};
 
-use super::{parse_offset, Refusal, Restored, Resume, Target};
+use super::{parse_offset, Refusal, Restored, Resume, Retired, Target};
 use crate::adapter::codec::{
     decode_record, encode_record, SessionRecord, StoredEvent, StoredTarget,
 };
@@ -577,21 +577,22 @@ impl ClusterRecovery {
         self.dirty.lock().insert((ns.clone(), pid.clone()));
     }
 
-    /// A socket under `pid` is leaving: whether it is still the socket of
-    /// record (`false`: a recovered socket took it over; touch nothing). Its
-    /// rooms are taken (`take_rooms`) under the same lock a takeover holds.
+    /// A socket under `pid` is leaving, as [`super::Recovery::retire`]: if
+    /// it is still the socket of record its rooms are taken (`take_rooms`,
+    /// under the lock a takeover holds) and its record parked (`park`) or
+    /// removed.
     pub fn retire(
         &self,
         pid: &Arc<str>,
         socket: &Socket,
         park: Option<Resume>,
         take_rooms: impl FnOnce() -> HashSet<Arc<str>, foldhash::fast::RandomState>,
-    ) -> Option<HashSet<Arc<str>, foldhash::fast::RandomState>> {
+    ) -> Retired {
         let inner = &socket.inner;
         let key: Key = (inner.ns.clone(), pid.clone());
         let mut live = self.live.lock();
         if !live.get(&key).is_some_and(|s| Arc::ptr_eq(&s.inner, inner)) {
-            return None;
+            return Retired::Superseded;
         }
         live.remove(&key);
         let rooms = take_rooms();
@@ -604,7 +605,7 @@ impl ClusterRecovery {
             None => Write::Remove { key },
         };
         let _ = self.writer.send(write);
-        Some(rooms)
+        Retired::Leave(rooms)
     }
 
     fn session_record(
