@@ -170,6 +170,13 @@ def cluster_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
     args, t = as_fast_as_possible(quick, burst, recv)
     rolling = []
     if cfg.is_riptide or cfg.name == "node-redis-streams":
+        # The reconnect storm on node A of a cluster (its peer present), so
+        # that the peer with recovery across nodes is measured in the same
+        # invocation as Riptide's cluster configurations.
+        clients, storm_t = (100, 30) if quick else (1000, 60)
+        rolling.append(Case("reconnect-storm", "reconnect-storm", "reconnect-storm",
+                            ("--clients", str(clients), "--timeout-s", str(storm_t)),
+                            base_t + 2 * storm_t, {"clients": clients}))
         # A deploy under load with connection state recovery: Riptide, and
         # Node with the adapter that recovers across nodes (its
         # @socket.io/redis-adapter does not; socketioxide runs on one node

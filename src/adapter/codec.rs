@@ -278,6 +278,10 @@ pub const RECORD_VERSION: u16 = 1;
 /// A stored event, as a namespace's recovery stream holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct StoredEvent {
+    /// Unique in the cluster (the emitting node's id and a counter): a
+    /// record appended twice (a retry after an answer lost with the broker)
+    /// is delivered once.
+    pub id: String,
     pub ns: String,
     pub target: StoredTarget,
     /// The encoded frames without the offset: the text frame's JSON array

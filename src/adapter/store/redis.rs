@@ -9,11 +9,11 @@
 //!   periodic [`RecoveryStore::trim`]). Entry ids `<ms>-<n>` are packed
 //!   into one `u64` (`ms << 20 | n`) so offsets compare as numbers.
 //! - A read is truncated when an entry after the requested point may be
-//!   gone: entries were removed (`entries-added` is more than `length`) and
-//!   the oldest kept one (`recorded-first-entry-id`) is after the point (or
-//!   none is kept and the last one was after it), or `max-deleted-entry-id`
-//!   (an `XDEL`) is after it, or the key is gone although the client saw an
-//!   entry of it (Redis lost it: restarted without persistence, or deleted).
+//!   gone: the oldest kept entry (`recorded-first-entry-id`) is after the
+//!   point (trimmed past it, or the stream was made anew by a Redis that
+//!   restarted without persistence), or none is kept and the last one was
+//!   after it, or `max-deleted-entry-id` (an `XDEL`) is after it, or the
+//!   key is gone although the client saw an entry of it.
 //!   Ids are not consecutive, so a point whose own entry was the last one
 //!   trimmed reads as truncated too: the safe side (not recovered, never
 //!   a partial replay).
@@ -73,13 +73,16 @@ struct StreamInfo {
 }
 
 impl StreamInfo {
-    /// Whether an entry after `after` may have been removed.
+    /// Whether an entry after `after` may have been removed: deleted
+    /// after it, or (the client saw `after`, so the stream held it) the
+    /// stream holds nothing at or before it any more: trimmed past it, or
+    /// made anew (Redis restarted without persistence).
     fn truncated_after(&self, after: u64) -> bool {
         if self.max_deleted > after {
             return true;
         }
-        if self.removed == 0 {
-            return false;
+        if after == 0 {
+            return self.removed > 0;
         }
         if self.empty {
             self.last > after

@@ -322,8 +322,16 @@ impl ClusterRecovery {
         }
     }
 
-    /// Deliver one record of `ns`'s stream to the matching local sockets.
-    fn deliver(&self, server: &ServerShared, ns: &Arc<str>, seq: u64, data: &[u8]) {
+    /// Deliver one record of `ns`'s stream to the matching local sockets,
+    /// unless `seen` says it was delivered already.
+    fn deliver(
+        &self,
+        server: &ServerShared,
+        ns: &Arc<str>,
+        seq: u64,
+        data: &[u8],
+        seen: &mut RecentIds,
+    ) {
         let event: StoredEvent = match decode_record(data) {
             Ok(e) => e,
             Err(e) => {
@@ -335,6 +343,11 @@ impl ClusterRecovery {
         };
         if *event.ns != **ns {
             return; // another namespace with the same hash
+        }
+        if !seen.insert(&event.id) {
+            // A second copy: its first append's answer was lost with the
+            // broker, which kept it (Redis restarted empty) and got it again.
+            return;
         }
         let target = Target::from_stored(event.target);
         let Some(frames) = with_offset(&local_frames(event.frames), &self.offset(seq)) else {
@@ -551,11 +564,14 @@ impl ClusterRecovery {
         rooms: &[Arc<str>],
         records: Vec<crate::adapter::store::Record>,
     ) -> Vec<(u64, Encoded)> {
+        let mut seen = RecentIds::default();
         records
             .into_iter()
             .filter_map(|r| {
                 let event: StoredEvent = decode_record(&r.data).ok()?;
-                if *event.ns != **ns || !Target::from_stored(event.target).matches(sid, user, rooms)
+                if *event.ns != **ns
+                    || !seen.insert(&event.id)
+                    || !Target::from_stored(event.target).matches(sid, user, rooms)
                 {
                     return None;
                 }
@@ -671,12 +687,14 @@ async fn run_recorder(this: Weak<ClusterRecovery>, mut rx: mpsc::Receiver<Pendin
                 .iter()
                 .map(|p| {
                     next_id += 1;
+                    let id = format!("{}-{next_id:x}", rec.node);
                     let record = encode_record(&StoredEvent {
+                        id: id.clone(),
                         ns: p.ns.to_string(),
                         target: p.target.to_stored(),
                         frames: wire_frames(&p.frames),
                     });
-                    (format!("{}-{next_id:x}", rec.node), record)
+                    (id, record)
                 })
                 .collect();
             let mut pending: Vec<&Pending> = batch[i..j].iter().collect();
@@ -730,6 +748,32 @@ impl ClusterRecovery {
     }
 }
 
+/// The ids of the last records a tail delivered.
+#[derive(Default)]
+struct RecentIds {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl RecentIds {
+    /// Enough to span a retried batch and what came between its copies.
+    const KEEP: usize = 4 * RECORDER_QUEUE;
+
+    /// False if `id` is one of the recent ones.
+    fn insert(&mut self, id: &str) -> bool {
+        if !self.set.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
 /// Read `ns`'s stream from where it stands and deliver every record.
 async fn run_tail(
     this: Weak<ClusterRecovery>,
@@ -761,6 +805,7 @@ async fn run_tail(
     };
     position.store(after, Ordering::Release);
     let _ = ready.send(true);
+    let mut seen = RecentIds::default();
     loop {
         let Some(rec) = this.upgrade() else { return };
         let mut reconnected = rec.store.reconnected();
@@ -782,7 +827,7 @@ async fn run_tail(
             match r {
                 Ok(r) if r.seq <= after => {}
                 Ok(r) => {
-                    rec.deliver(&server, &ns, r.seq, &r.data);
+                    rec.deliver(&server, &ns, r.seq, &r.data, &mut seen);
                     after = r.seq;
                     position.store(after, Ordering::Release);
                     attempt = 0;
