@@ -360,18 +360,9 @@ impl RecoveryStore for JetStreamStore {
             tokio::time::timeout(self.limits.timeout, read)
                 .await
                 .map_err(|_| unavailable("reading the recovery stream timed out"))??;
-            // Cut at `max`: what comes after the last read is not covered.
-            let last = match records.last() {
-                Some(r) if records.len() >= max => r.seq,
-                _ => last,
-            };
             // Dropped between the info and the read: not everything is here.
             let truncated = records.first().is_some_and(|r| r.seq > after + 1);
-            Ok(Range {
-                records,
-                truncated,
-                last,
-            })
+            Ok(Range::read(records, max, last, truncated))
         }
         .boxed()
     }

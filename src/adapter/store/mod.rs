@@ -81,6 +81,25 @@ pub struct Range {
     pub last: u64,
 }
 
+impl Range {
+    /// What a read of `records` (at most `max`, in order) found, the stream's
+    /// last sequence having been `stream_last` when it started: `last` covers
+    /// what was read (appended since, or cut at `max`).
+    pub fn read(records: Vec<Record>, max: usize, stream_last: u64, truncated: bool) -> Range {
+        let last = match records.last() {
+            // Cut at `max`: what comes after the last read is not covered.
+            Some(r) if records.len() >= max => r.seq,
+            Some(r) => r.seq.max(stream_last),
+            None => stream_last,
+        };
+        Range {
+            records,
+            truncated,
+            last,
+        }
+    }
+}
+
 /// Proof of ownership of a session record: what the last write returned.
 pub type Token = u64;
 

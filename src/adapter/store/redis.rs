@@ -404,24 +404,14 @@ impl RecoveryStore for RedisStreamsStore {
                 )
                 .await?;
             let records = entries(v);
-            // Appended between the info and the range: read too, so `last`
-            // covers them (the caller skips what it read, once).
-            let last = match records.last() {
-                // Cut at `max`: what comes after the last read is not covered.
-                Some(r) if records.len() >= max => r.seq,
-                Some(r) => r.seq.max(last),
-                None => last,
-            };
             // Trimmed between the info and the range: not everything is here.
             let truncated = match self.info(&key).await? {
                 Some(info) => info.truncated_after(after),
                 None => true,
             };
-            Ok(Range {
-                records,
-                truncated,
-                last,
-            })
+            // Entries appended between the info and the range are read too:
+            // `last` covers them (the caller skips what it read, once).
+            Ok(Range::read(records, max, last, truncated))
         }
         .boxed()
     }

@@ -354,19 +354,28 @@ impl ClusterRecovery {
             self.metrics.bad_input("recovery_record");
             return;
         };
-        for socket in server.local_sockets(ns) {
+        let sockets = match &target {
+            Target::Rooms {
+                rooms,
+                except_rooms,
+                except_sids,
+            } => server.select_local(ns, rooms, except_rooms, except_sids),
+            Target::User(user) => server
+                .local_sockets(ns)
+                .into_iter()
+                .filter(|s| s.inner.user.as_deref() == Some(&**user))
+                .collect(),
+        };
+        for socket in sockets {
             let inner = &socket.inner;
-            let rooms: Vec<Arc<str>> = inner.rooms.lock().rooms.iter().cloned().collect();
-            if target.matches(&inner.id, inner.user.as_deref(), &rooms) {
-                inner.conn.do_send(Deliver {
-                    ns: ns.clone(),
-                    sid: inner.id.clone(),
-                    frames: frames.clone(),
-                    via: None,
-                    filter: None,
-                    mode: Mode::Stored(seq),
-                });
-            }
+            inner.conn.do_send(Deliver {
+                ns: ns.clone(),
+                sid: inner.id.clone(),
+                frames: frames.clone(),
+                via: None,
+                filter: None,
+                mode: Mode::Stored(seq),
+            });
         }
     }
 
@@ -500,7 +509,7 @@ impl ClusterRecovery {
         };
         let sid = Sid::from(record.sid.as_str());
         let user: Option<Arc<str>> = record.user.as_deref().map(Arc::from);
-        let end = range.last.max(range.records.last().map_or(0, |r| r.seq));
+        let end = range.last;
         let missed = self.matching(ns, &sid, user.as_deref(), &rooms, range.records);
         let resume = Resume {
             from: resume.from,
@@ -548,8 +557,7 @@ impl ClusterRecovery {
         .await;
         match read {
             Ok(Ok(range)) => {
-                let read = range.records.last().map_or(0, |r| r.seq);
-                let last = range.last.max(after).max(read);
+                let last = range.last.max(after);
                 (self.matching(ns, sid, user, rooms, range.records), last)
             }
             _ => (Vec::new(), after),
@@ -723,12 +731,7 @@ async fn run_recorder(this: Weak<ClusterRecovery>, mut rx: mpsc::Receiver<Pendin
                         "ns" => &*ns, "waiting" => records.len());
                 }
                 attempt += 1;
-                tokio::time::sleep(crate::adapter::backoff(
-                    attempt,
-                    Duration::from_millis(50),
-                    Duration::from_millis(500),
-                ))
-                .await;
+                tokio::time::sleep(retry_backoff(attempt)).await;
             }
             i = j;
         }
@@ -746,6 +749,15 @@ impl ClusterRecovery {
             server.deliver_unrecorded(&p.ns, &p.target, p.frames.clone());
         }
     }
+}
+
+/// How long the recorder and the tails wait before trying the store again.
+fn retry_backoff(attempt: u32) -> Duration {
+    crate::adapter::backoff(
+        attempt,
+        Duration::from_millis(50),
+        Duration::from_millis(500),
+    )
 }
 
 /// The ids of the last records a tail delivered.
@@ -782,13 +794,6 @@ async fn run_tail(
     ready: watch::Sender<bool>,
 ) {
     let mut attempt = 0u32;
-    let backoff = |attempt: u32| {
-        crate::adapter::backoff(
-            attempt,
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-        )
-    };
     let mut after = loop {
         let Some(rec) = this.upgrade() else { return };
         match rec.store.last_seq(&ns).await {
@@ -801,7 +806,7 @@ async fn run_tail(
         }
         drop(rec);
         attempt += 1;
-        tokio::time::sleep(backoff(attempt)).await;
+        tokio::time::sleep(retry_backoff(attempt)).await;
     };
     position.store(after, Ordering::Release);
     let _ = ready.send(true);
@@ -839,7 +844,7 @@ async fn run_tail(
             }
         }
         attempt += 1;
-        tokio::time::sleep(backoff(attempt)).await;
+        tokio::time::sleep(retry_backoff(attempt)).await;
     }
 }
 
