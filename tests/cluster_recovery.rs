@@ -32,9 +32,9 @@ mod common;
 use std::time::Duration;
 
 use common::brokers::{Broker, NatsServer, RedisServer};
-use common::recovery::{connect, drop_client, event, join};
+use common::recovery::{connect, drop_client, event, join, member, start};
 use common::*;
-use riptide::{Riptide, Settings};
+use riptide::Settings;
 use serde_json::{json, Value};
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -44,14 +44,6 @@ fn settings<B: Broker>(broker: &B) -> Settings {
     s.adapter = broker.adapter_settings("rec");
     s.recovery.enabled = true;
     s
-}
-
-fn start(s: Settings) -> (TestServer, Recorder) {
-    let (tx, rec) = recorder();
-    let server = TestServer::start(s, move |r: Riptide| {
-        r.namespace("/", TestApp::namespace(&tx))
-    });
-    (server, rec)
 }
 
 fn two_nodes<B: Broker>(broker: &B) -> (TestServer, TestServer) {
@@ -108,8 +100,7 @@ async fn recovered_by_another_node<B: Broker>() {
     assert_eq!(&echo[..2], &[json!("echo"), json!("hi")]);
     assert!(echo[2].is_string(), "an offset: {echo:?}");
     join(&mut a, "r", 1).await;
-    let (mut b, _) = connect(&b_node, None).await;
-    join(&mut b, "r", 1).await;
+    let (mut b, _) = member(&b_node, "r").await;
     publish_and_see(&mut b, "r", 0, 1).await;
     let seen = event(&mut a).await;
     assert_eq!(&seen[..2], &[json!("msg"), json!(0)]);
@@ -138,13 +129,10 @@ async fn recovered_by_another_node<B: Broker>() {
 async fn offsets_are_one_order_across_emitting_nodes<B: Broker>() {
     let broker = B::start();
     let (a_node, b_node) = two_nodes(&broker);
-    let (mut a, body) = connect(&a_node, None).await;
+    let (mut a, body) = member(&a_node, "r").await;
     let pid = body["pid"].clone();
-    join(&mut a, "r", 1).await;
-    let (mut pa, _) = connect(&a_node, None).await;
-    join(&mut pa, "r", 1).await;
-    let (mut pb, _) = connect(&b_node, None).await;
-    join(&mut pb, "r", 1).await;
+    let (mut pa, _) = member(&a_node, "r").await;
+    let (mut pb, _) = member(&b_node, "r").await;
     // Publishers on both nodes, interleaved.
     for i in 0..10u64 {
         let p = if i % 2 == 0 { &mut pa } else { &mut pb };
@@ -172,12 +160,10 @@ async fn offsets_are_one_order_across_emitting_nodes<B: Broker>() {
 async fn recovered_without_an_offset<B: Broker>() {
     let broker = B::start();
     let (a_node, b_node) = two_nodes(&broker);
-    let (mut a, body) = connect(&a_node, None).await;
+    let (a, body) = member(&a_node, "r").await;
     let pid = body["pid"].clone();
-    join(&mut a, "r", 1).await;
     drop_client(&a_node, a).await;
-    let (mut b, _) = connect(&b_node, None).await;
-    join(&mut b, "r", 1).await;
+    let (mut b, _) = member(&b_node, "r").await;
     publish_and_see(&mut b, "r", 0, 2).await;
     let (_a2, missed, body2) = reconnect(&b_node, json!({ "pid": pid })).await;
     assert_eq!(body2["sid"], body["sid"]);
@@ -191,11 +177,9 @@ async fn not_recovered_past_the_stream_bound<B: Broker>() {
     s.recovery.stream_max_len = 3;
     let (a_node, _) = start(s.clone());
     let (b_node, _) = start(s);
-    let (mut a, body) = connect(&a_node, None).await;
+    let (mut a, body) = member(&a_node, "r").await;
     let pid = body["pid"].clone();
-    join(&mut a, "r", 1).await;
-    let (mut b, _) = connect(&b_node, None).await;
-    join(&mut b, "r", 1).await;
+    let (mut b, _) = member(&b_node, "r").await;
     publish_and_see(&mut b, "r", 0, 1).await;
     let offset = event(&mut a).await[2].clone();
     drop_client(&a_node, a).await;
@@ -215,17 +199,15 @@ async fn not_recovered_past_the_stream_bound<B: Broker>() {
 async fn a_half_open_connection_elsewhere_overwrites_nothing<B: Broker>() {
     let broker = B::start();
     let (a_node, b_node) = two_nodes(&broker);
-    let (mut a, body) = connect(&a_node, None).await;
+    let (a, body) = member(&a_node, "r").await;
     let (sid, pid) = (body["sid"].clone(), body["pid"].clone());
-    join(&mut a, "r", 1).await;
     // `a` stays open: node A thinks it is alive. The client comes back on B
     // (once A wrote its record: within `FLUSH` of a change).
     tokio::time::sleep(QUIET).await;
     let (mut a2, _, body2) = reconnect(&b_node, json!({ "pid": pid })).await;
     assert_eq!(body2["sid"], sid, "recovered on B while A still holds it");
     join(&mut a2, "s", 1).await;
-    let (mut b, _) = connect(&b_node, None).await;
-    join(&mut b, "s", 1).await;
+    let (mut b, _) = member(&b_node, "s").await;
     let offset = publish_and_see(&mut b, "s", 0, 1).await.remove(0);
     assert_eq!(&event(&mut a2).await[..2], &[json!("msg"), json!(0)]);
     // Now A's old connection ends, and then B's.
@@ -245,11 +227,9 @@ async fn recovered_while_traffic_flows<B: Broker>() {
     // delivery of them: every message once, in order, whatever the timing.
     let broker = B::start();
     let (a_node, b_node) = two_nodes(&broker);
-    let (mut a, body) = connect(&a_node, None).await;
+    let (mut a, body) = member(&a_node, "r").await;
     let pid = body["pid"].clone();
-    join(&mut a, "r", 1).await;
-    let (mut b, _) = connect(&b_node, None).await;
-    join(&mut b, "r", 1).await;
+    let (mut b, _) = member(&b_node, "r").await;
     publish_and_see(&mut b, "r", 0, 1).await;
     let offset = event(&mut a).await[2].clone();
     drop_client(&a_node, a).await;
@@ -292,10 +272,8 @@ async fn unknown_pids_are_refused<B: Broker>() {
 async fn a_broker_outage_loses_nothing<B: Broker>() {
     let mut broker = B::start();
     let (a_node, b_node) = two_nodes(&broker);
-    let (mut a, _) = connect(&a_node, None).await;
-    join(&mut a, "r", 1).await;
-    let (mut b, _) = connect(&b_node, None).await;
-    join(&mut b, "r", 1).await;
+    let (mut a, _) = member(&a_node, "r").await;
+    let (mut b, _) = member(&b_node, "r").await;
     publish_and_see(&mut b, "r", 0, 1).await;
     assert_eq!(&event(&mut a).await[..2], &[json!("msg"), json!(0)]);
     broker.kill();
@@ -332,8 +310,7 @@ async fn a_broker_killed_mid_traffic_repeats_nothing<B: Broker>() {
     // tail had read yet is gone with it, so completeness is NATS's alone.
     let mut broker = B::start();
     let (a_node, b_node) = two_nodes(&broker);
-    let (mut a, _) = connect(&a_node, None).await;
-    join(&mut a, "r", 1).await;
+    let (mut a, _) = member(&a_node, "r").await;
     let (mut b, _) = connect(&b_node, None).await;
     const N: u64 = 200;
     let publishing = tokio::spawn(async move {

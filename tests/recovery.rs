@@ -9,9 +9,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::recovery::{connect, drop_client, event, join};
+use common::recovery::{connect, drop_client, event, join, start};
 use common::*;
-use riptide::{Riptide, Settings};
+use riptide::Settings;
 use serde_json::{json, Value};
 
 const QUIET: Duration = Duration::from_millis(200);
@@ -20,14 +20,6 @@ fn settings() -> Settings {
     let mut s = test_settings();
     s.recovery.enabled = true;
     s
-}
-
-fn start(s: Settings) -> (TestServer, Recorder) {
-    let (tx, rec) = recorder();
-    let server = TestServer::start(s, move |r: Riptide| {
-        r.namespace("/", TestApp::namespace(&tx))
-    });
-    (server, rec)
 }
 
 /// `publisher` publishes `n` messages to `room` (the TestApp's `publish`).

@@ -3,7 +3,18 @@
 
 use serde_json::{json, Value};
 
-use super::{TestServer, WsClient};
+use riptide::{Riptide, Settings};
+
+use super::{recorder, Recorder, TestApp, TestServer, WsClient};
+
+/// A node serving the TestApp on `/` with `s`; what its handlers saw.
+pub fn start(s: Settings) -> (TestServer, Recorder) {
+    let (tx, rec) = recorder();
+    let server = TestServer::start(s, move |r: Riptide| {
+        r.namespace("/", TestApp::namespace(&tx))
+    });
+    (server, rec)
+}
 
 /// CONNECT to `/` with `auth`; the client, and the reply's body.
 pub async fn connect(server: &TestServer, auth: Option<Value>) -> (WsClient, Value) {
@@ -40,4 +51,12 @@ pub async fn drop_client(server: &TestServer, c: WsClient) {
             server.handle.socket_count() < before
         })
         .await;
+}
+
+/// CONNECT to `/` of `server`, then join `room`: the client and the CONNECT
+/// reply's body.
+pub async fn member(server: &TestServer, room: &str) -> (WsClient, Value) {
+    let (mut c, body) = connect(server, None).await;
+    join(&mut c, room, 1).await;
+    (c, body)
 }
