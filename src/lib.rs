@@ -129,7 +129,7 @@ pub use api::{
 pub use engineio::Handshake;
 pub use node::fanout::{Affected, BroadcastAcks, BroadcastOperator, FetchedSockets, UserOperator};
 pub use node::metrics::Metrics;
-pub use node::namespace::{ConnectError, ConnectRequest, EventRefused};
+pub use node::namespace::{ConnectError, ConnectRequest, EventRefused, Preface};
 pub use node::remote::{ServerAck, ServerAcks, ServerEvent};
 pub use node::socket::{
     AckError, AckSender, DisconnectReason, EmitError, Event, Extensions, JoinError, Socket,
@@ -137,5 +137,8 @@ pub use node::socket::{
 pub use service::fixture;
 pub use service::http::{Riptide, RiptideServer};
 pub use service::logging;
+/// Service mode (`app.mode = "service"`, `shared/SERVICE.md`): JWT at the
+/// handshake, channels, the server API, offline delivery.
+pub use service::notify as service_mode;
 pub use service::settings::{self as settings, ConfigError, Settings};
 pub use socketio::payload::{Args, ArgsError, IntoArgs, Payload};

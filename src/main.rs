@@ -1,11 +1,13 @@
-//! The `riptide` service binary: serves the bench fixture application on `/`
-//! (when `app.fixture` is on) from `config/`, with `RIPTIDE__…` overrides.
+//! The `riptide` service binary: serves what `app.mode` names on `/` (the
+//! bench fixture, or the notification service of `shared/SERVICE.md`) from
+//! `config/`, with `RIPTIDE__…` overrides.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use riptide::fixture::FixtureHandler;
-use riptide::{logging, settings, Namespace, Riptide};
+use riptide::settings::AppMode;
+use riptide::{logging, service_mode, settings, Namespace, Riptide};
 
 /// glibc's malloc was over a third of the node's CPU in fan-out profiles;
 /// jemalloc's thread caches fit the many small, short-lived allocations of
@@ -27,11 +29,17 @@ fn main() -> ExitCode {
         }
     };
     let log = logging::build_logger(&settings.log);
-    let mut node = Riptide::new(settings.clone(), log.clone());
-    if settings.app.fixture {
-        node = node.namespace("/", Namespace::new(|| FixtureHandler));
-    }
-    let result = actix_web::rt::System::new().block_on(node.build().run());
+    let system = actix_web::rt::System::new();
+    let result = match settings.app.mode {
+        AppMode::Service => system.block_on(service_mode::serve(settings, log.clone())),
+        mode => {
+            let mut node = Riptide::new(settings, log.clone());
+            if mode == AppMode::Fixture {
+                node = node.namespace("/", Namespace::new(|| FixtureHandler));
+            }
+            system.block_on(node.build().run())
+        }
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -327,6 +327,12 @@ impl Cluster {
         self.shared.bus.max_payload()
     }
 
+    /// Wait until the room and namespace subscriptions asked for so far are
+    /// in effect at the broker, at most `timeout` ([`super::Bus::synced`]).
+    pub async fn synced(&self, timeout: Duration) -> bool {
+        self.shared.bus.synced(timeout).await
+    }
+
     /// The first local member of `room` joined: receive the room's traffic.
     pub fn room_joined(&self, ns: &str, room: &str) {
         self.shared.bus.subscribe(&Topic::room(ns, room));

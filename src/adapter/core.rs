@@ -2,7 +2,7 @@
 //! interest, status with its up gauge, and inbound hand-off.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -40,6 +40,10 @@ pub(crate) struct Core {
     /// Woken when the wanted set of topics changes; one waiter (the task
     /// that reconciles the broker's subscriptions).
     pub interest_changed: Notify,
+    /// Bumped at every change of the wanted set (under `interest`'s lock).
+    interest_gen: AtomicU64,
+    /// The generation of the wanted set the broker has confirmed.
+    applied: watch::Sender<u64>,
     status: Mutex<StatusState>,
     up_tx: watch::Sender<bool>,
     out_tx: mpsc::Sender<Outgoing>,
@@ -71,6 +75,8 @@ impl Core {
             options: options.clone(),
             interest: Mutex::new(HashMap::new()),
             interest_changed: Notify::new(),
+            interest_gen: AtomicU64::new(0),
+            applied: watch::channel(0).0,
             status: Mutex::new(StatusState {
                 down: parts
                     .iter()
@@ -158,6 +164,7 @@ impl Core {
         let count = interest.entry(topic.clone()).or_insert(0);
         *count += 1;
         if *count == 1 {
+            self.interest_gen.fetch_add(1, Ordering::AcqRel);
             self.interest_changed.notify_one();
         }
     }
@@ -168,14 +175,39 @@ impl Core {
             *count -= 1;
             if *count == 0 {
                 interest.remove(topic);
+                self.interest_gen.fetch_add(1, Ordering::AcqRel);
                 self.interest_changed.notify_one();
             }
         }
     }
 
-    /// The topics wanted now.
-    pub fn wanted(&self) -> HashSet<Topic> {
-        self.interest.lock().keys().cloned().collect()
+    /// The topics wanted now, and the generation of that set (to hand to
+    /// [`Core::applied`] once the broker has confirmed it).
+    pub fn wanted(&self) -> (HashSet<Topic>, u64) {
+        let interest = self.interest.lock();
+        let gen = self.interest_gen.load(Ordering::Acquire);
+        (interest.keys().cloned().collect(), gen)
+    }
+
+    /// The broker confirmed the wanted set of generation `gen`.
+    pub fn applied(&self, gen: u64) {
+        self.applied.send_if_modified(|have| {
+            let newer = gen > *have;
+            if newer {
+                *have = gen;
+            }
+            newer
+        });
+    }
+
+    /// Wait until every interest change made before this call is confirmed
+    /// by the broker, at most `timeout`; false if it was not in time.
+    pub async fn synced(&self, timeout: Duration) -> bool {
+        let target = self.interest_gen.load(Ordering::Acquire);
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(timeout, applied.wait_for(|have| *have >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Hand a received message to the engine; drop and count if it is behind.

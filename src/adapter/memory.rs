@@ -159,6 +159,11 @@ impl Bus for MemoryBus {
         self.max_payload
     }
 
+    fn synced(&self, _timeout: Duration) -> BoxFuture<'_, bool> {
+        // Interest is in effect as soon as it is set.
+        async { true }.boxed()
+    }
+
     fn flush(&self, _timeout: Duration) -> BoxFuture<'_, bool> {
         async { true }.boxed()
     }

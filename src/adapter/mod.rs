@@ -63,6 +63,7 @@ mod core;
 pub mod memory;
 pub mod metrics;
 pub mod nats;
+pub mod notify;
 pub mod redis;
 pub mod settings;
 pub mod store;
@@ -277,6 +278,13 @@ pub trait Bus: Send + Sync + 'static {
     /// and large pub/sub messages stall every node: the cap keeps messages
     /// the size NATS allows, so an application behaves the same on both).
     fn max_payload(&self) -> usize;
+
+    /// Wait until every [`Bus::subscribe`] and [`Bus::unsubscribe`] made
+    /// before this call is in effect at the broker (a message another node
+    /// publishes from then on reaches this one), or `timeout` passes; true
+    /// if it was in time. For an operation that promises its membership is
+    /// in effect cluster-wide when it answers (service mode's `subscribe`).
+    fn synced(&self, timeout: Duration) -> futures_util::future::BoxFuture<'_, bool>;
 
     /// Wait until everything published so far has been handed to the broker
     /// (or `timeout` passes); true if it was. For a clean stop (a goodbye

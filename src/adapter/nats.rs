@@ -186,7 +186,7 @@ impl Drop for Forwarder {
 async fn reconciler(core: Arc<Core>, client: async_nats::Client) {
     let mut actual: HashMap<Topic, Forwarder> = HashMap::new();
     loop {
-        let wanted = core.wanted();
+        let (wanted, gen) = core.wanted();
         actual.retain(|topic, _| wanted.contains(topic));
         let mut failed = false;
         for topic in wanted {
@@ -212,7 +212,13 @@ async fn reconciler(core: Arc<Core>, client: async_nats::Client) {
             tokio::time::sleep(core.options.reconnect_max).await;
             continue;
         }
-        core.interest_changed.notified().await;
+        // A flush is a PING answered after the server processed every SUB
+        // and UNSUB before it: from then on, the set is in effect.
+        let changed = core.interest_changed.notified();
+        if client.flush().await.is_ok() {
+            core.applied(gen);
+        }
+        changed.await;
     }
 }
 
@@ -241,6 +247,10 @@ impl Bus for NatsBus {
 
     fn max_payload(&self) -> usize {
         self.client.max_payload()
+    }
+
+    fn synced(&self, timeout: Duration) -> BoxFuture<'_, bool> {
+        self.core.synced(timeout).boxed()
     }
 
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, bool> {

@@ -187,11 +187,9 @@ async fn reconcile(
     sink: &mut redis::aio::PubSubSink,
     actual: &mut HashMap<String, Topic>,
 ) -> redis::RedisResult<()> {
-    let wanted: HashMap<String, Topic> = core
-        .wanted()
-        .into_iter()
-        .map(|t| (core.subject(&t), t))
-        .collect();
+    let (wanted, gen) = core.wanted();
+    let wanted: HashMap<String, Topic> =
+        wanted.into_iter().map(|t| (core.subject(&t), t)).collect();
     let gone: Vec<String> = actual
         .keys()
         .filter(|s| !wanted.contains_key(*s))
@@ -214,6 +212,8 @@ async fn reconcile(
         actual.extend(chunk.iter().cloned());
     }
     core.metrics.set_subscriptions(actual.len());
+    // Each (UN)SUBSCRIBE above resolved on Redis's confirmation.
+    core.applied(gen);
     Ok(())
 }
 
@@ -308,6 +308,10 @@ impl Bus for RedisBus {
 
     fn max_payload(&self) -> usize {
         self.core.options.max_payload
+    }
+
+    fn synced(&self, timeout: Duration) -> BoxFuture<'_, bool> {
+        self.core.synced(timeout).boxed()
     }
 
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, bool> {

@@ -119,6 +119,17 @@ impl ServerHandle {
         })
     }
 
+    /// Wait until every room this node's sockets joined so far is in effect
+    /// at the cluster's broker (a broadcast another node makes from then on
+    /// reaches them), at most `timeout`; true if it was in time. Without a
+    /// cluster a join is in effect at once: true.
+    pub async fn synced(&self, timeout: Duration) -> bool {
+        match self.shared.cluster() {
+            Some(cluster) => cluster.synced(timeout).await,
+            None => true,
+        }
+    }
+
     /// The local sockets of namespace `ns`.
     pub fn sockets(&self, ns: &str) -> Vec<Socket> {
         self.shared.local_sockets(ns)

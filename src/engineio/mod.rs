@@ -23,6 +23,7 @@ pub use config::EngineConfig;
 pub use errors::EngineError;
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use routes::Engine;
+pub(crate) use session::url_query_pairs;
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use session::{
     CloseReason, EngineApp, EngineAppFactory, EngineCore, Frame, Handshake, SessionActor,

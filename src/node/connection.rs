@@ -23,7 +23,9 @@ use super::delivery::{Deliver, DisconnectSocket, Encoded, Mode};
 use super::dispatch::Dispatch;
 use super::interest::AddMember;
 use super::limits::{EventBudget, EventVerdict};
-use super::namespace::{ConnectError, ConnectRequest, EventRefused, NamespaceSpec};
+use super::namespace::{
+    ConnectError, ConnectRequest, EventRefused, NamespaceSpec, Preface, PrefaceFuture,
+};
 use super::recovery::cluster::{ClusterRecovery, Restoring};
 use super::recovery::{Recovery, Restored, Resume, Retired};
 use super::room::RoomKey;
@@ -50,12 +52,13 @@ struct SocketState {
     handler: Recipient<Dispatch>,
     /// The socket's event rate limit.
     budget: EventBudget,
-    /// Being recovered through the cluster: attached, not announced yet.
+    /// Being recovered through the cluster, or waiting for its preface
+    /// ([`ConnectRequest::preface`]): attached, not announced yet.
     restoring: Option<Buffered>,
 }
 
-/// What a socket being recovered through the cluster will be written before
-/// its CONNECT reply.
+/// What a socket being recovered through the cluster (or waiting for its
+/// preface) will be written before its CONNECT reply.
 struct Buffered {
     /// The stored events it missed, as first read.
     missed: Vec<Encoded>,
@@ -124,16 +127,35 @@ struct Start {
     /// Recovered through the cluster: the stream position its missed
     /// events were read up to (it catches up from there once attached).
     restoring: Option<u64>,
+    /// A new socket's events to write before its CONNECT reply.
+    preface: Option<PrefaceFuture>,
+}
+
+/// What the connect middlewares made of a CONNECT they accepted.
+#[derive(Default)]
+struct Admitted {
+    user: Option<Arc<str>>,
+    rooms: Vec<String>,
+    extensions: Extensions,
+    preface: Option<PrefaceFuture>,
 }
 
 impl Start {
-    fn fresh(recovery: Option<&Recovery>, user: Option<Arc<str>>) -> Start {
+    fn fresh(recovery: Option<&Recovery>, admitted: Admitted, max_rooms: usize) -> Start {
+        let mut rooms = RoomSet::default();
+        for room in admitted.rooms {
+            // The socket's own room counts, as for `Socket::join`.
+            if rooms.rooms.len() + 1 >= max_rooms {
+                break;
+            }
+            rooms.rooms.insert(room.into());
+        }
         Start {
             sid: Sid::random(),
             pid: recovery.map(|_| Recovery::new_pid()),
-            user,
-            rooms: RoomSet::default(),
-            extensions: Extensions::default(),
+            user: admitted.user,
+            rooms,
+            extensions: admitted.extensions,
             missed: Vec::new(),
             resume: recovery.map(|rec| Resume {
                 from: rec.position(),
@@ -143,17 +165,22 @@ impl Start {
             recovered: false,
             token: None,
             restoring: None,
+            preface: admitted.preface,
         }
     }
 
     /// A fresh socket with the cluster's store: recoverable if the store
     /// answered (`fresh`: its pid and resume point).
-    fn fresh_in_cluster(fresh: Option<(Arc<str>, Resume)>, user: Option<Arc<str>>) -> Start {
+    fn fresh_in_cluster(
+        fresh: Option<(Arc<str>, Resume)>,
+        admitted: Admitted,
+        max_rooms: usize,
+    ) -> Start {
         let (pid, resume) = fresh.unzip();
         Start {
             pid,
             resume,
-            ..Start::fresh(None, user)
+            ..Start::fresh(None, admitted, max_rooms)
         }
     }
 
@@ -181,6 +208,7 @@ impl Start {
             recovered: true,
             token: None,
             restoring: None,
+            preface: None,
         }
     }
 }
@@ -322,11 +350,11 @@ impl Connection {
         let skip_middlewares = config.is_some_and(|c| c.skip_middlewares);
         // Middlewares that are not skipped run first: a refused CONNECT
         // leaves the parked state alone.
-        let mut user = None;
+        let mut admitted = Admitted::default();
         let ran_middlewares = !(asks && skip_middlewares);
         if ran_middlewares {
             match self.run_middlewares(&spec, &ns, &auth, core) {
-                Ok(u) => user = u,
+                Ok(a) => admitted = a,
                 Err(e) => return self.connect_error(core, &ns, e),
             }
         }
@@ -336,7 +364,7 @@ impl Connection {
                 spec,
                 ns_name,
                 auth,
-                user,
+                admitted,
                 ran_middlewares,
                 ctx,
             );
@@ -347,13 +375,14 @@ impl Connection {
         };
         if restored.is_none() && !ran_middlewares {
             match self.run_middlewares(&spec, &ns, &auth, core) {
-                Ok(u) => user = u,
+                Ok(a) => admitted = a,
                 Err(e) => return self.connect_error(core, &ns, e),
             }
         }
+        let max_rooms = server.config.max_rooms_per_socket;
         let start = match restored {
             Some(r) => Start::recovered(r),
-            None => Start::fresh(recovery, user),
+            None => Start::fresh(recovery, admitted, max_rooms),
         };
         self.open(ns_name, auth, start, core, ctx);
     }
@@ -368,7 +397,7 @@ impl Connection {
         spec: NamespaceSpec,
         ns: Arc<str>,
         auth: Value,
-        user: Option<Arc<str>>,
+        admitted: Admitted,
         ran_middlewares: bool,
         ctx: &mut Ctx,
     ) {
@@ -403,7 +432,7 @@ impl Connection {
                         return;
                     }
                     let server = app.server.clone();
-                    let mut user = user;
+                    let mut admitted = admitted;
                     let start = match restored {
                         Some(Ok(r)) => {
                             server.metrics.recovery("recovered");
@@ -420,11 +449,12 @@ impl Connection {
                             }
                             if !ran_middlewares {
                                 match app.run_middlewares(&spec, &ns, &auth, core) {
-                                    Ok(u) => user = u,
+                                    Ok(a) => admitted = a,
                                     Err(e) => return app.connect_error(core, &ns, e),
                                 }
                             }
-                            Start::fresh_in_cluster(fresh, user)
+                            let max_rooms = server.config.max_rooms_per_socket;
+                            Start::fresh_in_cluster(fresh, admitted, max_rooms)
                         }
                     };
                     app.open(ns, auth, start, core, ctx);
@@ -459,6 +489,7 @@ impl Connection {
             recovered,
             token,
             restoring,
+            preface,
         } = start;
         let socket = Socket {
             inner: Arc::new(SocketInner {
@@ -569,8 +600,63 @@ impl Connection {
             );
             return;
         }
+        if let Some(preface) = preface {
+            // Attached and in its rooms: what reaches it now waits in the
+            // buffer until the preface's events are written.
+            state.restoring = Some(Buffered {
+                missed,
+                buffer: Vec::new(),
+            });
+            self.sockets.insert(ns_name.clone(), state);
+            ctx.spawn(
+                actix::fut::wrap_future::<_, SessionActor<Connection>>(preface).map(
+                    move |preface, act, _ctx| {
+                        let SessionActor { core, app } = act;
+                        app.finish_preface(&ns_name, &sid, preface, core);
+                    },
+                ),
+            );
+            return;
+        }
         self.sockets.insert(ns_name.clone(), state);
         self.announce(&ns_name, missed, recovered, core);
+    }
+
+    /// A new socket's preface is in: its events, then what was delivered to
+    /// it meanwhile, then the CONNECT reply.
+    fn finish_preface(
+        &mut self,
+        ns: &Arc<str>,
+        sid: &Sid,
+        preface: Preface,
+        core: &mut EngineCore,
+    ) {
+        let Some(state) = self
+            .sockets
+            .get_mut(ns)
+            .filter(|s| &s.socket.inner.id == sid)
+        else {
+            return;
+        };
+        let Some(Buffered { mut missed, buffer }) = state.restoring.take() else {
+            return;
+        };
+        for (event, payload) in &preface.events {
+            match encode_event(ns, event, payload, None) {
+                Ok(frames) => missed.push(frames),
+                Err(e) => warn!(core.log, "preface event not sent"; "event" => event.as_str(),
+                    "error" => %e),
+            }
+        }
+        for d in buffer {
+            state.written(d.mode);
+            missed.push(d.frames);
+        }
+        let closing = core.is_closing();
+        self.announce(ns, missed, false, core);
+        if let (false, Some(written)) = (closing, preface.written) {
+            written();
+        }
     }
 
     /// The last step of a recovery through the cluster: what it missed, then
@@ -655,14 +741,9 @@ impl Connection {
         ns: &str,
         auth: &Value,
         core: &mut EngineCore,
-    ) -> Result<Option<Arc<str>>, ConnectError> {
+    ) -> Result<Admitted, ConnectError> {
         let server = &self.server;
-        let mut req = ConnectRequest {
-            namespace: ns,
-            auth,
-            handshake: &self.handshake,
-            user: None,
-        };
+        let mut req = ConnectRequest::new(ns, auth, &self.handshake);
         for mw in &spec.connect_middleware {
             let verdict = catch_unwind(AssertUnwindSafe(|| mw(&mut req))).unwrap_or_else(|_| {
                 server.metrics.handler_panic();
@@ -674,7 +755,12 @@ impl Connection {
                 return Err(e);
             }
         }
-        Ok(req.user.map(Into::into))
+        Ok(Admitted {
+            user: req.user.map(Into::into),
+            rooms: req.rooms,
+            extensions: req.extensions,
+            preface: req.preface,
+        })
     }
 
     /// The state of the socket the CONNECT's `pid` names, if it can be

@@ -11,7 +11,7 @@ use crate::api::{HandlerContext, NamespaceHandler};
 use crate::node::socket::{Event, Socket};
 use crate::socketio::payload::Payload;
 
-/// The fixture's handler, served on `/` by the binary when `app.fixture` is on.
+/// The fixture's handler, served on `/` by the binary when `app.mode = "fixture"`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FixtureHandler;
 

@@ -6,4 +6,5 @@
 pub mod fixture;
 pub mod http;
 pub mod logging;
+pub mod notify;
 pub mod settings;

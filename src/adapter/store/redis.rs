@@ -108,17 +108,17 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// `<ms>-<n>` as one number.
-fn pack(id: &str) -> Option<u64> {
+pub(crate) fn pack(id: &str) -> Option<u64> {
     let (ms, n) = id.split_once('-')?;
     let (ms, n): (u64, u64) = (ms.parse().ok()?, n.parse().ok()?);
     Some((ms << 20) | n.min((1 << 20) - 1))
 }
 
-fn unpack(seq: u64) -> String {
+pub(crate) fn unpack(seq: u64) -> String {
     format!("{}-{}", seq >> 20, seq & ((1 << 20) - 1))
 }
 
-fn text(v: &Value) -> Option<String> {
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
@@ -127,7 +127,7 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// A reply of field/value pairs (RESP2 array or RESP3 map) as a map.
-fn pairs(v: Value) -> HashMap<String, Value> {
+pub(crate) fn pairs(v: Value) -> HashMap<String, Value> {
     match v {
         Value::Map(m) => m
             .into_iter()
@@ -172,7 +172,7 @@ fn entries(v: Value) -> Vec<Record> {
         .collect()
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -29,7 +29,13 @@ pub const ENV_SEPARATOR: &str = "__";
 
 /// Keys whose environment value is a comma-separated list: an environment
 /// variable has no array syntax, and none of these values can contain a comma.
-const ENV_LIST_KEYS: &[&str] = &["engine.transports", "cors.allowed_origins"];
+const ENV_LIST_KEYS: &[&str] = &[
+    "engine.transports",
+    "cors.allowed_origins",
+    "auth.algorithms",
+    "channels.public",
+    "channels.client_publish",
+];
 
 /// One `RIPTIDE__...` variable, already turned into a key path and a value.
 #[derive(Debug, Clone)]

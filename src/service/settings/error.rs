@@ -38,7 +38,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             key: key.into(),
             reason: reason.into(),

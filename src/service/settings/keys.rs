@@ -137,7 +137,7 @@ mod tests {
         let unknown = first_unknown(&["servr", "port"]).unwrap();
         assert_eq!(unknown.depth, 0);
         assert!(unknown.expected.contains(&"server".to_string()));
-        assert_eq!(unknown.expected.len(), 10);
+        assert_eq!(unknown.expected.len(), 14);
     }
 
     #[test]

@@ -23,7 +23,8 @@
 //! - this one: [`Settings`], its `Default` and [`Settings::validate`], which
 //!   runs each section's own checks;
 //! - one per section (`server`, `engine`, `socketio`, `recovery`, `limits`,
-//!   `cors`, `log`, `cluster`, `app`): its struct, its named values and its checks;
+//!   `cors`, `log`, `cluster`, `app`, and service mode's `auth`,
+//!   `channels`, `api`, `history`): its struct, its named values and its checks;
 //!   `[adapter]` is the adapter layer's own ([`AdapterSettings`]);
 //! - `load`: [`load()`] and [`load_from`], the layers in order, the compiled-in
 //!   defaults;
@@ -36,12 +37,16 @@
 
 use serde::Deserialize;
 
+mod api;
 mod app;
+mod auth;
+mod channels;
 mod cluster;
 mod cors;
 mod engine;
 mod env;
 mod error;
+mod history;
 mod keys;
 mod limits;
 mod load;
@@ -52,12 +57,16 @@ mod socketio;
 #[cfg(test)]
 mod tests;
 
-pub use self::app::AppSettings;
+pub use self::api::{ApiSettings, MIN_API_KEY};
+pub use self::app::{AppMode, AppSettings};
+pub use self::auth::{AuthSettings, JwtAlgorithm, PublicKind, MIN_HMAC_SECRET};
+pub use self::channels::{check_pattern, ChannelSettings};
 pub use self::cluster::ClusterSettings;
 pub use self::cors::CorsSettings;
 pub use self::engine::{EngineSettings, Transport, MAX_PAYLOAD, MIN_PAYLOAD};
 pub use self::env::{ENV_PREFIX, ENV_SEPARATOR};
 pub use self::error::ConfigError;
+pub use self::history::HistorySettings;
 pub use self::limits::LimitsSettings;
 pub use self::load::{load, load_from, DEFAULT_ENVIRONMENT, DEFAULT_TOML, ENVIRONMENT_VAR};
 pub use self::log::{LogFormat, LogLevel, LogSettings};
@@ -80,6 +89,10 @@ pub struct Settings {
     pub adapter: AdapterSettings,
     pub cluster: ClusterSettings,
     pub app: AppSettings,
+    pub auth: AuthSettings,
+    pub channels: ChannelSettings,
+    pub api: ApiSettings,
+    pub history: HistorySettings,
 }
 
 impl Default for Settings {
@@ -107,7 +120,12 @@ impl Settings {
         self.adapter
             .validate()
             .map_err(|e| ConfigError::invalid(e.key, e.reason))?;
-        self.cluster.validate()
+        self.cluster.validate()?;
+        let service = self.app.mode == AppMode::Service;
+        self.auth.validate(service)?;
+        self.channels.validate()?;
+        self.api.validate(service)?;
+        self.history.validate()
     }
 }
 

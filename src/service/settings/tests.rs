@@ -89,13 +89,13 @@ fn env_overrides_a_bool_and_a_string() {
     let settings = load_with(
         &[],
         &[
-            ("RIPTIDE__APP__FIXTURE", "false"),
+            ("RIPTIDE__API__ENABLED", "false"),
             ("RIPTIDE__ADAPTER__KIND", "nats"),
             ("RIPTIDE__ADAPTER__URL", "nats://127.0.0.1:4222"),
         ],
     )
     .unwrap();
-    assert!(!settings.app.fixture);
+    assert!(!settings.api.enabled);
     assert_eq!(settings.adapter.kind, AdapterKind::Nats);
     assert_eq!(settings.adapter.url, "nats://127.0.0.1:4222");
 }
@@ -398,10 +398,10 @@ fn unknown_key_lists_the_section_keys_and_suggests_the_nearest() {
         }
     );
     assert_eq!(error.key(), None);
-    let error = error_with(&[], &[("RIPTIDE__APP__FIXTURES", "true")]);
+    let error = error_with(&[], &[("RIPTIDE__APP__MODES", "service")]);
     assert_eq!(
         error,
-        "unknown field `fixtures` in section app, expected `fixture` (did you mean `fixture`?)"
+        "unknown field `modes` in section app, expected `mode` (did you mean `mode`?)"
     );
     let error = error_with(&[], &[("RIPTIDE__ADAPTER__URI", "nats://127.0.0.1:4222")]);
     assert_eq!(
@@ -426,8 +426,9 @@ fn unknown_section_lists_the_sections_and_suggests_the_nearest() {
         error,
         ConfigError::UnknownSection {
             section: "servr".into(),
-            expected: ", expected one of `adapter`, `app`, `cluster`, `cors`, `engine`, `limits`, \
-                       `log`, `recovery`, `server`, `socketio` (did you mean `server`?)"
+            expected: ", expected one of `adapter`, `api`, `app`, `auth`, `channels`, `cluster`, \
+                       `cors`, `engine`, `history`, `limits`, `log`, `recovery`, `server`, \
+                       `socketio` (did you mean `server`?)"
                 .into(),
         }
     );
@@ -640,4 +641,106 @@ fn a_malformed_advertise_url_is_refused_naming_it() {
         let err = load_with(&[], &[("RIPTIDE__CLUSTER__ADVERTISE_URL", bad)]).unwrap_err();
         assert_eq!(err.key(), Some("cluster.advertise_url"), "{bad}: {err}");
     }
+}
+
+/// Service mode with a secret and an API key, plus `more`.
+fn service_with(more: &[(&'static str, &str)]) -> Result<Settings, ConfigError> {
+    let mut env = vec![
+        ("RIPTIDE__APP__MODE", "service"),
+        (
+            "RIPTIDE__AUTH__HMAC_SECRET",
+            "0123456789abcdef0123456789abcdef",
+        ),
+        ("RIPTIDE__API__KEY", "0123456789abcdef"),
+    ];
+    for (k, v) in more {
+        env.retain(|(key, _)| key != k);
+        env.push((k, v));
+    }
+    load_with(&[], &env)
+}
+
+fn service_error_key(more: &[(&'static str, &str)]) -> String {
+    let e = service_with(more).unwrap_err();
+    e.key()
+        .unwrap_or_else(|| panic!("no key in {e}"))
+        .to_owned()
+}
+
+#[test]
+fn service_mode_loads_with_a_secret_and_an_api_key() {
+    let s = service_with(&[
+        ("RIPTIDE__CHANNELS__PUBLIC", "news, alerts.*"),
+        ("RIPTIDE__AUTH__ALGORITHMS", "hs256,HS512"),
+    ])
+    .unwrap();
+    assert_eq!(s.app.mode, AppMode::Service);
+    assert_eq!(s.channels.public, ["news", "alerts.*"]);
+    assert_eq!(
+        s.auth.accepted(),
+        [JwtAlgorithm::Hs256, JwtAlgorithm::Hs512]
+    );
+    // The fixture mode needs none of it.
+    assert_eq!(Settings::default().app.mode, AppMode::Fixture);
+    assert!(Settings::default().validate().is_ok());
+}
+
+#[test]
+fn service_mode_names_the_bad_key() {
+    let empty = [("RIPTIDE__AUTH__HMAC_SECRET", "")];
+    assert_eq!(service_error_key(&empty), "auth.hmac_secret");
+    assert_eq!(
+        service_error_key(&[("RIPTIDE__AUTH__HMAC_SECRET", "short")]),
+        "auth.hmac_secret"
+    );
+    let e = service_with(&[("RIPTIDE__AUTH__ALGORITHMS", "HS999")]).unwrap_err();
+    assert!(
+        e.to_string().contains("HS999") && e.to_string().contains("auth.algorithms"),
+        "{e}"
+    );
+    assert_eq!(
+        service_error_key(&[("RIPTIDE__AUTH__ALGORITHMS", "RS256")]),
+        "auth.algorithms",
+        "RS256 without a public key file"
+    );
+    let dir = TempDir::new();
+    let not_pem = dir.path().join("key.pem");
+    std::fs::write(&not_pem, "not a key").unwrap();
+    let path = not_pem.to_str().unwrap();
+    assert_eq!(
+        service_error_key(&[("RIPTIDE__AUTH__PUBLIC_KEY_FILE", path)]),
+        "auth.public_key_file"
+    );
+    assert_eq!(
+        service_error_key(&[("RIPTIDE__AUTH__PUBLIC_KEY_FILE", "/nonexistent/key.pem")]),
+        "auth.public_key_file"
+    );
+    assert_eq!(service_error_key(&[("RIPTIDE__API__KEY", "")]), "api.key");
+    assert_eq!(
+        service_error_key(&[("RIPTIDE__API__KEY", "short")]),
+        "api.key"
+    );
+    assert!(service_with(&[
+        ("RIPTIDE__API__KEY", ""),
+        ("RIPTIDE__API__ENABLED", "false")
+    ])
+    .is_ok());
+    assert_eq!(
+        service_error_key(&[("RIPTIDE__CHANNELS__PUBLIC", "a*b")]),
+        "channels.public"
+    );
+    assert_eq!(
+        service_error_key(&[("RIPTIDE__CHANNELS__CLIENT_PUBLISH", "user:*")]),
+        "channels.client_publish"
+    );
+    assert_eq!(
+        service_error_key(&[("RIPTIDE__HISTORY__MAX_PER_USER", "0")]),
+        "history.max_per_user"
+    );
+    // Anonymous service: no key needed when auth is not required.
+    assert!(service_with(&[
+        ("RIPTIDE__AUTH__HMAC_SECRET", ""),
+        ("RIPTIDE__AUTH__REQUIRED", "false")
+    ])
+    .is_ok());
 }

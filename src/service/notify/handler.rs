@@ -1,0 +1,387 @@
+//! The `/` namespace of service mode: the client events of SERVICE.md
+//! (`subscribe`, `unsubscribe`, `publish`, `presence`, `user:emit`,
+//! `auth:refresh`), each answered through its ack; the token's expiry
+//! (`auth:expiring`, then `auth:expired` and a server disconnect); and what
+//! the other nodes' services ask of this one (presence, revocation, counts).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{AsyncContext, SpawnHandle};
+use serde_json::{json, Value};
+use slog::debug;
+
+use super::auth::{self, Identity, Refusal};
+use super::channels::{self, Refused};
+use super::{user_room, AuthState, Service, INFO, PRESENCE, PRESENT, REVOKE};
+use crate::api::{spawn_then, HandlerActor, HandlerContext, NamespaceHandler};
+use crate::node::remote::ServerEvent;
+use crate::node::socket::{AckSender, DisconnectReason, Event, JoinError, Socket};
+use crate::socketio::encode::check_event_name;
+
+/// How long a `subscribe` waits for its rooms to be in effect at the
+/// broker before it answers anyway (the rooms are joined on this node; the
+/// broker catches up when it is back).
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One per worker thread (like every handler actor); what it keeps is per
+/// socket of that thread.
+pub struct ServiceHandler {
+    service: Arc<Service>,
+    /// A socket's expiry timers (`auth:expiring`, then the disconnect).
+    timers: HashMap<String, Vec<SpawnHandle>>,
+}
+
+fn error(ack: Option<AckSender>, message: &str) {
+    if let Some(ack) = ack {
+        ack.send(json!({ "error": message }));
+    }
+}
+
+/// A channel argument: one name or an array of names.
+fn channel_list(v: Option<&Value>) -> Option<Vec<String>> {
+    match v? {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        _ => None,
+    }
+}
+
+fn identity(socket: &Socket) -> Option<Identity> {
+    socket.extensions().get::<AuthState>().map(|a| a.identity)
+}
+
+impl ServiceHandler {
+    pub fn new(service: Arc<Service>) -> ServiceHandler {
+        ServiceHandler {
+            service,
+            timers: HashMap::new(),
+        }
+    }
+
+    fn cancel_timers(&mut self, sid: &str, ctx: &mut HandlerContext<Self>) {
+        for t in self.timers.remove(sid).unwrap_or_default() {
+            ctx.cancel_future(t);
+        }
+    }
+
+    /// Arm `auth:expiring` and the disconnect at `exp` for `socket`.
+    fn schedule(&mut self, socket: &Socket, ctx: &mut HandlerContext<Self>) {
+        self.cancel_timers(socket.id(), ctx);
+        let Some(exp) = identity(socket).and_then(|i| i.exp) else {
+            return;
+        };
+        let now = auth::now_ms();
+        let exp_ms = exp * 1000 + self.service.settings.auth.leeway_ms;
+        let ahead = self.service.settings.auth.refresh_ahead_ms;
+        let mut timers = Vec::with_capacity(2);
+        let warn_at = (exp * 1000).saturating_sub(ahead);
+        let s = socket.clone();
+        timers.push(ctx.run_later(
+            Duration::from_millis(warn_at.saturating_sub(now)),
+            move |_act, _ctx| {
+                // Still the token this timer was armed for: not refreshed.
+                if identity(&s).and_then(|i| i.exp) == Some(exp) {
+                    let _ = s.emit("auth:expiring", json!({ "exp": exp }));
+                }
+            },
+        ));
+        let s = socket.clone();
+        timers.push(ctx.run_later(
+            Duration::from_millis(exp_ms.saturating_sub(now)),
+            move |act: &mut HandlerActor<ServiceHandler>, ctx| {
+                act.call(|h, _ctx| h.expire(&s, exp), ctx);
+            },
+        ));
+        self.timers.insert(socket.id().to_owned(), timers);
+    }
+
+    fn expire(&mut self, socket: &Socket, exp: u64) {
+        if identity(socket).and_then(|i| i.exp) != Some(exp) {
+            return;
+        }
+        self.timers.remove(socket.id());
+        self.service.metrics.expired();
+        debug!(self.service.log, "token expired: disconnecting"; "socket" => socket.id(),
+            "user" => socket.user());
+        let _ = socket.emit("auth:expired", json!({ "exp": exp }));
+        socket.disconnect();
+    }
+
+    fn subscribe(&mut self, socket: &Socket, mut event: Event, ctx: &mut HandlerContext<Self>) {
+        let ack = event.ack.take();
+        let settings = &self.service.settings.channels;
+        let Some(list) = channel_list(event.arg(0)) else {
+            self.service.metrics.event("subscribe", "invalid");
+            return error(ack, "invalid arguments");
+        };
+        if list.len() > settings.max_per_request {
+            self.service.metrics.event("subscribe", "invalid");
+            return error(ack, "too many channels");
+        }
+        let granted = identity(socket).map(|i| i.channels).unwrap_or_default();
+        let mut ok = Vec::new();
+        let mut refused = Vec::new();
+        for channel in list {
+            let verdict = channels::may_subscribe(settings, &granted, &channel)
+                .map_err(Refused::as_str)
+                .and_then(|()| match socket.join(channel.as_str()) {
+                    Ok(()) => Ok(()),
+                    Err(JoinError::RoomLimit { .. }) => Err("room limit"),
+                    Err(_) => Err("disconnected"),
+                });
+            match verdict {
+                Ok(()) => ok.push(channel),
+                Err(reason) => refused.push(json!({ "channel": channel, "reason": reason })),
+            }
+        }
+        let outcome = if refused.is_empty() { "ok" } else { "refused" };
+        self.service.metrics.event("subscribe", outcome);
+        let Some(ack) = ack else {
+            return;
+        };
+        let answer = json!({ "ok": ok, "refused": refused });
+        let Some(handle) = self.service.handle().cloned() else {
+            return ack.send(answer);
+        };
+        // In effect on every node before the ack leaves: the broker has the
+        // rooms' subscriptions.
+        spawn_then(
+            ctx,
+            async move { handle.synced(SYNC_TIMEOUT).await },
+            move |_h: &mut Self, _synced, _ctx| ack.send(answer),
+        );
+    }
+
+    fn unsubscribe(&mut self, socket: &Socket, mut event: Event) {
+        let ack = event.ack.take();
+        let Some(list) = channel_list(event.arg(0)) else {
+            self.service.metrics.event("unsubscribe", "invalid");
+            return error(ack, "invalid arguments");
+        };
+        let mut ok = Vec::new();
+        for channel in list {
+            // Never the user's or roles' rooms: those are the service's.
+            if channels::is_reserved(&channel) || channel == socket.id() {
+                continue;
+            }
+            socket.leave(channel.as_str());
+            ok.push(channel);
+        }
+        self.service.metrics.event("unsubscribe", "ok");
+        if let Some(ack) = ack {
+            ack.send(json!({ "ok": ok }));
+        }
+    }
+
+    fn publish(&mut self, socket: &Socket, mut event: Event) {
+        let ack = event.ack.take();
+        let (Some(channel), Some(name)) = (event.str_arg(0), event.str_arg(1)) else {
+            self.service.metrics.event("publish", "invalid");
+            return error(ack, "invalid arguments");
+        };
+        let settings = &self.service.settings.channels;
+        if !channels::may_publish(settings, channel) || !socket.inner.in_room(channel) {
+            self.service.metrics.event("publish", "refused");
+            return error(ack, "forbidden");
+        }
+        if check_event_name(name).is_err() {
+            self.service.metrics.event("publish", "invalid");
+            return error(ack, "invalid event");
+        }
+        let data = event.arg(2).cloned().unwrap_or(Value::Null);
+        match socket.to(channel).emit(name, data) {
+            Ok(()) => {
+                self.service.metrics.event("publish", "ok");
+                if let Some(ack) = ack {
+                    ack.send(json!({ "ok": true }));
+                }
+            }
+            Err(e) => {
+                self.service.metrics.event("publish", "invalid");
+                error(ack, &e.to_string());
+            }
+        }
+    }
+
+    fn presence(&mut self, socket: &Socket, mut event: Event, ctx: &mut HandlerContext<Self>) {
+        let ack = event.ack.take();
+        let Some(channel) = event.str_arg(0).map(str::to_owned) else {
+            self.service.metrics.event("presence", "invalid");
+            return error(ack, "invalid arguments");
+        };
+        if channels::is_reserved(&channel) || !socket.inner.in_room(&channel) {
+            self.service.metrics.event("presence", "refused");
+            return error(ack, "forbidden");
+        }
+        self.service.metrics.event("presence", "ok");
+        let Some(ack) = ack else {
+            return;
+        };
+        let service = self.service.clone();
+        spawn_then(
+            ctx,
+            async move { service.presence(&channel).await },
+            move |_h: &mut Self, answer, _ctx| ack.send(answer),
+        );
+    }
+
+    fn user_emit(&mut self, socket: &Socket, mut event: Event) {
+        let ack = event.ack.take();
+        let (Some(user), Some(name)) = (socket.user(), event.str_arg(0)) else {
+            let why = if socket.user().is_none() {
+                "forbidden"
+            } else {
+                "invalid arguments"
+            };
+            self.service.metrics.event("user:emit", "invalid");
+            return error(ack, why);
+        };
+        if check_event_name(name).is_err() {
+            self.service.metrics.event("user:emit", "invalid");
+            return error(ack, "invalid event");
+        }
+        let data = event.arg(1).cloned().unwrap_or(Value::Null);
+        // Every other socket of the user, on every node: the user's room
+        // without this socket (its id is a room only it is in).
+        let sent = socket
+            .server()
+            .of(socket.namespace())
+            .to(user_room(user))
+            .except(socket.id())
+            .emit(name, data);
+        match sent {
+            Ok(()) => {
+                self.service.metrics.event("user:emit", "ok");
+                if let Some(ack) = ack {
+                    ack.send(json!({ "ok": true }));
+                }
+            }
+            Err(e) => {
+                self.service.metrics.event("user:emit", "invalid");
+                error(ack, &e.to_string());
+            }
+        }
+    }
+
+    fn refresh(&mut self, socket: &Socket, mut event: Event, ctx: &mut HandlerContext<Self>) {
+        let ack = event.ack.take();
+        let Some(current) = identity(socket) else {
+            self.service.metrics.event("auth:refresh", "refused");
+            return error(ack, Refusal::Missing.as_str());
+        };
+        let verdict = self.service.verify(event.str_arg(0)).and_then(|id| {
+            if id.sub == current.sub {
+                Ok(id)
+            } else {
+                Err(Refusal::Invalid)
+            }
+        });
+        let identity = match verdict {
+            Ok(id) => id,
+            Err(r) => {
+                self.service.metrics.refused(r.label());
+                self.service.metrics.event("auth:refresh", "refused");
+                return error(ack, r.as_str());
+            }
+        };
+        let exp = identity.exp;
+        socket.extensions().insert(AuthState { identity });
+        self.service.metrics.refreshed();
+        self.service.metrics.event("auth:refresh", "ok");
+        self.schedule(socket, ctx);
+        if let Some(ack) = ack {
+            ack.send(json!({ "ok": true, "exp": exp }));
+        }
+    }
+}
+
+impl NamespaceHandler for ServiceHandler {
+    fn on_connect(&mut self, socket: &Socket, ctx: &mut HandlerContext<Self>) {
+        if socket.user().is_some() && identity(socket).is_none() {
+            // Recovered on another node than the one it left (its typed
+            // data stayed there): check its token again.
+            let auth = socket.auth().clone();
+            let token = auth::token_of(&auth, &socket.handshake().headers);
+            match self.service.verify(token) {
+                Ok(identity) if Some(identity.sub.as_str()) == socket.user() => {
+                    socket.extensions().insert(AuthState { identity });
+                }
+                _ => {
+                    let _ = socket.emit("auth:expired", json!({}));
+                    socket.disconnect();
+                    return;
+                }
+            }
+        }
+        self.schedule(socket, ctx);
+    }
+
+    fn on_event(&mut self, socket: &Socket, event: Event, ctx: &mut HandlerContext<Self>) {
+        match event.name.as_str() {
+            "subscribe" => self.subscribe(socket, event, ctx),
+            "unsubscribe" => self.unsubscribe(socket, event),
+            "publish" => self.publish(socket, event),
+            "presence" => self.presence(socket, event, ctx),
+            "user:emit" => self.user_emit(socket, event),
+            "auth:refresh" => self.refresh(socket, event, ctx),
+            _ => {
+                self.service.metrics.event("unknown", "invalid");
+                error(event.ack, "unknown event");
+            }
+        }
+    }
+
+    fn on_server_event(&mut self, event: ServerEvent, _ctx: &mut HandlerContext<Self>) {
+        let arg = event.payload.args.first().cloned().unwrap_or(Value::Null);
+        let answer = match event.name.as_str() {
+            PRESENCE => {
+                let room = arg.get("room").and_then(Value::as_str).unwrap_or_default();
+                let (sockets, mut users) = self.service.local_presence(room);
+                users.sort();
+                users.dedup();
+                json!({ "sockets": sockets, "users": users })
+            }
+            PRESENT => {
+                let users: Vec<&str> = arg
+                    .get("users")
+                    .and_then(Value::as_array)
+                    .map(|l| l.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let here: Vec<&str> = users
+                    .into_iter()
+                    .filter(|u| self.service.local_presence(&user_room(u)).0 > 0)
+                    .collect();
+                json!(here)
+            }
+            REVOKE => {
+                let (Some(user), Some(at)) = (
+                    arg.get("user").and_then(Value::as_str),
+                    arg.get("at").and_then(Value::as_u64),
+                ) else {
+                    return;
+                };
+                self.service.apply_revocation(user, at);
+                json!(self.service.disconnect_local(user))
+            }
+            INFO => json!({ "sockets": self.service.handle().map_or(0, |h| h.socket_count()) }),
+            _ => return,
+        };
+        if let Some(ack) = event.ack {
+            ack.send(answer);
+        }
+    }
+
+    fn on_disconnect(
+        &mut self,
+        socket: &Socket,
+        _reason: DisconnectReason,
+        ctx: &mut HandlerContext<Self>,
+    ) {
+        self.cancel_timers(socket.id(), ctx);
+    }
+}
