@@ -3,7 +3,8 @@
 # missing (nats-server, redis-server, Node.js + npm for the interop and
 # conformance suites), builds, then runs lint, the Rust tests, the Node
 # interop suite against the real socket.io-client, and the official protocol
-# conformance suites. Exits non-zero on the first failing stage.
+# conformance suites, and python-socketio against service mode. Exits non-zero
+# on the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,9 @@ command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(nats
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+# python-socketio's interop tests run in a venv (Debian splits venv out).
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   stage "installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -39,6 +43,9 @@ cargo test --workspace --doc --locked
 
 stage "interop (official socket.io-client)"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+stage "interop (python-socketio, service mode)"
+tests/interop/python/run.sh
 
 if [ -x tests/conformance/run.sh ]; then
   stage "protocol conformance (official test suites)"

@@ -764,7 +764,7 @@ impl Shared {
         if let codec::CodecError::UnknownVersion(version) = error {
             // Logged once per 1000: a rolling upgrade would flood the log.
             let n = self.unknown_versions.fetch_add(1, Ordering::Relaxed);
-            if n % 1000 == 0 {
+            if n.is_multiple_of(1000) {
                 warn!(self.log, "cluster envelope of unknown version ignored";
                     "version" => version, "reads" => codec::VERSION, "seen" => n + 1);
             }

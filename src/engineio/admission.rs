@@ -118,8 +118,7 @@ impl IpLimiter {
         if self
             .admitted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % SWEEP_EVERY_ADMISSIONS
-            == 0
+            .is_multiple_of(SWEEP_EVERY_ADMISSIONS)
         {
             self.sweep(now);
         }

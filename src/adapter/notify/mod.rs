@@ -150,7 +150,7 @@ pub(crate) fn user_token(user: &str) -> String {
 
 /// The inverse of [`user_token`]; `None` for a token it did not make.
 pub(crate) fn user_from_token(token: &str) -> Option<String> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())

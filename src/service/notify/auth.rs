@@ -71,8 +71,10 @@ struct Claims {
 
 /// Verifies tokens against the configured keys. Built once at start.
 pub struct Verifier {
-    keys: Vec<(Algorithm, DecodingKey)>,
-    validation: Validation,
+    /// Per accepted algorithm: its key, and a validation that accepts it
+    /// alone (jsonwebtoken refuses a key whose family is not that of every
+    /// algorithm a validation lists).
+    keys: Vec<(Algorithm, DecodingKey, Validation)>,
     leeway_ms: u64,
     max_token_bytes: usize,
     max_claim_items: usize,
@@ -147,7 +149,6 @@ impl Verifier {
             keys.push((algorithm(a), key));
         }
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = keys.iter().map(|(a, _)| *a).collect();
         // exp and nbf are checked below, to the millisecond.
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -164,9 +165,16 @@ impl Verifier {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
+        let keys = keys
+            .into_iter()
+            .map(|(alg, key)| {
+                let mut v = validation.clone();
+                v.algorithms = vec![alg];
+                (alg, key, v)
+            })
+            .collect();
         Ok(Verifier {
             keys,
-            validation,
             leeway_ms: s.leeway_ms,
             max_token_bytes: s.max_token_bytes,
             max_claim_items: s.max_claim_items,
@@ -183,14 +191,13 @@ impl Verifier {
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Invalid)?;
         // `alg: none` never parses into an `Algorithm`, so it fails above.
-        let key = self
+        let (_, key, validation) = self
             .keys
             .iter()
-            .find(|(a, _)| *a == header.alg)
-            .map(|(_, k)| k)
+            .find(|(a, _, _)| *a == header.alg)
             .ok_or(Refusal::Invalid)?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map_err(|_| Refusal::Invalid)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|_| Refusal::Invalid)?;
         let claims = data.claims;
         let sub = claims
             .sub

@@ -19,6 +19,7 @@ use crate::api::{spawn_then, HandlerActor, HandlerContext, NamespaceHandler};
 use crate::node::remote::ServerEvent;
 use crate::node::socket::{AckSender, DisconnectReason, Event, JoinError, Socket};
 use crate::socketio::encode::check_event_name;
+use crate::socketio::payload::Payload;
 
 /// How long a `subscribe` waits for its rooms to be in effect at the
 /// broker before it answers anyway (the rooms are joined on this node; the
@@ -48,6 +49,15 @@ fn channel_list(v: Option<&Value>) -> Option<Vec<String>> {
             .map(|i| i.as_str().map(str::to_owned))
             .collect(),
         _ => None,
+    }
+}
+
+/// Argument `i` of `event` as the payload to pass on, with the event's
+/// binary attachments (its placeholders index them).
+fn forwarded(event: &Event, i: usize) -> Payload {
+    Payload {
+        args: vec![event.arg(i).cloned().unwrap_or(Value::Null)],
+        binary: event.payload.binary.clone(),
     }
 }
 
@@ -193,8 +203,7 @@ impl ServiceHandler {
             self.service.metrics.event("publish", "invalid");
             return error(ack, "invalid event");
         }
-        let data = event.arg(2).cloned().unwrap_or(Value::Null);
-        match socket.to(channel).emit(name, data) {
+        match socket.to(channel).emit(name, forwarded(&event, 2)) {
             Ok(()) => {
                 self.service.metrics.event("publish", "ok");
                 if let Some(ack) = ack {
@@ -245,7 +254,7 @@ impl ServiceHandler {
             self.service.metrics.event("user:emit", "invalid");
             return error(ack, "invalid event");
         }
-        let data = event.arg(1).cloned().unwrap_or(Value::Null);
+        let data = forwarded(&event, 1);
         // Every other socket of the user, on every node: the user's room
         // without this socket (its id is a room only it is in).
         let sent = socket
@@ -274,7 +283,11 @@ impl ServiceHandler {
             self.service.metrics.event("auth:refresh", "refused");
             return error(ack, Refusal::Missing.as_str());
         };
-        let verdict = self.service.verify(event.str_arg(0)).and_then(|id| {
+        let Some(token) = event.str_arg(0) else {
+            self.service.metrics.event("auth:refresh", "invalid");
+            return error(ack, "invalid arguments");
+        };
+        let verdict = self.service.verify(Some(token)).and_then(|id| {
             if id.sub == current.sub {
                 Ok(id)
             } else {
