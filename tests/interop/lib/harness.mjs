@@ -4,7 +4,7 @@
 
 import { test } from "node:test";
 import { io } from "socket.io-client";
-import { startServer, tail } from "./server.mjs";
+import { startServer, startService, tail } from "./server.mjs";
 
 /** Client transport settings the transport-sensitive tests run under. */
 export const VARIANTS = {
@@ -189,6 +189,16 @@ export class Ctx {
   /** Start a server owned by this test (stopped at the end of the test). */
   async server(options = {}) {
     const srv = await startServer(options);
+    this.servers.push(srv);
+    return srv;
+  }
+
+  /**
+   * Start the `riptide` binary (lib/server.mjs startService) owned by this
+   * test: `ctx.service({ env })`.
+   */
+  async service(options = {}) {
+    const srv = await startService(options);
     this.servers.push(srv);
     return srv;
   }

@@ -7,6 +7,11 @@
 //
 //   { port, url, proc, logs(), stop(), kill(signal), start(), restart() }
 //
+// startServer({ bin, portEnv }) runs another binary, telling it its port in
+// the variable `portEnv` instead of PORT; startService({ env, port }) runs
+// the `riptide` binary itself ($RIPTIDE_BIN, default
+// <repo>/target/debug/riptide) with RIPTIDE__SERVER__PORT=<port>.
+//
 // Every child process is registered so that it is killed when the test process
 // exits, whatever the reason (normal end, uncaught error, SIGINT/SIGTERM/SIGHUP).
 
@@ -27,10 +32,17 @@ export const HEALTH_TIMEOUT_MS = 20_000;
 const STOP_GRACE_MS = 1_000;
 const MAX_LOG_CHARS = 1_000_000;
 
+export const DEFAULT_SERVICE_BIN = path.join(REPO_ROOT, "target", "debug", "riptide");
+
 export function serverBin() {
   return process.env.RIPTIDE_INTEROP_BIN
     ? path.resolve(process.env.RIPTIDE_INTEROP_BIN)
     : DEFAULT_BIN;
+}
+
+/** The `riptide` service binary: $RIPTIDE_BIN or <repo>/target/debug/riptide. */
+export function serviceBin() {
+  return process.env.RIPTIDE_BIN ? path.resolve(process.env.RIPTIDE_BIN) : DEFAULT_SERVICE_BIN;
 }
 
 // ---------------------------------------------------------------------------
@@ -113,15 +125,18 @@ function waitExit(proc, ms) {
 }
 
 /**
- * Start the interop server.
- * @param {{env?: Record<string,string>, port?: number}} [options]
+ * Start the interop server (or, with `bin` and `portEnv`, another binary).
+ * @param {{env?: Record<string,string>, port?: number, bin?: string, portEnv?: string}} [options]
  */
-export async function startServer({ env = {}, port } = {}) {
-  const bin = serverBin();
+export async function startServer({ env = {}, port, bin, portEnv = "PORT" } = {}) {
+  const custom = bin !== undefined;
+  bin ??= serverBin();
   if (!existsSync(bin)) {
     throw new Error(
-      `interop server binary not found at ${bin} ` +
-        `(build it with \`cargo build --example interop\` or set RIPTIDE_INTEROP_BIN)`,
+      custom
+        ? `server binary not found at ${bin}`
+        : `interop server binary not found at ${bin} ` +
+            `(build it with \`cargo build --example interop\` or set RIPTIDE_INTEROP_BIN)`,
     );
   }
   port ??= await freePort();
@@ -141,10 +156,10 @@ export async function startServer({ env = {}, port } = {}) {
     }
     generation += 1;
     const gen = generation;
-    append(`\n--- [interop] start #${gen}: ${bin} PORT=${port} ${JSON.stringify(env)} ---\n`);
+    append(`\n--- [interop] start #${gen}: ${bin} ${portEnv}=${port} ${JSON.stringify(env)} ---\n`);
     const child = spawn(bin, [], {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...env, PORT: String(port) },
+      env: { ...process.env, ...env, [portEnv]: String(port) },
       stdio: ["ignore", "pipe", "pipe"],
     });
     proc = child;
@@ -232,6 +247,16 @@ export async function startServer({ env = {}, port } = {}) {
 
   await start();
   return handle;
+}
+
+/**
+ * Start the `riptide` binary (service mode is up to `env`, e.g.
+ * RIPTIDE__APP__MODE=service) on `port` (default: a free one), cwd = the
+ * repository root, so that it reads config/default.toml.
+ * @param {{env?: Record<string,string>, port?: number, bin?: string}} [options]
+ */
+export function startService({ env = {}, port, bin = serviceBin() } = {}) {
+  return startServer({ env, port, bin, portEnv: "RIPTIDE__SERVER__PORT" });
 }
 
 export function tail(text, lines = 80) {
