@@ -23,6 +23,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import shlex
 import signal
 import socket
@@ -37,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROFILE = os.environ.get("RIPTIDE_PROFILE", "release")
 BENCH = ROOT / f"target/{PROFILE}/riptide-bench"
 RIPTIDE_FIXTURE = ROOT / f"target/{PROFILE}/examples/bench_fixture"
+# The service binary, for the service-publish case (app.mode = "service").
+RIPTIDE_BIN = ROOT / f"target/{PROFILE}/riptide"
 NODE_DIR = ROOT / "benches/peers/node"
 SIOX_DIR = ROOT / "benches/peers/socketioxide"
 SIOX_BIN = SIOX_DIR / "target/release/socketioxide-fixture"
@@ -64,7 +67,8 @@ class ServerConfig:
 
 
 CONFIGS = [
-    ServerConfig("riptide", "Riptide, 1 node (bench_fixture)", "riptide"),
+    ServerConfig("riptide", "Riptide, 1 node (bench_fixture; the riptide binary in service mode for "
+                 "service-publish)", "riptide"),
     ServerConfig("riptide-nats", "Riptide, 2 nodes through NATS", "riptide", "nats", 2),
     ServerConfig("riptide-redis", "Riptide, 2 nodes through Redis", "riptide", "redis", 2),
     ServerConfig("node", "Node.js socket.io v4, 1 node", "node"),
@@ -98,6 +102,8 @@ class Case:
     args: tuple[str, ...]
     timeout_s: float
     point: dict = field(default_factory=dict, hash=False, compare=False)
+    # Why this configuration does not run the case (recorded as "skipped").
+    skip: str | None = None
 
 
 def as_fast_as_possible(quick: bool, burst: int, receivers: int) -> tuple[tuple[str, ...], float]:
@@ -207,8 +213,45 @@ def cluster_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
     ]
 
 
+# Rooms per POST /api/publish in the service-publish case.
+SERVICE_ROOMS_PER_REQUEST = 100
+
+
+def service_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
+    """Service mode (shared/SERVICE.md) on one node: the `riptide` binary with
+    app.mode = "service", clients with their own JWTs in their user rooms, the
+    generator publishing through POST /api/publish; and, as its baseline, the
+    fixture fan-out to as many receivers, run in the same invocation. The
+    peers have no service mode: the case is recorded as skipped for them."""
+    # As fast as the API answers, except in quick mode: the API answers before
+    # delivery, so an unpaced publisher builds a backlog, and 200 clients in 2
+    # batches would each be sent more notifications than the server's
+    # per-connection queue bound (max_queued_frames, 1024) holds: slow-consumer
+    # closes in a smoke run. 250 requests/s for 2 s is at most 250 per client
+    # (about full speed for the debug build). At full size a client gets one
+    # notification per 100 requests: under the bound below 12,800 requests/s.
+    clients, dur, drain, rate = (200, 2, 2000, 250) if quick else (10000, 8, 5000, 0)
+    base_t = 45 if quick else 150
+    point = {"clients": clients, "rooms_per_request": SERVICE_ROOMS_PER_REQUEST, "rate": rate}
+    if not cfg.is_riptide:
+        return [Case("service-publish", "service-publish", "service-publish", (), 0, point,
+                     skip="no service mode (Riptide only)")]
+    fan_args, fan_t = as_fast_as_possible(quick, burst, clients)
+    return [
+        Case("service-publish", "service-publish", "service-publish",
+             ("--clients", str(clients), "--rooms-per-request", str(SERVICE_ROOMS_PER_REQUEST),
+              "--rate", str(rate), "--duration", str(dur), "--drain-ms", str(drain)),
+             base_t + dur + drain / 1000, point),
+        Case(f"fanout-max-{clients}", "service-baseline", "fanout",
+             ("--receivers", str(clients), "--rate", "0", *fan_args),
+             base_t + fan_t, {"receivers": clients, "rate": 0, "messages": burst or None}),
+    ]
+
+
 def cases_for(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
-    return cluster_cases(cfg, quick, burst) if cfg.cluster else single_node_cases(quick, burst)
+    if cfg.cluster:
+        return cluster_cases(cfg, quick, burst)
+    return single_node_cases(quick, burst) + service_cases(cfg, quick, burst)
 
 
 # ---------------------------------------------------------------------------
@@ -435,16 +478,30 @@ RIPTIDE_ENV = {
 
 
 def server_command(cfg: ServerConfig, port: int, broker_url: str | None,
-                   recovery: bool = False) -> tuple[list[str], dict[str, str]]:
+                   recovery: bool = False,
+                   service: tuple[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of one node. `service`: (HMAC secret, API key):
+    Riptide's service binary in service mode instead of the fixture."""
     env = {"PORT": str(port)}
     if cfg.kind == "riptide":
         env.update(RIPTIDE_ENV)
+        if service:
+            secret, key = service
+            env.update({
+                "RIPTIDE__APP__MODE": "service",
+                "RIPTIDE__AUTH__HMAC_SECRET": secret,
+                "RIPTIDE__API__KEY": key,
+                # The binary reads config/ and RIPTIDE__ variables only (PORT is
+                # the fixture's): the same host and port through them.
+                "RIPTIDE__SERVER__HOST": "127.0.0.1",
+                "RIPTIDE__SERVER__PORT": str(port),
+            })
         if recovery:
             env["RIPTIDE__RECOVERY__ENABLED"] = "true"
         if broker_url:
             env["RIPTIDE__ADAPTER__KIND"] = cfg.broker
             env["RIPTIDE__ADAPTER__URL"] = broker_url
-        return [str(RIPTIDE_FIXTURE)], env
+        return [str(RIPTIDE_BIN if service else RIPTIDE_FIXTURE)], env
     if cfg.kind == "node":
         if broker_url:
             env["REDIS_URL"] = broker_url
@@ -518,6 +575,9 @@ class Runner:
         self.burst = burst
         self.round = 1
         self.results = out / "results.jsonl"
+        # Service mode's JWT secret (32 bytes as 64 hex digits) and API key,
+        # fresh for every invocation; never written to the results.
+        self.service_auth = (secrets.token_hex(32), secrets.token_hex(16))
 
     # -- brokers and servers
 
@@ -565,7 +625,8 @@ echo "broker not back" >&2; exit 1
                 suffix = "" if cfg.nodes == 1 else "-" + "ab"[i]
                 logp = self.logs / f"{cfg.name}{suffix}.log"
                 argv, env = server_command(cfg, port, broker.url if broker else None,
-                                           recovery=case_id in ("rolling-restart", "cross-outage-recovery"))
+                                           recovery=case_id in ("rolling-restart", "cross-outage-recovery"),
+                                           service=self.service_auth if case_id == "service-publish" else None)
                 p = self.procs.start(argv, env, logp, f"{cfg.name}{suffix} for {case_id} on port {port}")
                 run.ports.append(port)
                 run.pids.append(p.pid)
@@ -644,9 +705,14 @@ echo "restarted: pid $!"
                 pid_files[node].write_text(f"{run.pids[node]}\n")
                 script = self.restart_script(cfg, run, pid_files[node], node)
                 argv += [flag, f"sh {shlex.quote(str(script))}"]
+        shown = [os.path.relpath(argv[0], ROOT), *argv[1:]]
+        if case.scenario == "service-publish":
+            secret, key = self.service_auth
+            argv += ["--jwt-secret", secret, "--api-key", key]
+            shown += ["--jwt-secret", "<secret>", "--api-key", "<key>"]
         gen_log = self.logs / f"{cfg.name}-{case.id}.generator.log"
         rec = {"config": cfg.name, "case": case.id, "group": case.group, "scenario": case.scenario,
-               "point": case.point, "argv": [os.path.relpath(argv[0], ROOT), *argv[1:]],
+               "point": case.point, "argv": shown,
                "status": "failed", "reason": None, "issues": [], "result": None}
         log(f"{cfg.name}: {case.id}" + (f" (round {self.round})" if self.round > 1 else ""))
         t0 = time.monotonic()
@@ -724,7 +790,7 @@ echo "restarted: pid $!"
         up for the configuration). Returns the configuration's status."""
         cases = cases_for(cfg, self.quick, self.burst)
         status = {"config": cfg.name, "title": cfg.title, "status": "ran", "reason": None,
-                  "log_tail": "", "cases": len(cases), "failed": 0}
+                  "log_tail": "", "cases": sum(1 for c in cases if not c.skip), "failed": 0}
         if err := preflight(cfg, build_dir):
             return self.not_started(cfg, cases, status, err)
         broker = None
@@ -735,6 +801,16 @@ echo "restarted: pid $!"
                 except StartError as e:
                     return self.not_started(cfg, cases, status, e)
             for i, case in enumerate(cases):
+                if case.skip:
+                    self.record(self.skipped(cfg, case))
+                    continue
+                if case.scenario == "service-publish" and not RIPTIDE_BIN.exists():
+                    self.record({"config": cfg.name, "case": case.id, "group": case.group,
+                                 "scenario": case.scenario, "point": case.point, "status": "failed",
+                                 "reason": f"{os.path.relpath(RIPTIDE_BIN, ROOT)} not built", "issues": [],
+                                 "result": None})
+                    status["failed"] += 1
+                    continue
                 try:
                     run = self.start_servers(cfg, broker, case.id)
                 except StartError as e:
@@ -758,10 +834,19 @@ echo "restarted: pid $!"
                 self.procs.stop(broker.pid)
         return status
 
+    @staticmethod
+    def skipped(cfg: ServerConfig, case: Case) -> dict:
+        return {"config": cfg.name, "case": case.id, "group": case.group, "scenario": case.scenario,
+                "point": case.point, "status": "skipped", "reason": case.skip, "issues": [], "result": None}
+
     def not_started(self, cfg: ServerConfig, cases: list[Case], status: dict, err: StartError) -> dict:
         log(f"{cfg.name}: could not start: {err.reason}")
-        status.update(status="could not start", reason=err.reason, log_tail=err.log_tail, failed=len(cases))
+        status.update(status="could not start", reason=err.reason, log_tail=err.log_tail,
+                      failed=sum(1 for c in cases if not c.skip))
         for case in cases:
+            if case.skip:
+                self.record(self.skipped(cfg, case))
+                continue
             self.record({"config": cfg.name, "case": case.id, "group": case.group, "scenario": case.scenario,
                          "point": case.point, "status": "not-started",
                          "reason": f"could not start: {err.reason}", "issues": [], "result": None})
@@ -782,9 +867,16 @@ def issues(r: dict, point: dict | None = None) -> list[str]:
                 continue
             if d.get(key):
                 out.append(f"{key} {d[key]}")
+    if d and d.get("wrong_room"):
+        out.append(f"delivered to the wrong room {d['wrong_room']}")
     c = r.get("connect")
     if c and c.get("failed"):
         out.append(f"connect failed {c['failed']}")
+    api = r.get("api")
+    if api and api.get("failed"):
+        out.append(f"API requests failed {api['failed']}")
+    if api is not None and not api.get("acked"):
+        out.append("no API request answered ok")
     e = r.get("echo")
     if e:
         if e.get("unanswered"):
@@ -825,6 +917,10 @@ def headline(rec: dict) -> str:
         o, d = r["outage"], r["delivery"]
         return (f"lost {d['loss']} of {d['expected']}, gap {o['max_gap_ms']} ms, "
                 f"resumed {o['resumed_after_broker_back_ms']} ms after the broker was back")
+    if r.get("api"):
+        return (f"{r['api']['requests_per_s']:.0f} API requests/s, "
+                f"{r['delivery']['deliveries_per_s']:.0f} deliveries/s, "
+                f"p99 {fmt_ms(r.get('latency_us', {}).get('p99'))} ms")
     if r.get("delivery"):
         return (f"{r['delivery']['deliveries_per_s']:.0f} deliveries/s, "
                 f"p99 {fmt_ms(r.get('latency_us', {}).get('p99'))} ms")
@@ -1055,7 +1151,7 @@ def key_figure(r: dict) -> float | None:
     try:
         if r["group"] == "idle":
             return sum(s["rss_per_conn_bytes"] for s in x["steps"][-1]["server"])
-        if r["group"] in ("fanout-max", "cross-max"):
+        if r["group"] in ("fanout-max", "cross-max", "service-publish", "service-baseline"):
             return x["delivery"]["deliveries_per_s"]
         if r["group"] in ("fanout-rate", "cross-rate", "slow"):
             return x["latency_us"]["p99"]
@@ -1314,6 +1410,57 @@ def goal_rows(res: Results, quick: bool) -> list[list[str]]:
 GOAL_HEADER = ["Figure", "Riptide side", "Peer", "Ratio (Riptide / peer)", "Goal", "Met"]
 
 
+# --- service mode against the fixture
+
+
+SERVICE_HEADER = ["Figure", "Service mode (`riptide`, app.mode = service)", "Fixture (`bench_fixture`)",
+                  "Ratio (service / fixture)"]
+
+
+def metric_service(res: Results, config: str = "riptide") -> Metric:
+    r = res.ok(config, "service-publish")
+    if not r:
+        return m_missing(res, config, "service-publish")
+    d, api = r["delivery"], r["api"]
+    clean = not (d["loss"] or d["duplicates"] or d["out_of_order"] or api.get("failed"))
+    text = (f"{d['deliveries_per_s']:,.0f}/s to {d['receivers']:,} clients, "
+            f"{api['requests_per_s']:,.0f} API requests/s (answer p99 "
+            f"{fmt_ms(api.get('answer_us', {}).get('p99'))} ms)")
+    if not clean:
+        text += (f" (loss {d['loss']}, dup {d['duplicates']}, ooo {d['out_of_order']}, "
+                 f"failed requests {api.get('failed', 0)})")
+    return Metric(d["deliveries_per_s"], text, clean, r["generator"].get("saturated", False))
+
+
+def service_rows(res: Results) -> list[list[str]]:
+    """Deliveries/s of service-publish beside Riptide's own fixture fan-out
+    from the same invocation: to the largest fanout-max room (1,000
+    receivers; 100 in quick mode) and to as many receivers as service-publish
+    has clients (the service-baseline case). Empty when the case did not run."""
+    if res.get("riptide", "service-publish") is None:
+        return []
+    svc = metric_service(res)
+    r = res.get("riptide", "service-publish")
+    pt = r["point"] if r else {}
+    rows = []
+    baselines = [c for c in (largest_case(res, "riptide", "fanout-max"),) if c]
+    baselines += [r["case"] for r in res.group("service-baseline") if r["config"] == "riptide"]
+    for case_id in baselines:
+        base = metric_deliveries(res, "riptide", "fanout-max", case_id)
+        b = res.get("riptide", case_id)
+        what = (f"Deliveries/s, as fast as possible: POST /api/publish to {pt.get('clients', 0):,} user rooms "
+                f"({pt.get('rooms_per_request', '?')} per request) / fixture fan-out to "
+                f"{(b['point'].get('receivers', 0) if b else 0):,} receivers")
+        ratio = svc.value / base.value if svc.value is not None and base.value not in (None, 0) else None
+        ratio_s = "–" if ratio is None else f"{ratio:.2f}"
+        if ratio is None:
+            ratio_s += " (" + "; ".join(x.missing for x in (svc, base) if x.missing) + ")"
+        if svc.saturated or base.saturated:
+            ratio_s += " ⚠ generator saturated"
+        rows.append([md_cell(what), svc.text, f"{base.text} (`{case_id}`)", ratio_s])
+    return rows
+
+
 # --- report
 
 
@@ -1379,6 +1526,17 @@ def write_report(out: Path) -> None:
              "“⚠ generator saturated”: the generator used all the CPU its thread can, so that figure "
              "may describe the generator, not the server.")
     L.append("")
+    if srows := service_rows(res):
+        L.append("## Service mode against Riptide's fixture fan-out")
+        L.append("")
+        L.append(table(SERVICE_HEADER, srows))
+        L.append("")
+        L.append("Both from this invocation, one node each. The peers have no service mode (skipped). "
+                 "Each publish request names its rooms (one client each) and is answered over HTTP; "
+                 "the fixture fan-out is one room with every receiver in it, published by a Socket.IO "
+                 "client: the ratio is what the service path (JWT sockets, HTTP API, per-user rooms) "
+                 "delivers against the plain fan-out.")
+        L.append("")
     L.append("## Charts")
     L.append("")
     for name, caption in charts:
@@ -1430,6 +1588,9 @@ def write_report(out: Path) -> None:
         table(GOAL_HEADER, goal_rows(res, quick)),
         "",
     ]
+    if srows := service_rows(res):
+        summary += ["Service mode against Riptide's own fixture fan-out (same run):", "",
+                    table(SERVICE_HEADER, srows), ""]
     (out / "summary.md").write_text("\n".join(summary))
 
 
@@ -1574,6 +1735,43 @@ def raw_tables(res: Results) -> list[str]:
                          fmt_n(d.get("duplicates")), fmt_n(d.get("out_of_order")), fmt_n(o.get("max_gap_ms")),
                          fmt_n(o.get("resumed_after_broker_back_ms")), *gen_cols(x)])
         L.append(table(h, rows))
+        L.append("")
+
+    if res.group("service-publish"):
+        L.append("### Service mode: POST /api/publish to user rooms (`riptide` binary, app.mode = service)")
+        L.append("")
+        h = ["server", "clients", "rooms/request", "API requests/s", "API answer p99", "failed requests",
+             "deliveries/s", "expected", "loss", "dup", "ooo", "p50", "p99", "max", "server cpu %",
+             "server RSS peak MB", *gh]
+        rows = []
+        order = [c.name for c in CONFIGS]
+        for r in sorted(res.group("service-publish"), key=lambda r: order.index(r["config"])):
+            if r["status"] != "ok":
+                rows.append(failed_row(r, len(h), [f"`{r['config']}`"]))
+                continue
+            x = r["result"]
+            d, api, lat = x["delivery"], x["api"], x.get("latency_us", {})
+            rows.append([f"`{r['config']}`", fmt_n(d["receivers"]), fmt_n(x["params"].get("rooms_per_request")),
+                         fmt_n(api["requests_per_s"]), fmt_ms(api.get("answer_us", {}).get("p99")),
+                         fmt_n(api["failed"]), f"**{fmt_n(d['deliveries_per_s'])}**{spread(r)}",
+                         fmt_n(d["expected"]), fmt_n(d["loss"]), fmt_n(d["duplicates"]), fmt_n(d["out_of_order"]),
+                         fmt_ms(lat.get("p50")), fmt_ms(lat.get("p99")), fmt_ms(lat.get("max")), srv_cpu(x),
+                         srv_rss_peak(x), *gen_cols(x)])
+        for r in res.group("service-baseline"):
+            if r["status"] != "ok":
+                rows.append(failed_row(r, len(h), [f"`{r['config']}` fixture `{r['case']}`"]))
+                continue
+            x = r["result"]
+            d, lat = x["delivery"], x.get("latency_us", {})
+            rows.append([f"`{r['config']}` fixture fan-out (`{r['case']}`, baseline)", fmt_n(d["receivers"]),
+                         "1 room", "–", "–", "–", f"**{fmt_n(d['deliveries_per_s'])}**{spread(r)}",
+                         fmt_n(d["expected"]), fmt_n(d["loss"]), fmt_n(d["duplicates"]), fmt_n(d["out_of_order"]),
+                         fmt_ms(lat.get("p50")), fmt_ms(lat.get("p99")), fmt_ms(lat.get("max")), srv_cpu(x),
+                         srv_rss_peak(x), *gen_cols(x)])
+        L.append(table(h, rows))
+        L.append("")
+        L.append("Latency: from the `t` stamped when the request was built to the client's read; "
+                 "API answer: from sending a request to its whole answer.")
         L.append("")
 
     if res.group("rolling-restart"):

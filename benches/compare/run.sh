@@ -19,7 +19,7 @@
 #                                          its figures mean nothing
 #
 # Installs nats-server / redis-server / nodejs / npm with apt-get when missing,
-# builds Riptide's fixture and riptide-bench, socketioxide's fixture (its own
+# builds Riptide's fixture, the riptide binary (service mode) and riptide-bench, socketioxide's fixture (its own
 # cargo project) and npm-installs the Node peer (in benches/peers/node), makes
 # a Python venv with matplotlib in target/bench-venv, raises the open-files
 # limit, then runs benches/compare/compare.py. A peer that fails to build is
@@ -150,11 +150,12 @@ fi
 # --- builds. Riptide's failing breaks the run; a peer's failing is recorded
 # in $LOGS/build-<peer>.status for the report, and the run goes on.
 if [ "$BUILD" = 1 ]; then
-  stage "building riptide-bench and bench_fixture ($PROFILE)"
+  # The riptide binary too: the service-publish case runs it in service mode.
+  stage "building riptide-bench, bench_fixture and riptide ($PROFILE)"
   if [ "$PROFILE" = release ]; then
-    nice cargo build --release --workspace --bin riptide-bench --example bench_fixture >&2
+    nice cargo build --release --workspace --bin riptide-bench --bin riptide --example bench_fixture >&2
   else
-    nice cargo build --workspace --bin riptide-bench --example bench_fixture >&2
+    nice cargo build --workspace --bin riptide-bench --bin riptide --example bench_fixture >&2
   fi
   if selected socketioxide; then
     stage "building the socketioxide peer (benches/peers/socketioxide)"

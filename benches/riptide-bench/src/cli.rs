@@ -25,6 +25,10 @@ scenarios:
   rolling-restart  --clients with connection state recovery on --url and --url-b, a
                    publisher at --rate; --restart-cmd restarts node A, then
                    --restart-cmd-b node B; messages lost, duplicated, reordered
+  service-publish  --clients connect to a riptide node in service mode, each with its own
+                   JWT (room user:u<i>); the generator publishes through POST /api/publish,
+                   --rooms-per-request user rooms per request; deliveries/s, loss,
+                   duplicates, latency, API requests/s and answer time
 
 common options:
   --url URL               fixture server (default http://127.0.0.1:3000)
@@ -57,6 +61,12 @@ reconnect-storm:  --clients 1000  --restart-cmd \"shell command\"
 rolling-restart:  --clients 1000  --rate 100  --restart-cmd CMD_A  --restart-cmd-b CMD_B
                   --gap-s 3 (before, between and after the restarts)  --timeout-s 60
                   --drain-ms 5000  --backoff-min-ms 100  --backoff-max-ms 500
+service-publish:  --clients 10000  --jwt-secret SECRET (the server's auth.hmac_secret)
+                  --api-key KEY (the server's api.key)  --rooms-per-request 100
+                  --rate 0 (requests/s, 0 = as fast as --api-concurrency allows)
+                  --api-concurrency 8 (HTTP keep-alive connections)  --api-timeout-ms 10000
+                  --duration 10 (s; also --duration-s) | --messages N (requests)
+                  --drain-ms 5000   --url-b URL (the clients' node; default --url)
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +78,7 @@ pub enum Scenario {
     Slow,
     ReconnectStorm,
     RollingRestart,
+    ServicePublish,
 }
 
 impl Scenario {
@@ -80,6 +91,7 @@ impl Scenario {
             Scenario::Slow => "slow",
             Scenario::ReconnectStorm => "reconnect-storm",
             Scenario::RollingRestart => "rolling-restart",
+            Scenario::ServicePublish => "service-publish",
         }
     }
 
@@ -92,6 +104,7 @@ impl Scenario {
             "slow" => Scenario::Slow,
             "reconnect-storm" => Scenario::ReconnectStorm,
             "rolling-restart" => Scenario::RollingRestart,
+            "service-publish" => Scenario::ServicePublish,
             _ => return None,
         })
     }
@@ -137,6 +150,12 @@ pub struct Opts {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub backoff_cap: Duration,
+    // service-publish
+    pub jwt_secret: Option<String>,
+    pub api_key: Option<String>,
+    pub rooms_per_request: usize,
+    pub api_concurrency: usize,
+    pub api_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -212,7 +231,7 @@ impl Opts {
             receivers: 1000,
             sockets: 100,
             rate: match scenario {
-                Scenario::Echo => 0.0,
+                Scenario::Echo | Scenario::ServicePublish => 0.0,
                 Scenario::RollingRestart => 100.0,
                 _ => 1000.0,
             },
@@ -220,7 +239,11 @@ impl Opts {
             messages: None,
             drain: Duration::from_secs(5),
             slow_rcvbuf: 4096,
-            clients: 1000,
+            clients: if scenario == Scenario::ServicePublish {
+                10_000
+            } else {
+                1000
+            },
             restart_cmd: None,
             server_pid_file: None,
             restart_cmd_b: None,
@@ -231,6 +254,11 @@ impl Opts {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_millis(500),
             backoff_cap: Duration::from_millis(5000),
+            jwt_secret: None,
+            api_key: None,
+            rooms_per_request: 100,
+            api_concurrency: 8,
+            api_timeout: Duration::from_secs(10),
         };
         while let Some(key) = it.next() {
             if key == "-h" || key == "--help" {
@@ -265,7 +293,7 @@ impl Opts {
                 "receivers" => o.receivers = num(k, v)?,
                 "sockets" => o.sockets = num(k, v)?,
                 "rate" => o.rate = num(k, v)?,
-                "duration" => o.duration = secs(k, v)?,
+                "duration" | "duration-s" => o.duration = secs(k, v)?,
                 "messages" => o.messages = Some(num(k, v)?),
                 "drain-ms" => o.drain = ms(k, v)?,
                 "slow-rcvbuf" => o.slow_rcvbuf = num(k, v)?,
@@ -280,6 +308,11 @@ impl Opts {
                 "backoff-min-ms" => o.backoff_min = ms(k, v)?,
                 "backoff-max-ms" => o.backoff_max = ms(k, v)?,
                 "backoff-cap-ms" => o.backoff_cap = ms(k, v)?,
+                "jwt-secret" => o.jwt_secret = Some(v.clone()),
+                "api-key" => o.api_key = Some(v.clone()),
+                "rooms-per-request" => o.rooms_per_request = num(k, v)?,
+                "api-concurrency" => o.api_concurrency = num(k, v)?,
+                "api-timeout-ms" => o.api_timeout = ms(k, v)?,
                 _ => return Err(CliError::Bad(format!("unknown option --{k}"))),
             }
         }
@@ -319,13 +352,27 @@ impl Opts {
         }
         if matches!(
             self.scenario,
-            Scenario::ReconnectStorm | Scenario::RollingRestart
+            Scenario::ReconnectStorm | Scenario::RollingRestart | Scenario::ServicePublish
         ) && self.clients == 0
         {
             return bad("--clients must be >= 1");
         }
         if self.outage_cmd.is_some() && self.scenario != Scenario::CrossNode {
             return bad("--outage-cmd is for cross-node");
+        }
+        if self.scenario == Scenario::ServicePublish {
+            if self.jwt_secret.as_deref().unwrap_or("").is_empty() {
+                return bad("service-publish needs --jwt-secret (the server's auth.hmac_secret)");
+            }
+            if self.api_key.as_deref().unwrap_or("").is_empty() {
+                return bad("service-publish needs --api-key (the server's api.key)");
+            }
+            if self.rooms_per_request == 0 || self.api_concurrency == 0 {
+                return bad("--rooms-per-request and --api-concurrency must be >= 1");
+            }
+            if self.api_timeout.is_zero() {
+                return bad("--api-timeout-ms must be >= 1");
+            }
         }
         if self.scenario == Scenario::RollingRestart {
             if self.url_b.is_none() {

@@ -65,6 +65,17 @@ impl SeqTracker {
         self.duplicates += 1;
         false
     }
+
+    /// Whether `seq` was received.
+    pub fn contains(&self, seq: u64) -> bool {
+        if seq >= self.next {
+            return false;
+        }
+        match self.holes.range(..=seq).next_back() {
+            Some((_, &end)) => seq >= end,
+            None => true,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -209,7 +220,7 @@ async fn publish(ws: &mut Ws, o: &Opts) -> PubStats {
                 } else {
                     st.max_lag = st.max_lag.max(now - due);
                 }
-            } else if st.sent % 64 == 0 {
+            } else if st.sent.is_multiple_of(64) {
                 ws.flush().await.map_err(|e| e.to_string())?;
                 while let Some(m) = ws.next().now_or_never() {
                     pub_incoming(ws, m).await?;
@@ -708,5 +719,11 @@ mod tests {
         assert_eq!(t.out_of_order, 1); // 2
         assert_eq!(t.duplicates, 2); // 2, 3
         assert_eq!(t.holes.len(), 1); // 4
+        for s in [0, 1, 2, 3, 5, 6] {
+            assert!(t.contains(s), "{s}");
+        }
+        for s in [4, 7, 100] {
+            assert!(!t.contains(s), "{s}");
+        }
     }
 }

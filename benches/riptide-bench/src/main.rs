@@ -24,6 +24,7 @@ mod echo;
 mod fanout;
 mod idle;
 mod rolling;
+mod service;
 mod stats;
 mod storm;
 
@@ -128,6 +129,7 @@ async fn run(o: &Opts) -> Result<Report, String> {
         Scenario::Echo => echo::run(o).await,
         Scenario::ReconnectStorm => storm::run(o).await,
         Scenario::RollingRestart => rolling::run(o).await,
+        Scenario::ServicePublish => service::run(o).await,
     }
 }
 
