@@ -19,9 +19,11 @@
 //!   their typed (serde) conversion.
 //! - `adapter`: everything that crosses nodes, beside the protocol and below
 //!   the actors: the `Bus` (memory | NATS | Redis), the subject mapping, the
-//!   versioned bincode envelope, heartbeats and requests, and `store`
+//!   versioned bincode envelope, heartbeats and requests, `store`
 //!   (connection state recovery's streams and session records in JetStream
-//!   or Redis Streams). It imports nothing else of the crate.
+//!   or Redis Streams) and `notify` (service mode's revocations and kept
+//!   messages, in memory, JetStream or Redis Streams). It imports nothing
+//!   else of the crate.
 //! - `node`: the actors and what they share. `connection` (a session's
 //!   sockets, rooms and acks), `room` and `user` actors, `interest` (the one
 //!   owner of record of who is interested in what), `supervisor` (restarts
@@ -35,7 +37,9 @@
 //! - `service`: [`Settings`] (files and environment; `settings/`, a file
 //!   per section beside loading, the `RIPTIDE__…` variables and the
 //!   errors), logging, the HTTP server that serves a node ([`Riptide`],
-//!   [`RiptideServer`]), the bench fixture; `main.rs` wires them into the
+//!   [`RiptideServer`]), the bench fixture, service mode (`notify/`, public
+//!   as [`service_mode`]: JWT verification, channels, its handler actor, the
+//!   server API over HTTP and NATS); `main.rs` wires them into the
 //!   `riptide` binary. The load generator is its own package,
 //!   `benches/riptide-bench`.
 //! - `names`: `named_enum!`, the closed sets of names the settings parse

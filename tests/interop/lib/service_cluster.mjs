@@ -11,8 +11,8 @@
 import assert from "node:assert/strict";
 import { describe } from "node:test";
 import { connect as natsConnect, StringCodec } from "nats";
-import { BROKERS, startBroker } from "../lib/brokers.mjs";
-import { collect, expectNo, itest, safeJson, sleep, until, waitConnect, waitFor } from "../lib/harness.mjs";
+import { startBroker } from "./brokers.mjs";
+import { collect, expectNo, itest, safeJson, sleep, until, waitConnect, waitFor } from "./harness.mjs";
 import {
   ack,
   assertRefused,
@@ -33,7 +33,7 @@ import {
   subscribe,
   waitDisconnect,
   waitPeers,
-} from "../lib/service.mjs";
+} from "./service.mjs";
 
 const TIMEOUT = { timeout: 45_000 };
 
@@ -90,7 +90,8 @@ async function timed(promise) {
   return [r, Date.now() - t0];
 }
 
-for (const kind of Object.keys(BROKERS)) {
+/** The service cluster suite through broker `kind` (nats | redis). */
+export function serviceClusterSuite(kind) {
   describe(`service cluster through ${kind}`, () => {
     itest("subscribe on node A is in effect on node B before its ack", async (ctx, t) => {
       const { a, b } = await twoNodes(ctx, t, kind);
