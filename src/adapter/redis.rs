@@ -319,6 +319,55 @@ impl Bus for RedisBus {
     }
 }
 
+/// The stores' command connection to Redis: auto-reconnecting, made on
+/// first use within `timeout` (each command answered within it too), then
+/// shared by every caller.
+pub(crate) struct Commands {
+    client: redis::Client,
+    timeout: Duration,
+    slot: tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>,
+}
+
+impl Commands {
+    pub(crate) fn new(client: redis::Client, timeout: Duration) -> Commands {
+        Commands {
+            client,
+            timeout,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub(crate) async fn conn(&self) -> Result<redis::aio::ConnectionManager, String> {
+        let mut slot = self.slot.lock().await;
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let c = tokio::time::timeout(
+            self.timeout,
+            redis::aio::ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| "connecting to Redis timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    pub(crate) async fn query(&self, cmd: &redis::Cmd) -> Result<redis::Value, String> {
+        let mut c = self.conn().await?;
+        cmd.query_async(&mut c).await.map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

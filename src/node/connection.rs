@@ -622,6 +622,17 @@ impl Connection {
         self.announce(&ns_name, missed, recovered, core);
     }
 
+    /// The socket `sid` of `ns` if it is still the one waiting (recovered
+    /// through the cluster, or for its preface), with what it has waiting.
+    fn waiting(&mut self, ns: &Arc<str>, sid: &Sid) -> Option<(&mut SocketState, Buffered)> {
+        let state = self
+            .sockets
+            .get_mut(ns)
+            .filter(|s| &s.socket.inner.id == sid)?;
+        let buffered = state.restoring.take()?;
+        Some((state, buffered))
+    }
+
     /// A new socket's preface is in: its events, then what was delivered to
     /// it meanwhile, then the CONNECT reply.
     fn finish_preface(
@@ -631,14 +642,7 @@ impl Connection {
         preface: Preface,
         core: &mut EngineCore,
     ) {
-        let Some(state) = self
-            .sockets
-            .get_mut(ns)
-            .filter(|s| &s.socket.inner.id == sid)
-        else {
-            return;
-        };
-        let Some(Buffered { mut missed, buffer }) = state.restoring.take() else {
+        let Some((state, Buffered { mut missed, buffer })) = self.waiting(ns, sid) else {
             return;
         };
         for (event, payload) in &preface.events {
@@ -670,14 +674,7 @@ impl Connection {
         end: u64,
         core: &mut EngineCore,
     ) {
-        let Some(state) = self
-            .sockets
-            .get_mut(ns)
-            .filter(|s| &s.socket.inner.id == sid)
-        else {
-            return;
-        };
-        let Some(Buffered { mut missed, buffer }) = state.restoring.take() else {
+        let Some((state, Buffered { mut missed, buffer })) = self.waiting(ns, sid) else {
             return;
         };
         for (seq, frames) in more {

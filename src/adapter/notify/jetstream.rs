@@ -33,6 +33,7 @@ use super::{
     NotifyStore, Revocation, RevocationEvent,
 };
 use crate::adapter::nats::parse_servers;
+use crate::adapter::store::jetstream::{store_client, stream_name_prefix};
 use crate::adapter::AdapterError;
 
 /// See the module doc.
@@ -56,36 +57,16 @@ impl JetStreamNotifyStore {
         log: Logger,
     ) -> Result<JetStreamNotifyStore, AdapterError> {
         let servers = parse_servers(url)?;
-        let client = ConnectOptions::new()
-            .name("riptide-notify")
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connection_timeout(limits.timeout)
-            .reconnect_delay_callback(|attempts| {
-                crate::adapter::backoff(
-                    attempts.saturating_sub(1) as u32,
-                    Duration::from_millis(50),
-                    Duration::from_millis(500),
-                )
-            })
-            .connect(servers)
-            .await
-            .map_err(|e| AdapterError::InvalidSetting {
-                key: "adapter.url",
-                reason: e.to_string(),
-            })?;
+        let client = store_client(
+            ConnectOptions::new(),
+            "riptide-notify",
+            servers,
+            limits.timeout,
+        )
+        .await?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(limits.timeout);
-        let name_prefix = prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name_prefix = stream_name_prefix(prefix);
         Ok(JetStreamNotifyStore {
             client,
             js,

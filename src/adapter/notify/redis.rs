@@ -19,16 +19,15 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncConnectionConfig, Value};
 use slog::Logger;
-use tokio::sync::Mutex as AsyncMutex;
 
 use super::{
     unavailable, user_token, Kept, NotifyError, NotifyLimits, NotifyStore, Revocation,
     RevocationEvent,
 };
-use crate::adapter::redis::parse_url;
+use crate::adapter::redis::{parse_url, Commands};
 use crate::adapter::store::redis::{now_ms, pairs, text};
 use crate::adapter::AdapterError;
 
@@ -37,10 +36,9 @@ const BLOCK: Duration = Duration::from_secs(1);
 
 /// See the module doc.
 pub struct RedisNotifyStore {
-    client: redis::Client,
     prefix: String,
     limits: NotifyLimits,
-    conn: AsyncMutex<Option<ConnectionManager>>,
+    commands: Commands,
     _log: Logger,
 }
 
@@ -87,38 +85,19 @@ impl RedisNotifyStore {
         log: Logger,
     ) -> Result<RedisNotifyStore, AdapterError> {
         Ok(RedisNotifyStore {
-            client: parse_url(url)?,
+            commands: Commands::new(parse_url(url)?, limits.timeout),
             prefix: prefix.to_owned(),
             limits,
-            conn: AsyncMutex::new(None),
             _log: log,
         })
     }
 
     async fn conn(&self) -> Result<ConnectionManager, NotifyError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = &*slot {
-            return Ok(c.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.limits.timeout))
-            .set_response_timeout(Some(self.limits.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let c = tokio::time::timeout(
-            self.limits.timeout,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| unavailable("connecting to Redis timed out"))?
-        .map_err(unavailable)?;
-        *slot = Some(c.clone());
-        Ok(c)
+        self.commands.conn().await.map_err(unavailable)
     }
 
     async fn query(&self, cmd: &redis::Cmd) -> Result<Value, NotifyError> {
-        let mut c = self.conn().await?;
-        cmd.query_async(&mut c).await.map_err(unavailable)
+        self.commands.query(cmd).await.map_err(unavailable)
     }
 
     fn revoked_key(&self) -> String {
@@ -166,7 +145,7 @@ impl NotifyStore for RedisNotifyStore {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.limits.timeout))
             .set_response_timeout(Some(BLOCK + self.limits.timeout));
-        let client = self.client.clone();
+        let client = self.commands.client().clone();
         let ttl = self.limits.revocation_ttl;
         let start = async move {
             client

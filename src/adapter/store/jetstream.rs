@@ -57,6 +57,50 @@ pub struct JetStreamStore {
     log: Logger,
 }
 
+/// A store's own NATS connection (`options` plus the stores' reconnect
+/// policy: never give up, retry at once then within half a second), made in
+/// the background; fails only on a malformed URL.
+pub(crate) async fn store_client(
+    options: ConnectOptions,
+    name: &str,
+    servers: Vec<async_nats::ServerAddr>,
+    timeout: Duration,
+) -> Result<async_nats::Client, AdapterError> {
+    options
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(timeout)
+        .reconnect_delay_callback(|attempts| {
+            crate::adapter::backoff(
+                attempts.saturating_sub(1) as u32,
+                Duration::from_millis(50),
+                Duration::from_millis(500),
+            )
+        })
+        .connect(servers)
+        .await
+        .map_err(|e| AdapterError::InvalidSetting {
+            key: "adapter.url",
+            reason: e.to_string(),
+        })
+}
+
+/// `prefix` as it may appear in a stream name (JetStream allows letters,
+/// digits, `-` and `_`), upper-cased.
+pub(crate) fn stream_name_prefix(prefix: &str) -> String {
+    prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -72,44 +116,18 @@ impl JetStreamStore {
         let servers = parse_servers(url)?;
         let connections = tokio::sync::watch::Sender::new(0u64);
         let bump = connections.clone();
-        let client = ConnectOptions::new()
-            .event_callback(move |event| {
-                let bump = bump.clone();
-                async move {
-                    if matches!(event, async_nats::Event::Connected) {
-                        bump.send_modify(|n| *n += 1);
-                    }
+        let options = ConnectOptions::new().event_callback(move |event| {
+            let bump = bump.clone();
+            async move {
+                if matches!(event, async_nats::Event::Connected) {
+                    bump.send_modify(|n| *n += 1);
                 }
-            })
-            .name("riptide-recovery")
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connection_timeout(limits.timeout)
-            .reconnect_delay_callback(|attempts| {
-                crate::adapter::backoff(
-                    attempts.saturating_sub(1) as u32,
-                    Duration::from_millis(50),
-                    Duration::from_millis(500),
-                )
-            })
-            .connect(servers)
-            .await
-            .map_err(|e| AdapterError::InvalidSetting {
-                key: "adapter.url",
-                reason: e.to_string(),
-            })?;
+            }
+        });
+        let client = store_client(options, "riptide-recovery", servers, limits.timeout).await?;
         let mut js = jetstream::new(client);
         js.set_timeout(limits.timeout);
-        let name_prefix: String = prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name_prefix = stream_name_prefix(prefix);
         Ok(JetStreamStore {
             js,
             prefix: prefix.to_owned(),

@@ -31,13 +31,12 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncConnectionConfig, Value};
 use slog::Logger;
-use tokio::sync::Mutex as AsyncMutex;
 
 use super::{ns_hash, Range, Record, RecoveryStore, StoreError, StoreLimits, Token};
-use crate::adapter::redis::parse_url;
+use crate::adapter::redis::{parse_url, Commands};
 use crate::adapter::AdapterError;
 
 /// How long one `XREAD` of a tail blocks.
@@ -94,10 +93,9 @@ impl StreamInfo {
 
 /// See the module doc.
 pub struct RedisStreamsStore {
-    client: redis::Client,
     prefix: String,
     limits: StoreLimits,
-    conn: AsyncMutex<Option<ConnectionManager>>,
+    commands: Commands,
     /// Never bumped (see `reconnected`).
     connections: tokio::sync::watch::Sender<u64>,
     _log: Logger,
@@ -187,10 +185,9 @@ impl RedisStreamsStore {
         log: Logger,
     ) -> Result<RedisStreamsStore, AdapterError> {
         Ok(RedisStreamsStore {
-            client: parse_url(url)?,
+            commands: Commands::new(parse_url(url)?, limits.timeout),
             prefix: prefix.to_owned(),
             limits,
-            conn: AsyncMutex::new(None),
             connections: tokio::sync::watch::Sender::new(0),
             _log: log,
         })
@@ -205,29 +202,11 @@ impl RedisStreamsStore {
     }
 
     async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = &*slot {
-            return Ok(c.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.limits.timeout))
-            .set_response_timeout(Some(self.limits.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let c = tokio::time::timeout(
-            self.limits.timeout,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| unavailable("connecting to Redis timed out"))?
-        .map_err(unavailable)?;
-        *slot = Some(c.clone());
-        Ok(c)
+        self.commands.conn().await.map_err(unavailable)
     }
 
     async fn query(&self, cmd: &redis::Cmd) -> Result<Value, StoreError> {
-        let mut c = self.conn().await?;
-        cmd.query_async(&mut c).await.map_err(unavailable)
+        self.commands.query(cmd).await.map_err(unavailable)
     }
 
     /// What `XINFO STREAM` says, `None` if there is no stream.
@@ -425,7 +404,7 @@ impl RecoveryStore for RedisStreamsStore {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.limits.timeout))
             .set_response_timeout(Some(BLOCK + self.limits.timeout));
-        let client = self.client.clone();
+        let client = self.commands.client().clone();
         let start = async move {
             client
                 .get_multiplexed_async_connection_with_config(&config)
