@@ -367,28 +367,35 @@ export function serviceClusterSuite(kind) {
             failures.push(`- ${err.message}`);
           }
         };
-        await check("GET /api/presence?room=news", () => presence(a, "news"), (body) => {
-          assert.equal(body.sockets, 1, `A's socket counted: ${safeJson(body)}`);
-          assert.deepEqual(body.users, ["fa"]);
-        });
-        await check("GET /api/info", () => info(a), (body) => {
-          assert.ok(body.nodes.some((n) => n.id === idA && n.sockets === 1), `node A listed: ${safeJson(body)}`);
-        });
-        await check("POST /api/disconnect", () => post(a, "disconnect", { user: "fb" }), (body) => {
-          assert.equal(body.local, 0, safeJson(body));
-        });
-        await check("POST /api/publish with ack_timeout_ms", () => post(a, "publish", { rooms: ["news"], event: "ask", data: 1, ack_timeout_ms: 500 }), (body) => {
-          assert.equal(body.ok, true, safeJson(body));
-          assert.equal(body.acked, 1, `node A's socket acked: ${safeJson(body)}`);
-        });
-        // the client's presence answer need not name missing nodes, but it must come in time
-        try {
-          const [body, took] = await timed(ack(onA, "presence", ["news"], 5_000));
-          assert.ok(took < 4_000, `client presence on node A answered in ${took} ms`);
-          assert.equal(body?.sockets, 1, `client presence on node A: ${safeJson(body)}`);
-        } catch (err) {
-          failures.push(`- ${err.message}`);
-        }
+        // All at once, right after the freeze: within the cluster's heartbeat
+        // timeout (3 s), after which B is no longer a peer at all (dead, not
+        // missing) and requests stop waiting for it.
+        await Promise.all([
+          check("GET /api/presence?room=news", () => presence(a, "news"), (body) => {
+            assert.equal(body.sockets, 1, `A's socket counted: ${safeJson(body)}`);
+            assert.deepEqual(body.users, ["fa"]);
+          }),
+          check("GET /api/info", () => info(a), (body) => {
+            assert.ok(body.nodes.some((n) => n.id === idA && n.sockets === 1), `node A listed: ${safeJson(body)}`);
+          }),
+          check("POST /api/disconnect", () => post(a, "disconnect", { user: "fb" }), (body) => {
+            assert.equal(body.local, 0, safeJson(body));
+          }),
+          check("POST /api/publish with ack_timeout_ms", () => post(a, "publish", { rooms: ["news"], event: "ask", data: 1, ack_timeout_ms: 500 }), (body) => {
+            assert.equal(body.ok, true, safeJson(body));
+            assert.equal(body.acked, 1, `node A's socket acked: ${safeJson(body)}`);
+          }),
+          // the client's presence answer need not name missing nodes, but it must come in time
+          (async () => {
+            try {
+              const [body, took] = await timed(ack(onA, "presence", ["news"], 5_000));
+              assert.ok(took < 4_000, `client presence on node A answered in ${took} ms`);
+              assert.equal(body?.sockets, 1, `client presence on node A: ${safeJson(body)}`);
+            } catch (err) {
+              failures.push(`- ${err.message}`);
+            }
+          })(),
+        ]);
         assert.equal(failures.length, 0, `requests while node B is frozen:\n${failures.join("\n")}`);
       } finally {
         resume();

@@ -1046,7 +1046,7 @@ describe("service: configuration errors", () => {
         clearTimeout(timer);
         resolve({ code: null, signal: null, stderr: `spawn error: ${err.message}` });
       });
-      child.on("exit", (code, signal) => {
+      child.on("close", (code, signal) => {
         clearTimeout(timer);
         resolve({ code, signal, stderr });
       });
