@@ -151,6 +151,11 @@ pub(crate) struct ClusterRecovery {
     live: Arc<Mutex<HashMap<Key, Socket>>>,
     /// Live sockets whose rooms changed since the last flush.
     dirty: Arc<Mutex<HashSet<Key>>>,
+    /// The first sequence this node saw each recent record id at, from its
+    /// tails and its reads alike: a record stored twice (an append retried
+    /// after its answer was lost) is delivered once, whichever path meets
+    /// which copy (a recovery's reads and the buffer its tail filled).
+    copies: Mutex<FirstCopies>,
     metrics: Metrics,
     log: Logger,
 }
@@ -243,6 +248,7 @@ impl ClusterRecovery {
             tails: Mutex::new(HashMap::new()),
             live: Arc::new(Mutex::new(HashMap::new())),
             dirty: Arc::new(Mutex::new(HashSet::new())),
+            copies: Mutex::new(FirstCopies::default()),
             metrics: server.metrics.clone(),
             log: server.log.new(slog::o!("recovery" => "cluster")),
         });
@@ -322,16 +328,14 @@ impl ClusterRecovery {
         }
     }
 
+    /// See [`FirstCopies::first`].
+    fn first_copy(&self, id: &str, seq: u64) -> bool {
+        self.copies.lock().first(id, seq)
+    }
+
     /// Deliver one record of `ns`'s stream to the matching local sockets,
-    /// unless `seen` says it was delivered already.
-    fn deliver(
-        &self,
-        server: &ServerShared,
-        ns: &Arc<str>,
-        seq: u64,
-        data: &[u8],
-        seen: &mut RecentIds,
-    ) {
+    /// unless it is a second copy of a record already delivered.
+    fn deliver(&self, server: &ServerShared, ns: &Arc<str>, seq: u64, data: &[u8]) {
         let event: StoredEvent = match decode_record(data) {
             Ok(e) => e,
             Err(e) => {
@@ -344,7 +348,7 @@ impl ClusterRecovery {
         if *event.ns != **ns {
             return; // another namespace with the same hash
         }
-        if !seen.insert(&event.id) {
+        if !self.first_copy(&event.id, seq) {
             // A second copy: its first append's answer was lost with the
             // broker, which kept it (Redis restarted empty) and got it again.
             return;
@@ -572,13 +576,12 @@ impl ClusterRecovery {
         rooms: &[Arc<str>],
         records: Vec<crate::adapter::store::Record>,
     ) -> Vec<(u64, Encoded)> {
-        let mut seen = RecentIds::default();
         records
             .into_iter()
             .filter_map(|r| {
                 let event: StoredEvent = decode_record(&r.data).ok()?;
                 if *event.ns != **ns
-                    || !seen.insert(&event.id)
+                    || !self.first_copy(&event.id, r.seq)
                     || !Target::from_stored(event.target).matches(sid, user, rooms)
                 {
                     return None;
@@ -761,25 +764,28 @@ fn retry_backoff(attempt: u32) -> Duration {
 }
 
 /// The ids of the last records a tail delivered.
+/// Recent record ids and the first sequence each was seen at.
 #[derive(Default)]
-struct RecentIds {
-    set: HashSet<String>,
+struct FirstCopies {
+    seq: HashMap<String, u64>,
     order: VecDeque<String>,
 }
 
-impl RecentIds {
+impl FirstCopies {
     /// Enough to span a retried batch and what came between its copies.
     const KEEP: usize = 4 * RECORDER_QUEUE;
 
-    /// False if `id` is one of the recent ones.
-    fn insert(&mut self, id: &str) -> bool {
-        if !self.set.insert(id.to_owned()) {
-            return false;
+    /// Whether the record `id` at `seq` is the first copy of it seen (or the
+    /// same copy seen again, by another path): false for a second copy.
+    fn first(&mut self, id: &str, seq: u64) -> bool {
+        if let Some(first) = self.seq.get(id) {
+            return *first == seq;
         }
+        self.seq.insert(id.to_owned(), seq);
         self.order.push_back(id.to_owned());
         if self.order.len() > Self::KEEP {
             if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+                self.seq.remove(&old);
             }
         }
         true
@@ -810,7 +816,6 @@ async fn run_tail(
     };
     position.store(after, Ordering::Release);
     let _ = ready.send(true);
-    let mut seen = RecentIds::default();
     loop {
         let Some(rec) = this.upgrade() else { return };
         let mut reconnected = rec.store.reconnected();
@@ -832,7 +837,7 @@ async fn run_tail(
             match r {
                 Ok(r) if r.seq <= after => {}
                 Ok(r) => {
-                    rec.deliver(&server, &ns, r.seq, &r.data, &mut seen);
+                    rec.deliver(&server, &ns, r.seq, &r.data);
                     after = r.seq;
                     position.store(after, Ordering::Release);
                     attempt = 0;
@@ -965,5 +970,29 @@ impl ClusterRecovery {
             }
             Err(_) => Written::Failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FirstCopies;
+
+    #[test]
+    fn a_second_copy_is_refused_whichever_path_meets_it() {
+        let mut copies = FirstCopies::default();
+        assert!(copies.first("a", 100), "first sight");
+        assert!(copies.first("a", 100), "the same copy, by another path");
+        assert!(!copies.first("a", 105), "a second copy of the record");
+        assert!(copies.first("b", 105));
+    }
+
+    #[test]
+    fn only_recent_ids_are_kept() {
+        let mut copies = FirstCopies::default();
+        for n in 0..=FirstCopies::KEEP as u64 {
+            assert!(copies.first(&n.to_string(), n));
+        }
+        assert_eq!(copies.seq.len(), FirstCopies::KEEP);
+        assert!(copies.first("0", 7), "forgotten: the oldest went first");
     }
 }
