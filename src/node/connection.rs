@@ -79,6 +79,21 @@ impl SocketState {
         }
     }
 
+    /// Whether a stored event is one this socket was written already. In a
+    /// cluster every stored event reaches a socket from its namespace's one
+    /// tail, in stream order, or from the reads of its recovery: a tail
+    /// delivery still in the mailbox when the recovery's reads (which
+    /// covered it) were written comes after them, and is a repeat. (With
+    /// the node-memory store, stored events come through several room
+    /// actors and may arrive out of sequence order: never dropped there.)
+    fn repeats_stored(&self, mode: &Mode, server: &ServerShared) -> bool {
+        let (Mode::Stored(seq), Some(resume)) = (mode, &self.socket.inner.resume) else {
+            return false;
+        };
+        server.cluster_recovery.get().is_some()
+            && resume.lock().last_stored.is_some_and(|last| *seq <= last)
+    }
+
     /// Whether a delivery that came through a room is for this socket. The
     /// socket's room set is the authority: a delivery through a room it has
     /// left since the fan-out is dropped.
@@ -1202,6 +1217,9 @@ impl Handler<Deliver> for SessionActor<Connection> {
         }
         if let Some(restoring) = &mut state.restoring {
             restoring.buffer.push(d);
+            return;
+        }
+        if state.repeats_stored(&d.mode, &self.app.server) {
             return;
         }
         if d.mode.is_volatile() && !self.core.is_writable() {
