@@ -28,7 +28,7 @@ use super::{
     RevocationEvent,
 };
 use crate::adapter::redis::{parse_url, Commands};
-use crate::adapter::store::redis::{now_ms, pairs, text};
+use crate::adapter::store::redis::{now_ms, stream_entries, text, xread_entries, Fields};
 use crate::adapter::AdapterError;
 
 /// How long one `XREAD` of the revocations' tail blocks.
@@ -42,27 +42,7 @@ pub struct RedisNotifyStore {
     _log: Logger,
 }
 
-/// Stream entries (`[[id, [field, value, ...]], ...]`): id and fields.
-fn entries(v: Value) -> Vec<(String, std::collections::HashMap<String, Value>)> {
-    let Value::Array(items) = v else {
-        return Vec::new();
-    };
-    items
-        .into_iter()
-        .filter_map(|item| {
-            let Value::Array(mut parts) = item else {
-                return None;
-            };
-            if parts.len() != 2 {
-                return None;
-            }
-            let fields = pairs(parts.pop()?);
-            Some((text(&parts.pop()?)?, fields))
-        })
-        .collect()
-}
-
-fn bytes(fields: &std::collections::HashMap<String, Value>, name: &str) -> Option<Bytes> {
+fn bytes(fields: &Fields, name: &str) -> Option<Bytes> {
     match fields.get(name)? {
         Value::BulkString(b) => Some(Bytes::from(b.clone())),
         _ => None,
@@ -113,7 +93,7 @@ impl RedisNotifyStore {
     }
 }
 
-fn revocation(fields: &std::collections::HashMap<String, Value>) -> Option<Revocation> {
+fn revocation(fields: &Fields) -> Option<Revocation> {
     Some(Revocation {
         user: text(fields.get("u")?)?,
         at_s: text(fields.get("a")?)?.parse().ok()?,
@@ -185,21 +165,7 @@ impl NotifyStore for RedisNotifyStore {
                                 Ok(v) => v,
                                 Err(e) => return Some((Err(unavailable(e)), None)),
                             };
-                            let found: Vec<_> = match v {
-                                Value::Nil => Vec::new(),
-                                Value::Map(m) => {
-                                    m.into_iter().flat_map(|(_, e)| entries(e)).collect()
-                                }
-                                Value::Array(streams) => streams
-                                    .into_iter()
-                                    .filter_map(|s| match s {
-                                        Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
-                                        _ => None,
-                                    })
-                                    .flat_map(entries)
-                                    .collect(),
-                                _ => Vec::new(),
-                            };
+                            let found = xread_entries(v);
                             if let Some((id, _)) = found.last() {
                                 last = id.clone();
                             }
@@ -253,7 +219,7 @@ impl NotifyStore for RedisNotifyStore {
                         .arg("+"),
                 )
                 .await?;
-            let found = entries(v);
+            let found = stream_entries(v);
             Ok(Kept {
                 end: found.last().map(|(id, _)| id.clone()),
                 messages: found

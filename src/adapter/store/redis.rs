@@ -145,8 +145,12 @@ pub(crate) fn pairs(v: Value) -> HashMap<String, Value> {
     }
 }
 
-/// Stream entries (`[[id, [field, value, ...]], ...]`) as records.
-fn entries(v: Value) -> Vec<Record> {
+/// A stream entry's fields by name.
+pub(crate) type Fields = HashMap<String, Value>;
+
+/// Stream entries (`[[id, [field, value, ...]], ...]`, as XRANGE answers):
+/// each entry's id and fields.
+pub(crate) fn stream_entries(v: Value) -> Vec<(String, Fields)> {
     let Value::Array(items) = v else {
         return Vec::new();
     };
@@ -160,7 +164,34 @@ fn entries(v: Value) -> Vec<Record> {
                 return None;
             }
             let fields = pairs(parts.pop()?);
-            let seq = pack(&text(&parts.pop()?)?)?;
+            Some((text(&parts.pop()?)?, fields))
+        })
+        .collect()
+}
+
+/// The entries of an `XREAD` answer: `[[key, entries]]` (RESP2) or
+/// `{key: entries}` (RESP3); nil when it timed out.
+pub(crate) fn xread_entries(v: Value) -> Vec<(String, Fields)> {
+    match v {
+        Value::Map(m) => m.into_iter().flat_map(|(_, e)| stream_entries(e)).collect(),
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
+                _ => None,
+            })
+            .flat_map(stream_entries)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Entries with their record (field `d`) as records.
+fn records(entries: Vec<(String, Fields)>) -> Vec<Record> {
+    entries
+        .into_iter()
+        .filter_map(|(id, fields)| {
+            let seq = pack(&id)?;
             let data = match fields.get("d")? {
                 Value::BulkString(b) => Bytes::from(b.clone()),
                 _ => return None,
@@ -254,19 +285,9 @@ impl RedisStreamsStore {
                     .arg(count),
             )
             .await?;
-        let Value::Array(items) = v else {
-            return Ok(HashMap::new());
-        };
-        Ok(items
+        Ok(stream_entries(v)
             .into_iter()
-            .filter_map(|item| {
-                let Value::Array(mut parts) = item else {
-                    return None;
-                };
-                let fields = pairs(parts.pop()?);
-                let seq = pack(&text(&parts.pop()?)?)?;
-                Some((text(fields.get("i")?)?, seq))
-            })
+            .filter_map(|(id, fields)| Some((text(fields.get("i")?)?, pack(&id)?)))
             .collect())
     }
 
@@ -382,7 +403,7 @@ impl RecoveryStore for RedisStreamsStore {
                         .arg(max),
                 )
                 .await?;
-            let records = entries(v);
+            let records = records(stream_entries(v));
             // Trimmed between the info and the range: not everything is here.
             let truncated = match self.info(&key).await? {
                 Some(info) => info.truncated_after(after),
@@ -441,22 +462,7 @@ impl RecoveryStore for RedisStreamsStore {
                                 Ok(v) => v,
                                 Err(e) => return Some((Err(unavailable(e)), None)),
                             };
-                            // `[[key, entries]]` (RESP2) or `{key: entries}`; nil on timeout.
-                            let found = match v {
-                                Value::Nil => Vec::new(),
-                                Value::Map(m) => {
-                                    m.into_iter().flat_map(|(_, e)| entries(e)).collect()
-                                }
-                                Value::Array(streams) => streams
-                                    .into_iter()
-                                    .filter_map(|s| match s {
-                                        Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
-                                        _ => None,
-                                    })
-                                    .flat_map(entries)
-                                    .collect(),
-                                _ => Vec::new(),
-                            };
+                            let found = records(xread_entries(v));
                             batch = found.into_iter();
                         }
                     }

@@ -17,7 +17,7 @@ use super::channels::{self, Refused};
 use super::{user_room, AuthState, Service, INFO, PRESENCE, PRESENT, REVOKE};
 use crate::api::{spawn_then, HandlerActor, HandlerContext, NamespaceHandler};
 use crate::node::remote::ServerEvent;
-use crate::node::socket::{AckSender, DisconnectReason, Event, JoinError, Socket};
+use crate::node::socket::{AckSender, DisconnectReason, EmitError, Event, JoinError, Socket};
 use crate::socketio::encode::check_event_name;
 use crate::socketio::payload::Payload;
 
@@ -203,18 +203,8 @@ impl ServiceHandler {
             self.service.metrics.event("publish", "invalid");
             return error(ack, "invalid event");
         }
-        match socket.to(channel).emit(name, forwarded(&event, 2)) {
-            Ok(()) => {
-                self.service.metrics.event("publish", "ok");
-                if let Some(ack) = ack {
-                    ack.send(json!({ "ok": true }));
-                }
-            }
-            Err(e) => {
-                self.service.metrics.event("publish", "invalid");
-                error(ack, &e.to_string());
-            }
-        }
+        let sent = socket.to(channel).emit(name, forwarded(&event, 2));
+        self.answer_emit("publish", sent, ack);
     }
 
     fn presence(&mut self, socket: &Socket, mut event: Event, ctx: &mut HandlerContext<Self>) {
@@ -263,15 +253,25 @@ impl ServiceHandler {
             .to(user_room(user))
             .except(socket.id())
             .emit(name, data);
+        self.answer_emit("user:emit", sent, ack);
+    }
+
+    /// Answer a client event that emitted: `{"ok":true}`, or why not.
+    fn answer_emit(
+        &self,
+        event: &'static str,
+        sent: Result<(), EmitError>,
+        ack: Option<AckSender>,
+    ) {
         match sent {
             Ok(()) => {
-                self.service.metrics.event("user:emit", "ok");
+                self.service.metrics.event(event, "ok");
                 if let Some(ack) = ack {
                     ack.send(json!({ "ok": true }));
                 }
             }
             Err(e) => {
-                self.service.metrics.event("user:emit", "invalid");
+                self.service.metrics.event(event, "invalid");
                 error(ack, &e.to_string());
             }
         }
@@ -367,7 +367,7 @@ impl NamespaceHandler for ServiceHandler {
                     .unwrap_or_default();
                 let here: Vec<&str> = users
                     .into_iter()
-                    .filter(|u| self.service.local_presence(&user_room(u)).0 > 0)
+                    .filter(|u| self.service.has_local_member(&user_room(u)))
                     .collect();
                 json!(here)
             }

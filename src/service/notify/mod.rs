@@ -257,6 +257,20 @@ impl Service {
         (sockets.len(), users)
     }
 
+    /// Whether `room` of `/` has a member on this node: its room actor
+    /// exists exactly while it has one (no scan of the sockets).
+    pub(crate) fn has_local_member(&self, room: &str) -> bool {
+        self.handle().is_some_and(|h| {
+            h.shared
+                .rooms
+                .get(&crate::node::room::RoomKey {
+                    ns: "/".into(),
+                    room: Some(room.into()),
+                })
+                .is_some()
+        })
+    }
+
     /// Disconnect `user`'s sockets on this node; how many.
     pub(crate) fn disconnect_local(&self, user: &str) -> usize {
         let Some(handle) = self.handle() else {
@@ -332,7 +346,7 @@ impl Service {
     pub(crate) async fn present(&self, users: &[String]) -> std::collections::HashSet<String> {
         let mut present: std::collections::HashSet<String> = users
             .iter()
-            .filter(|u| self.local_presence(&user_room(u)).0 > 0)
+            .filter(|u| self.has_local_member(&user_room(u)))
             .cloned()
             .collect();
         let (answers, _missing) = self.ask_nodes(PRESENT, json!({ "users": users })).await;
