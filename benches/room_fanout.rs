@@ -11,7 +11,6 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytestring::ByteString;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use riptide::engineio::{Frame, Sid};
 use riptide::node::delivery::{Deliver, DisconnectSocket, Encoded};
@@ -93,9 +92,9 @@ fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
             // Every AddMember is handled before Members is answered.
             let n = room.send(Members).await.expect("room alive").len();
             assert_eq!(n, members);
-            let frames: Encoded = Arc::from(vec![Frame::Text(ByteString::from_static(
+            let frames: Encoded = Arc::from(vec![Frame::text(
                 r#"42["msg",{"t":0,"seq":0,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]"#,
-            ))]);
+            )]);
             ready_tx.send(()).expect("bench waiting");
             while let Some((iters, reply)) = rx.recv().await {
                 let mut total = Duration::ZERO;

@@ -34,7 +34,7 @@ impl EngineApp for Echo {
     ) {
         match msg {
             Message::Text(text) => core.send(Frame::message(&text)),
-            Message::Binary(bin) => core.send(Frame::Binary(bin)),
+            Message::Binary(bin) => core.send(Frame::binary(&bin)),
         }
     }
 }

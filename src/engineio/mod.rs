@@ -26,7 +26,7 @@ pub use routes::Engine;
 pub(crate) use session::url_query_pairs;
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use session::{
-    CloseReason, EngineApp, EngineAppFactory, EngineCore, Frame, Handshake, SessionActor,
+    CloseReason, EngineApp, EngineAppFactory, EngineCore, Frame, FrameRef, Handshake, SessionActor,
 };
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use sid::Sid;

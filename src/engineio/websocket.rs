@@ -28,7 +28,7 @@ use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 
 use super::packet::Packet;
-use super::session::{Frame, WsEvent};
+use super::session::{put_header, Frame, WsEvent};
 
 static NEXT_WS_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -109,24 +109,14 @@ impl std::fmt::Debug for WsSink {
     }
 }
 
-/// RFC 6455 frame header for an unmasked, final server frame.
-fn header(opcode: u8, len: usize) -> Bytes {
-    let mut h = BytesMut::with_capacity(10);
-    h.put_u8(0x80 | opcode);
-    if len < 126 {
-        h.put_u8(len as u8);
-    } else if len <= u16::MAX as usize {
-        h.put_u8(126);
-        h.put_u16(len as u16);
-    } else {
-        h.put_u8(127);
-        h.put_u64(len as u64);
-    }
-    h.freeze()
+/// A control frame (close, pong): header and payload in one buffer.
+fn control(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(payload.len() + 4);
+    put_header(&mut b, opcode, payload.len());
+    b.put_slice(payload);
+    b.freeze()
 }
 
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PONG: u8 = 0xA;
 
@@ -166,17 +156,10 @@ impl WsSink {
         self.out.lock().frames >= self.limits.max_frames
     }
 
-    /// Queue one Engine.IO frame. The payload is shared, not copied: a
-    /// broadcast's frame bytes are queued by reference for every receiver.
+    /// Queue one Engine.IO frame. Nothing is copied: the frame already holds
+    /// its WebSocket header, and a broadcast's frame bytes are queued by
+    /// reference for every receiver.
     pub fn send(&self, frame: &Frame, volatile: bool) -> SendOutcome {
-        let (opcode, payload) = match frame {
-            Frame::Text(t) => (OP_TEXT, t.as_bytes().clone()),
-            Frame::Binary(b) => (OP_BINARY, b.clone()),
-        };
-        self.push(opcode, payload, volatile)
-    }
-
-    fn push(&self, opcode: u8, payload: Bytes, volatile: bool) -> SendOutcome {
         let mut out = self.out.lock();
         if out.state != State::Open {
             return SendOutcome::Closed;
@@ -184,10 +167,9 @@ impl WsSink {
         if volatile && out.frames >= self.limits.max_frames {
             return SendOutcome::DroppedVolatile;
         }
-        let len = payload.len();
-        out.chunks.push_back(header(opcode, len));
-        out.chunks.push_back(payload);
-        out.bytes += len + 2;
+        let wire = frame.wire().clone();
+        out.bytes += wire.len();
+        out.chunks.push_back(wire);
         out.frames += 1;
         let end = out.sent_chunks + out.chunks.len();
         out.frame_ends.push_back(end);
@@ -260,12 +242,10 @@ impl WsSink {
             if out.state != State::Open {
                 return;
             }
-            let mut payload = BytesMut::with_capacity(2 + reason.len());
-            payload.put_u16(u16::from(code));
-            payload.put_slice(reason.as_bytes());
-            let payload = payload.freeze();
-            out.chunks.push_back(header(OP_CLOSE, payload.len()));
-            out.chunks.push_back(payload);
+            let mut payload = Vec::with_capacity(2 + reason.len());
+            payload.extend_from_slice(&u16::from(code).to_be_bytes());
+            payload.extend_from_slice(reason.as_bytes());
+            out.chunks.push_back(control(OP_CLOSE, &payload));
             out.state = State::Closing;
             if let Some(fd) = out.fd {
                 fd.bound_unacked(CLOSE_FLUSH_TIMEOUT);
@@ -327,8 +307,7 @@ impl WsSink {
     fn pong(&self, data: Bytes) {
         let mut out = self.out.lock();
         if out.state == State::Open {
-            out.chunks.push_back(header(OP_PONG, data.len()));
-            out.chunks.push_back(data);
+            out.chunks.push_back(control(OP_PONG, &data));
             if let Some(w) = out.waker.take() {
                 w.wake();
             }

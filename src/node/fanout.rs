@@ -13,7 +13,7 @@ use crate::adapter::{
     Broadcast as ClusterBroadcast, NodeId, RemoteSocket, RequestOp, ResponsePayload, Topic,
     WireFrame,
 };
-use crate::engineio::{Frame, Sid};
+use crate::engineio::{Frame, FrameRef, Sid};
 use crate::socketio::encode::check_event_name;
 use crate::socketio::payload::{payload_from_json, payload_to_wire, IntoArgs, Payload};
 
@@ -465,9 +465,9 @@ impl UserOperator {
 pub(crate) fn wire_frames(frames: &Encoded) -> Vec<WireFrame> {
     frames
         .iter()
-        .map(|f| match f {
-            Frame::Text(t) => WireFrame::Text(t.to_string()),
-            Frame::Binary(b) => WireFrame::Binary(b.to_vec()),
+        .map(|f| match f.view() {
+            FrameRef::Text(t) => WireFrame::Text(t.to_string()),
+            FrameRef::Binary(b) => WireFrame::Binary(b.to_vec()),
         })
         .collect()
 }
@@ -477,8 +477,8 @@ pub(crate) fn local_frames(frames: Vec<WireFrame>) -> Encoded {
     let frames: Vec<Frame> = frames
         .into_iter()
         .map(|f| match f {
-            WireFrame::Text(t) => Frame::Text(t.into()),
-            WireFrame::Binary(b) => Frame::Binary(b.into()),
+            WireFrame::Text(t) => Frame::text(&t),
+            WireFrame::Binary(b) => Frame::binary(&b),
         })
         .collect();
     frames.into()

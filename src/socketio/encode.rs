@@ -32,7 +32,7 @@ pub fn encode_packet(packet: &Packet) -> Encoded {
     let (text, attachments) = packet.encode();
     let mut frames = Vec::with_capacity(1 + attachments.len());
     frames.push(Frame::message(&text));
-    frames.extend(attachments.into_iter().map(Frame::Binary));
+    frames.extend(attachments.iter().map(|a| Frame::binary(a)));
     frames.into()
 }
 

@@ -410,7 +410,7 @@ impl riptide::engineio::EngineApp for Echo {
         use riptide::engineio::Frame as EFrame;
         match msg {
             Message::Text(text) => core.send(EFrame::message(&text)),
-            Message::Binary(bin) => core.send(EFrame::Binary(bin)),
+            Message::Binary(bin) => core.send(EFrame::binary(&bin)),
         }
     }
 }

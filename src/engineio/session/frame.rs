@@ -1,25 +1,69 @@
 //! What a session sends and receives: encoded outbound frames, shared by every
 //! receiver of a broadcast, and the inbound messages handed to the app.
 
-use bytes::Bytes;
-use bytestring::ByteString;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::engineio::packet::Packet;
 
-/// One outbound Engine.IO message, already encoded: shared by every receiver of
-/// a broadcast, so a fan-out to N sockets encodes once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    Text(ByteString),
-    Binary(Bytes),
+/// One outbound Engine.IO message, encoded once and shared by every receiver
+/// of a broadcast. Its bytes are the whole WebSocket frame, header included
+/// (an unmasked final frame, RFC 6455 §5.2), so a WebSocket write queues a
+/// reference to them and nothing per receiver; long-polling reads the
+/// payload behind the header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame {
+    wire: Bytes,
+    /// Length of the WebSocket header at the front of `wire` (2 to 10).
+    head: u8,
+    binary: bool,
+}
+
+/// What a [`Frame`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRef<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
 }
 
 impl Frame {
-    pub fn len(&self) -> usize {
-        match self {
-            Frame::Text(s) => s.len(),
-            Frame::Binary(b) => b.len(),
+    /// A frame whose payload is `parts`, concatenated.
+    fn build(binary: bool, parts: &[&[u8]]) -> Frame {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut buf = BytesMut::with_capacity(len + MAX_HEADER);
+        put_header(&mut buf, if binary { OP_BINARY } else { OP_TEXT }, len);
+        let head = buf.len() as u8;
+        for p in parts {
+            buf.extend_from_slice(p);
         }
+        Frame {
+            wire: buf.freeze(),
+            head,
+            binary,
+        }
+    }
+
+    pub fn text(text: &str) -> Frame {
+        Frame::build(false, &[text.as_bytes()])
+    }
+
+    pub fn binary(data: &[u8]) -> Frame {
+        Frame::build(true, &[data])
+    }
+
+    /// A `message` packet carrying `text` (`4` + text).
+    pub fn message(text: &str) -> Frame {
+        Frame::build(false, &[b"4", text.as_bytes()])
+    }
+
+    pub(super) fn control(p: &Packet) -> Frame {
+        let mut s = String::with_capacity(8);
+        p.encode_text(&mut s);
+        Frame::text(&s)
+    }
+
+    /// The payload's length (the Engine.IO packet, without the header).
+    pub fn len(&self) -> usize {
+        self.wire.len() - self.head as usize
     }
 
     #[cfg(any(test, feature = "internals"))]
@@ -27,20 +71,62 @@ impl Frame {
         self.len() == 0
     }
 
-    /// A `message` packet carrying `text` (`4` + text).
-    pub fn message(text: &str) -> Frame {
-        let mut s = String::with_capacity(text.len() + 1);
-        s.push('4');
-        s.push_str(text);
-        Frame::Text(s.into())
+    pub fn is_binary(&self) -> bool {
+        self.binary
     }
 
-    pub(super) fn control(p: &Packet) -> Frame {
-        let mut s = String::with_capacity(8);
-        p.encode_text(&mut s);
-        Frame::Text(s.into())
+    /// The Engine.IO packet: text or binary.
+    pub fn view(&self) -> FrameRef<'_> {
+        let payload = &self.wire[self.head as usize..];
+        if self.binary {
+            FrameRef::Binary(payload)
+        } else {
+            debug_assert!(std::str::from_utf8(payload).is_ok());
+            // SAFETY: a text frame's payload is only ever built from `&str`s
+            // (`text`, `message`, `control`) and the fields are private.
+            FrameRef::Text(unsafe { std::str::from_utf8_unchecked(payload) })
+        }
+    }
+
+    /// The text payload; `None` for a binary frame.
+    pub fn as_str(&self) -> Option<&str> {
+        match self.view() {
+            FrameRef::Text(t) => Some(t),
+            FrameRef::Binary(_) => None,
+        }
+    }
+
+    /// The whole WebSocket frame, shared (a reference count, no copy).
+    pub(crate) fn wire(&self) -> &Bytes {
+        &self.wire
     }
 }
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
+    }
+}
+
+/// The longest WebSocket header of a server frame (no mask).
+pub(crate) const MAX_HEADER: usize = 10;
+pub(crate) const OP_TEXT: u8 = 0x1;
+pub(crate) const OP_BINARY: u8 = 0x2;
+
+/// RFC 6455 header of an unmasked, final frame of `len` payload bytes.
+pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, len: usize) {
+    buf.put_u8(0x80 | opcode);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if len <= u16::MAX as usize {
+        buf.put_u8(126);
+        buf.put_u16(len as u16);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
+    }
+}
+
 #[derive(Debug)]
 pub enum Message {
     Text(String),
@@ -49,10 +135,7 @@ pub enum Message {
 
 impl Frame {
     pub(super) fn as_text(&self) -> String {
-        match self {
-            Frame::Text(t) => t.to_string(),
-            Frame::Binary(_) => String::new(),
-        }
+        self.as_str().unwrap_or_default().to_string()
     }
 }
 
@@ -65,11 +148,11 @@ pub(super) fn encode_poll_body(buffer: &mut Vec<Frame>) -> String {
         if i > 0 {
             out.push('\x1e');
         }
-        match f {
-            Frame::Text(t) => out.push_str(&t),
-            Frame::Binary(b) => {
+        match f.view() {
+            FrameRef::Text(t) => out.push_str(t),
+            FrameRef::Binary(b) => {
                 out.push('b');
-                base64::engine::general_purpose::STANDARD.encode_string(&b, &mut out);
+                base64::engine::general_purpose::STANDARD.encode_string(b, &mut out);
             }
         }
     }
@@ -83,11 +166,33 @@ mod tests {
     #[test]
     fn poll_body_joins_records_and_base64s_binary() {
         let mut buf = vec![
-            Frame::Text("4hello".into()),
-            Frame::Binary(Bytes::from_static(&[1, 2, 3])),
-            Frame::Text("2".into()),
+            Frame::text("4hello"),
+            Frame::binary(&[1, 2, 3]),
+            Frame::text("2"),
         ];
         assert_eq!(encode_poll_body(&mut buf), "4hello\x1ebAQID\x1e2");
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn carries_its_websocket_header() {
+        for len in [0, 1, 125, 126, 127, 65535, 65536, 70000] {
+            let text = "x".repeat(len);
+            let f = Frame::text(&text);
+            assert_eq!(f.len(), len);
+            assert_eq!(f.as_str(), Some(text.as_str()));
+            let wire = f.wire();
+            assert_eq!(wire[0], 0x81, "FIN + text");
+            let (n, head) = match wire[1] {
+                126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+                127 => (u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize, 10),
+                n => (n as usize, 2),
+            };
+            assert_eq!((n, wire.len()), (len, head + len), "{len}");
+        }
+        let b = Frame::binary(&[1, 2, 3]);
+        assert_eq!(&b.wire()[..], &[0x82, 3, 1, 2, 3]);
+        assert_eq!(b.view(), FrameRef::Binary(&[1, 2, 3]));
+        assert_eq!(&Frame::message("hi").wire()[..], &[0x81, 3, b'4', b'h', b'i']);
     }
 }

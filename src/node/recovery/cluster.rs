@@ -211,12 +211,10 @@ impl Target {
 /// before its closing bracket.
 fn with_offset(frames: &Encoded, offset: &str) -> Option<Encoded> {
     let mut out: Vec<Frame> = frames.iter().cloned().collect();
-    let Some(Frame::Text(text)) = out.first() else {
-        return None;
-    };
+    let text = out.first()?.as_str()?;
     let body = text.strip_suffix(']')?;
     let sep = if body.ends_with('[') { "" } else { "," };
-    out[0] = Frame::Text(format!("{body}{sep}\"{offset}\"]").into());
+    out[0] = Frame::text(&format!("{body}{sep}\"{offset}\"]"));
     Some(out.into())
 }
 
