@@ -33,8 +33,8 @@ impl EngineApp for Echo {
         _ctx: &mut Context<SessionActor<Self>>,
     ) {
         match msg {
-            Message::Text(text) => core.send(Frame::message(&text)),
-            Message::Binary(bin) => core.send(Frame::binary(&bin)),
+            Message::Text(text) => core.send(&Frame::message(&text)),
+            Message::Binary(bin) => core.send(&Frame::binary(&bin)),
         }
     }
 }

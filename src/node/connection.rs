@@ -19,7 +19,7 @@ use serde_json::Value;
 use slog::{debug, warn};
 use tokio::sync::oneshot;
 
-use super::delivery::{Deliver, DisconnectSocket, Encoded, Mode};
+use super::delivery::{Deliver, DisconnectSocket, Encoded, Item, Mode};
 use super::dispatch::Dispatch;
 use super::interest::AddMember;
 use super::limits::{EventBudget, EventVerdict};
@@ -63,7 +63,7 @@ struct Buffered {
     /// The stored events it missed, as first read.
     missed: Vec<Encoded>,
     /// What its tail (and anyone else) delivered to it since it was attached.
-    buffer: Vec<Deliver>,
+    buffer: Vec<(Encoded, Mode)>,
 }
 
 impl SocketState {
@@ -97,9 +97,9 @@ impl SocketState {
     /// Whether a delivery that came through a room is for this socket. The
     /// socket's room set is the authority: a delivery through a room it has
     /// left since the fan-out is dropped.
-    fn accepts(&self, d: &Deliver) -> bool {
+    fn accepts(&self, via: &Option<Arc<str>>, item: &Item) -> bool {
         let inner = &self.socket.inner;
-        match (&d.filter, &d.via) {
+        match (&item.filter, via) {
             (None, None) => true,
             (None, Some(via)) => inner.in_room(via),
             (Some(f), via) => {
@@ -267,7 +267,7 @@ impl Connection {
 
     fn send(core: &mut EngineCore, frames: &Encoded) {
         for f in frames.iter() {
-            core.send(f.clone());
+            core.send(f);
         }
     }
 
@@ -667,9 +667,9 @@ impl Connection {
                     "error" => %e),
             }
         }
-        for d in buffer {
-            state.written(d.mode);
-            missed.push(d.frames);
+        for (frames, mode) in buffer {
+            state.written(mode);
+            missed.push(frames);
         }
         let closing = core.is_closing();
         self.announce(ns, missed, false, core);
@@ -696,12 +696,12 @@ impl Connection {
             state.written(Mode::Stored(seq));
             missed.push(frames);
         }
-        for d in buffer {
-            if matches!(d.mode, Mode::Stored(seq) if seq <= end) {
+        for (frames, mode) in buffer {
+            if matches!(mode, Mode::Stored(seq) if seq <= end) {
                 continue;
             }
-            state.written(d.mode);
-            missed.push(d.frames);
+            state.written(mode);
+            missed.push(frames);
         }
         self.announce(ns, missed, true, core);
     }
@@ -1212,22 +1212,29 @@ impl Handler<Deliver> for SessionActor<Connection> {
         let Some(state) = self.app.sockets.get_mut(&d.ns) else {
             return;
         };
-        if state.socket.inner.id != d.sid || !state.accepts(&d) {
+        if state.socket.inner.id != d.sid {
             return;
         }
-        if let Some(restoring) = &mut state.restoring {
-            restoring.buffer.push(d);
-            return;
+        for item in d.items.as_slice() {
+            if !state.accepts(&d.via, item) {
+                continue;
+            }
+            if let Some(restoring) = &mut state.restoring {
+                restoring
+                    .buffer
+                    .push((item.frames.clone(), item.mode.clone()));
+                continue;
+            }
+            if state.repeats_stored(&item.mode, &self.app.server) {
+                continue;
+            }
+            if item.mode.is_volatile() && !self.core.is_writable() {
+                self.app.server.metrics.volatile_dropped();
+                continue;
+            }
+            state.written(item.mode.clone());
+            Connection::send(&mut self.core, &item.frames);
         }
-        if state.repeats_stored(&d.mode, &self.app.server) {
-            return;
-        }
-        if d.mode.is_volatile() && !self.core.is_writable() {
-            self.app.server.metrics.volatile_dropped();
-            return;
-        }
-        state.written(d.mode);
-        Connection::send(&mut self.core, &d.frames);
     }
 }
 

@@ -20,17 +20,63 @@ pub struct Filter {
     pub except_sids: Vec<Sid>,
 }
 
-/// One packet for one socket.
+/// One packet as its receivers see it.
+#[derive(Clone)]
+pub struct Item {
+    pub frames: Encoded,
+    pub filter: Option<Arc<Filter>>,
+    pub mode: Mode,
+}
+
+/// Packets for one socket, in order: one, or the broadcasts a room actor
+/// found waiting in its mailbox, shared by every member.
+#[derive(Clone)]
+pub enum Items {
+    One(Item),
+    Many(Arc<[Item]>),
+}
+
+impl Items {
+    pub fn as_slice(&self) -> &[Item] {
+        match self {
+            Items::One(item) => std::slice::from_ref(item),
+            Items::Many(items) => items,
+        }
+    }
+}
+
+/// Packets for one socket.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver {
     pub ns: Arc<str>,
     pub sid: Sid,
-    pub frames: Encoded,
     /// The room it came through; `None` for namespace-wide and direct emits.
     pub via: Option<Arc<str>>,
-    pub filter: Option<Arc<Filter>>,
-    pub mode: Mode,
+    pub items: Items,
+}
+
+impl Deliver {
+    /// One packet.
+    pub fn one(
+        ns: Arc<str>,
+        sid: Sid,
+        via: Option<Arc<str>>,
+        frames: Encoded,
+        filter: Option<Arc<Filter>>,
+        mode: Mode,
+    ) -> Deliver {
+        Deliver {
+            ns,
+            sid,
+            via,
+            items: Items::One(Item {
+                frames,
+                filter,
+                mode,
+            }),
+        }
+    }
 }
 
 /// How a delivery is written, and what it tells connection state recovery.

@@ -337,14 +337,14 @@ impl BroadcastOperator {
             // A socket's own id is a room only that socket is in: served
             // directly, without an actor per socket.
             if let Some(conn) = server.local_socket(&self.ns, room) {
-                conn.do_send(Deliver {
-                    ns: self.ns.clone(),
-                    sid: Sid::from(&**room),
-                    frames: frames.clone(),
-                    via: Some(room.clone()),
-                    filter: filter.clone(),
-                    mode: mode.clone(),
-                });
+                conn.do_send(Deliver::one(
+                    self.ns.clone(),
+                    Sid::from(&**room),
+                    Some(room.clone()),
+                    frames.clone(),
+                    filter.clone(),
+                    mode.clone(),
+                ));
                 continue;
             }
             let key = RoomKey {

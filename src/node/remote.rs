@@ -71,14 +71,14 @@ impl ServerShared {
         let Some(actor) = actor else {
             for room in &broadcast.rooms {
                 if let Some(conn) = self.local_socket(&key.ns, room) {
-                    conn.do_send(Deliver {
-                        ns: key.ns.clone(),
-                        sid: Sid::from(room.as_str()),
-                        frames: frames.clone(),
-                        via: Some(room.as_str().into()),
-                        filter: filter.clone(),
-                        mode: Mode::volatile(broadcast.volatile),
-                    });
+                    conn.do_send(Deliver::one(
+                        key.ns.clone(),
+                        Sid::from(room.as_str()),
+                        Some(room.as_str().into()),
+                        frames.clone(),
+                        filter.clone(),
+                        Mode::volatile(broadcast.volatile),
+                    ));
                 }
             }
             return;

@@ -3,6 +3,12 @@
 //! Fan-out never waits on a member: each delivery is a non-blocking send to
 //! the member's connection actor, which decides on its own queue. One actor
 //! per namespace (key `room: None`) serves namespace-wide emits the same way.
+//!
+//! Broadcasts are batched: a broadcast is held until the actor's mailbox is
+//! empty (or [`MAX_BATCH`] are held), then every member gets one [`Deliver`]
+//! carrying all of them, in order. A lone broadcast leaves at once (the
+//! mailbox is empty behind it); a burst costs one message per member per
+//! batch instead of one per broadcast (docs/decisions.md).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +16,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use slog::Logger;
 
-use super::delivery::{Deliver, Encoded, Filter, Mode};
+use super::delivery::{Deliver, Encoded, Filter, Item, Items, Mode};
 use super::interest::{AddMember, RemoveMember, Roster};
 use super::metrics::Metrics;
 use super::supervisor::guard;
@@ -29,8 +35,24 @@ pub struct RoomActor {
     /// lock; rebuilt from `roster` on restart.
     members: HashMap<Sid, Recipient<Deliver>>,
     roster: Roster<RoomKey, RoomActor>,
+    /// Broadcasts not yet sent to the members, in order.
+    pending: Vec<Item>,
+    /// A [`Flush`] is queued behind the mailbox.
+    flush_queued: bool,
     metrics: Metrics,
     log: Logger,
+}
+
+/// Most broadcasts carried by one delivery: bounds what one member's
+/// connection takes in one message.
+pub const MAX_BATCH: usize = 64;
+
+/// Send what is pending: queued with `notify`, which actix runs once the
+/// mailbox is empty.
+struct Flush;
+
+impl Message for Flush {
+    type Result = ();
 }
 
 impl RoomActor {
@@ -44,30 +66,45 @@ impl RoomActor {
             key,
             members: HashMap::new(),
             roster,
+            pending: Vec::new(),
+            flush_queued: false,
             metrics,
             log,
         }
     }
 
-    fn fanout(&self, msg: &Broadcast) {
-        for (sid, conn) in &self.members {
-            conn.do_send(Deliver {
-                ns: self.key.ns.clone(),
-                sid: sid.clone(),
-                frames: msg.frames.clone(),
-                via: self.key.room.clone(),
-                filter: msg.filter.clone(),
-                mode: msg.mode.clone(),
-            });
-        }
+}
+
+/// Send the `pending` broadcasts to every member, one message each. (A
+/// function of the fields it needs, so the handlers' panic guards can
+/// borrow the logger beside them.)
+fn flush(key: &RoomKey, members: &HashMap<Sid, Recipient<Deliver>>, pending: &mut Vec<Item>) {
+    let items = match pending.len() {
+        0 => return,
+        1 => Items::One(pending.pop().expect("one pending")),
+        _ => Items::Many(std::mem::take(pending).into()),
+    };
+    for (sid, conn) in members {
+        conn.do_send(Deliver {
+            ns: key.ns.clone(),
+            sid: sid.clone(),
+            via: key.room.clone(),
+            items: items.clone(),
+        });
     }
 }
 
 impl Actor for RoomActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.room_started();
+        // After a restart: a flush queued before the panic went with the
+        // old context.
+        self.flush_queued = !self.pending.is_empty();
+        if self.flush_queued {
+            ctx.notify(Flush);
+        }
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -95,6 +132,8 @@ impl Handler<AddMember> for RoomActor {
     type Result = ();
     fn handle(&mut self, m: AddMember, ctx: &mut Context<Self>) {
         guard(ctx, &self.log, "room", |_| {
+            // What was broadcast before the join is not for the new member.
+            flush(&self.key, &self.members, &mut self.pending);
             self.members.insert(m.sid, m.conn);
         });
     }
@@ -104,6 +143,7 @@ impl Handler<RemoveMember> for RoomActor {
     type Result = ();
     fn handle(&mut self, m: RemoveMember, ctx: &mut Context<Self>) {
         guard(ctx, &self.log, "room", |_| {
+            flush(&self.key, &self.members, &mut self.pending);
             self.members.remove(&m.sid);
         });
     }
@@ -121,7 +161,29 @@ pub struct Broadcast {
 impl Handler<Broadcast> for RoomActor {
     type Result = ();
     fn handle(&mut self, msg: Broadcast, ctx: &mut Context<Self>) {
-        guard(ctx, &self.log, "room", |_| self.fanout(&msg));
+        self.pending.push(Item {
+            frames: msg.frames,
+            filter: msg.filter,
+            mode: msg.mode,
+        });
+        if self.pending.len() >= MAX_BATCH {
+            guard(ctx, &self.log, "room", |_| {
+                flush(&self.key, &self.members, &mut self.pending)
+            });
+        } else if !self.flush_queued {
+            self.flush_queued = true;
+            ctx.notify(Flush);
+        }
+    }
+}
+
+impl Handler<Flush> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        self.flush_queued = false;
+        guard(ctx, &self.log, "room", |_| {
+                flush(&self.key, &self.members, &mut self.pending)
+            });
     }
 }
 

@@ -83,14 +83,14 @@ impl Handler<UserEmit> for UserActor {
         guard(ctx, &self.log, "user", |_| {
             for (sid, m) in &self.sockets {
                 if m.ns == msg.ns {
-                    m.conn.do_send(Deliver {
-                        ns: m.ns.clone(),
-                        sid: sid.clone(),
-                        frames: msg.frames.clone(),
-                        via: None,
-                        filter: None,
-                        mode: msg.mode.clone(),
-                    });
+                    m.conn.do_send(Deliver::one(
+                        m.ns.clone(),
+                        sid.clone(),
+                        None,
+                        msg.frames.clone(),
+                        None,
+                        msg.mode.clone(),
+                    ));
                 }
             }
         });

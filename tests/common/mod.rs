@@ -409,8 +409,8 @@ impl riptide::engineio::EngineApp for Echo {
         use riptide::engineio::session::Message;
         use riptide::engineio::Frame as EFrame;
         match msg {
-            Message::Text(text) => core.send(EFrame::message(&text)),
-            Message::Binary(bin) => core.send(EFrame::binary(&bin)),
+            Message::Text(text) => core.send(&EFrame::message(&text)),
+            Message::Binary(bin) => core.send(&EFrame::binary(&bin)),
         }
     }
 }

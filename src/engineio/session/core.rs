@@ -11,14 +11,14 @@ use crate::engineio::packet::Packet;
 use crate::engineio::websocket::SendOutcome;
 
 impl EngineCore {
-    /// Queue or write one frame.
-    pub fn send(&mut self, frame: Frame) {
+    /// Queue or write one frame (a WebSocket queues a reference to its bytes).
+    pub fn send(&mut self, frame: &Frame) {
         if self.close_reason.is_some() {
             return;
         }
         self.metrics.packet_out(frame.len());
         if let Transport::WebSocket { ws, .. } = &self.transport {
-            match ws.send(&frame, false) {
+            match ws.send(frame, false) {
                 SendOutcome::Queued { depth } => self.metrics.queue_depth(depth),
                 SendOutcome::QueuedFull { depth } => {
                     self.metrics.queue_depth(depth);
@@ -36,7 +36,7 @@ impl EngineCore {
             self.buffer_bytes = 0;
         }
         self.buffer_bytes += frame.len();
-        self.buffer.push(frame);
+        self.buffer.push(frame.clone());
         let (frames, bytes) = (self.buffer.len(), self.buffer_bytes);
         self.flush_poll();
         if !self.buffer.is_empty() {

@@ -109,9 +109,9 @@ impl std::fmt::Debug for Frame {
 }
 
 /// The longest WebSocket header of a server frame (no mask).
-pub(crate) const MAX_HEADER: usize = 10;
-pub(crate) const OP_TEXT: u8 = 0x1;
-pub(crate) const OP_BINARY: u8 = 0x2;
+const MAX_HEADER: usize = 10;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
 
 /// RFC 6455 header of an unmasked, final frame of `len` payload bytes.
 pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, len: usize) {

@@ -10,7 +10,7 @@ impl EngineCore {
         let interval = self.config.ping_interval;
         self.ping_timer = Some(ctx.run_later(interval, |act, ctx| {
             act.core.ping_timer = None;
-            act.core.send(Frame::control(&Packet::Ping(String::new())));
+            act.core.send(&Frame::control(&Packet::Ping(String::new())));
             let timeout = act.core.config.ping_timeout;
             act.core.pong_deadline = Some(std::time::Instant::now() + timeout);
             act.core.pong_timer = Some(ctx.run_later(timeout, |act, ctx| {

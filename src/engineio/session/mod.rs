@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 pub use backpressure::Backpressure;
 use frame::encode_poll_body;
 pub use frame::{Frame, FrameRef, Message};
-pub(crate) use frame::{put_header, OP_BINARY, OP_TEXT};
+pub(crate) use frame::put_header;
 pub(crate) use handshake::url_query_pairs;
 pub use handshake::Handshake;
 pub(crate) use polling::take_closed_poll;

@@ -370,14 +370,14 @@ impl ClusterRecovery {
         };
         for socket in sockets {
             let inner = &socket.inner;
-            inner.conn.do_send(Deliver {
-                ns: ns.clone(),
-                sid: inner.id.clone(),
-                frames: frames.clone(),
-                via: None,
-                filter: None,
-                mode: Mode::Stored(seq),
-            });
+            inner.conn.do_send(Deliver::one(
+                ns.clone(),
+                inner.id.clone(),
+                None,
+                frames.clone(),
+                None,
+                Mode::Stored(seq),
+            ));
         }
     }
 
