@@ -10,14 +10,73 @@
 //! (`CloseReason::as_str()`, a literal kind), so a label value never comes
 //! from client input and a client cannot grow the number of time series.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+/// Shards of a [`ShardedCounter`]; threads beyond that share them.
+const SHARDS: usize = 16;
+
+/// One shard on a cache line of its own (128 bytes: adjacent-line
+/// prefetching pairs 64-byte lines on x86).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(AtomicU64);
+
+/// A counter for the per-frame path: each thread adds to its own shard and
+/// a scrape sums them. Every worker thread counts every frame it writes;
+/// with one shared atomic those threads fought over its cache line on each
+/// frame (docs/decisions.md, "per-thread counters").
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShardedCounter {
+    shards: Arc<[Shard; SHARDS]>,
+}
+
+impl ShardedCounter {
+    fn shard(&self) -> &AtomicU64 {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        }
+        &self.shards[INDEX.with(|i| *i)].0
+    }
+
+    pub(crate) fn inc(&self) {
+        self.inc_by(1);
+    }
+
+    pub(crate) fn inc_by(&self, v: u64) {
+        self.shard().fetch_add(v, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+impl TypedMetric for ShardedCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ShardedCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.get(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabel {
@@ -55,10 +114,10 @@ struct Instruments {
     polling_sessions: Gauge,
     websocket_sessions: Gauge,
     sessions_closed: Family<ReasonLabel, Counter>,
-    packets_in: Counter,
-    packets_out: Counter,
-    bytes_in: Counter,
-    bytes_out: Counter,
+    packets_in: ShardedCounter,
+    packets_out: ShardedCounter,
+    bytes_in: ShardedCounter,
+    bytes_out: ShardedCounter,
     polling_bytes_in: Counter,
     polling_bytes_out: Counter,
     bad_input: Family<KindLabel, Counter>,
@@ -94,13 +153,13 @@ impl EngineMetrics {
             "Engine.IO sessions closed, by reason",
             Family::default(),
         );
-        let packets: Family<DirectionLabel, Counter> = register(
+        let packets: Family<DirectionLabel, ShardedCounter> = register(
             r,
             "packets",
             "Engine.IO packets received (in) and sent (out), all transports",
             Family::default(),
         );
-        let bytes: Family<DirectionLabel, Counter> = register(
+        let bytes: Family<DirectionLabel, ShardedCounter> = register(
             r,
             "bytes",
             "Engine.IO packet bytes received (in) and sent (out), all transports",
@@ -135,7 +194,7 @@ impl EngineMetrics {
         let queue_depth = register(
             r,
             "outbound_queue_depth",
-            "Frames waiting in a client's outbound queue after a write: every write that leaves 2 or more queued, one in 16 of the others",
+            "Frames waiting in a client's outbound queue after a write, sampled: one write in 16 on each thread",
             Histogram::new(exponential_buckets(1.0, 4.0, 7)),
         );
 
@@ -144,16 +203,19 @@ impl EngineMetrics {
         let direction = |family: &Family<DirectionLabel, Counter>, direction| {
             family.get_or_create_owned(&DirectionLabel { direction })
         };
+        let sharded = |family: &Family<DirectionLabel, ShardedCounter>, direction| {
+            family.get_or_create_owned(&DirectionLabel { direction })
+        };
         let transport = |transport| sessions.get_or_create_owned(&TransportLabel { transport });
 
         EngineMetrics {
             inner: Arc::new(Instruments {
                 polling_sessions: transport("polling"),
                 websocket_sessions: transport("websocket"),
-                packets_in: direction(&packets, "in"),
-                packets_out: direction(&packets, "out"),
-                bytes_in: direction(&bytes, "in"),
-                bytes_out: direction(&bytes, "out"),
+                packets_in: sharded(&packets, "in"),
+                packets_out: sharded(&packets, "out"),
+                bytes_in: sharded(&bytes, "in"),
+                bytes_out: sharded(&bytes, "out"),
                 polling_bytes_in: direction(&polling_bytes, "in"),
                 polling_bytes_out: direction(&polling_bytes, "out"),
                 sessions_closed,
@@ -249,19 +311,21 @@ impl EngineMetrics {
         self.inner.slow_consumers.inc();
     }
 
-    /// A write left `depth` frames in the client's outbound queue. Sampled on
-    /// the hot path (every write of a fan-out comes here): a backlog (2 or
-    /// more frames) is always observed, the common depth 1 one time in 16.
+    /// A write left `depth` frames in the client's outbound queue. Every
+    /// write of a fan-out comes here, and a histogram observation takes the
+    /// histogram's lock: one write in 16 per thread is observed, whatever
+    /// its depth, so the distribution stays that of all writes. (Observing
+    /// every backlogged write put that lock on nearly every write of a
+    /// burst, when backlogs are the rule.)
     pub fn queue_depth(&self, depth: usize) {
         thread_local! {
             static WRITES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
         }
-        let sampled = depth >= 2
-            || WRITES.with(|n| {
-                let v = n.get().wrapping_add(1);
-                n.set(v);
-                v % 16 == 1
-            });
+        let sampled = WRITES.with(|n| {
+            let v = n.get().wrapping_add(1);
+            n.set(v);
+            v % 16 == 1
+        });
         if sampled {
             self.inner.queue_depth.observe(depth as f64);
         }
