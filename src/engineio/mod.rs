@@ -26,7 +26,8 @@ pub use routes::Engine;
 pub(crate) use session::url_query_pairs;
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use session::{
-    CloseReason, EngineApp, EngineAppFactory, EngineCore, Frame, FrameRef, Handshake, SessionActor,
+    CloseReason, EngineApp, EngineAppFactory, EngineCore, Frame, FrameRef, Handshake, Headers,
+    SessionActor,
 };
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use sid::Sid;

@@ -20,8 +20,8 @@ use super::metrics::EngineMetrics as Metrics;
 use super::packet::decode_payload;
 use super::session::{
     new_core, take_closed_poll, url_query_pairs, CloseReason, CloseSession, ClosedPolls,
-    EngineAppFactory, Handshake, Poll, PollAborted, Post, PostError, SessionActor, SessionHandle,
-    SessionRegistry, CLOSED_POLL_GRACE,
+    EngineAppFactory, Handshake, Headers, Poll, PollAborted, Post, PostError, SessionActor,
+    SessionHandle, SessionRegistry, CLOSED_POLL_GRACE,
 };
 use super::sid::Sid;
 
@@ -294,7 +294,7 @@ impl<F: EngineAppFactory> Engine<F> {
         };
         let handshake = Arc::new(Handshake {
             sid: self.new_sid(),
-            headers: req.headers().clone(),
+            headers: Headers::from_map(req.headers()),
             query: req.query_string().to_string(),
             remote_addr: req.peer_addr(),
             issued: SystemTime::now(),

@@ -233,7 +233,9 @@ pub struct Connection {
     server: Arc<ServerShared>,
     handshake: Arc<Handshake>,
     decoder: Decoder,
-    sockets: HashMap<Arc<str>, SocketState, foldhash::fast::RandomState>,
+    // Boxed: a hash table allocates four slots at least, and a socket's
+    // state inline in each made every idle connection pay for four.
+    sockets: HashMap<Arc<str>, Box<SocketState>, foldhash::fast::RandomState>,
     /// Namespaces this connection had a socket on, most recent last, at most
     /// `max_namespaces`: a packet the client sent for one before it learned
     /// that the server disconnected it is dropped, not a protocol violation.
@@ -597,7 +599,7 @@ impl Connection {
                 missed,
                 buffer: Vec::new(),
             });
-            self.sockets.insert(ns_name.clone(), state);
+            self.sockets.insert(ns_name.clone(), Box::new(state));
             let rooms: Vec<Arc<str>> = socket.inner.rooms.lock().rooms.iter().cloned().collect();
             let read = async move {
                 let inner = &socket.inner;
@@ -622,7 +624,7 @@ impl Connection {
                 missed,
                 buffer: Vec::new(),
             });
-            self.sockets.insert(ns_name.clone(), state);
+            self.sockets.insert(ns_name.clone(), Box::new(state));
             ctx.spawn(
                 actix::fut::wrap_future::<_, SessionActor<Connection>>(preface).map(
                     move |preface, act, _ctx| {
@@ -633,7 +635,7 @@ impl Connection {
             );
             return;
         }
-        self.sockets.insert(ns_name.clone(), state);
+        self.sockets.insert(ns_name.clone(), Box::new(state));
         self.announce(&ns_name, missed, recovered, core);
     }
 
@@ -939,7 +941,7 @@ impl Connection {
         while self.left.len() > self.server.config.max_namespaces {
             self.left.pop_front();
         }
-        self.detach(state, reason);
+        self.detach(*state, reason);
     }
 
     /// Leave every room, the namespace and the user, then tell the handler.
@@ -1061,7 +1063,7 @@ impl EngineApp for Connection {
             CloseReason::SlowConsumer => DisconnectReason::SlowConsumer,
         };
         for (_, state) in std::mem::take(&mut self.sockets) {
-            self.detach(state, reason);
+            self.detach(*state, reason);
         }
         let _ = core;
     }

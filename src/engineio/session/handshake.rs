@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::engineio::sid::Sid;
 
@@ -11,7 +11,7 @@ use crate::engineio::sid::Sid;
 #[derive(Debug, Clone)]
 pub struct Handshake {
     pub sid: Sid,
-    pub headers: HeaderMap,
+    pub headers: Headers,
     /// The raw query string of the handshake request.
     pub query: String,
     pub remote_addr: Option<SocketAddr>,
@@ -25,6 +25,66 @@ impl Handshake {
         url_query_pairs(&self.query)
             .find(|(k, _)| k == name)
             .map(|(_, v)| v)
+    }
+}
+
+/// The handshake request's headers, copied compactly, in request order.
+///
+/// A session keeps them for its whole life (`Socket::handshake()`). A clone
+/// of actix-web's `HeaderMap` keeps its hash table, sized for a large
+/// request, and values that point into the request's read buffer: 6.7 kB
+/// per idle connection, a quarter of it (docs/decisions.md, "idle
+/// memory"). Here: one slice of exactly the headers sent, each value its
+/// own copy.
+#[derive(Debug, Clone, Default)]
+pub struct Headers(Box<[(HeaderName, HeaderValue)]>);
+
+impl Headers {
+    pub fn from_map(map: &HeaderMap) -> Headers {
+        Headers(
+            map.iter()
+                .map(|(name, value)| {
+                    // Standard names are constants; others, and every value,
+                    // are copied out of the request's buffer.
+                    let name =
+                        HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or(name.clone());
+                    let mut copy =
+                        HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+                    copy.set_sensitive(value.is_sensitive());
+                    (name, copy)
+                })
+                .collect(),
+        )
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn get(&self, name: impl AsRef<str>) -> Option<&HeaderValue> {
+        self.get_all(name).next()
+    }
+
+    /// Every value of header `name` (case-insensitive), in request order.
+    pub fn get_all(&self, name: impl AsRef<str>) -> impl Iterator<Item = &HeaderValue> {
+        let name = name.as_ref().to_ascii_lowercase();
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.as_str() == name)
+            .map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, name: impl AsRef<str>) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -62,6 +122,33 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_copied_and_found_case_insensitively() {
+        let mut map = HeaderMap::new();
+        map.append(
+            actix_web::http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer t"),
+        );
+        map.append(
+            HeaderName::from_static("x-tag"),
+            HeaderValue::from_static("a"),
+        );
+        map.append(
+            HeaderName::from_static("x-tag"),
+            HeaderValue::from_static("b"),
+        );
+        let h = Headers::from_map(&map);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.get("Authorization").unwrap(), "Bearer t");
+        assert_eq!(
+            h.get(actix_web::http::header::AUTHORIZATION).unwrap(),
+            "Bearer t"
+        );
+        let tags: Vec<_> = h.get_all("X-Tag").map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(tags, ["a", "b"]);
+        assert!(!h.contains_key("cookie"));
+    }
 
     #[test]
     fn query_params_are_percent_decoded() {

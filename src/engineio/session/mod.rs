@@ -36,11 +36,11 @@ use slog::{o, Logger};
 use tokio::sync::oneshot;
 
 pub use backpressure::Backpressure;
-use frame::encode_poll_body;
-pub use frame::{Frame, FrameRef, Message};
+pub use frame::encode_poll_body;
 pub(crate) use frame::put_header;
+pub use frame::{Frame, FrameRef, Message};
 pub(crate) use handshake::url_query_pairs;
-pub use handshake::Handshake;
+pub use handshake::{Handshake, Headers};
 pub(crate) use polling::take_closed_poll;
 pub use polling::{ClosedPolls, Poll, PollAborted, PollReply, Post, PostError, CLOSED_POLL_GRACE};
 pub use reason::CloseReason;

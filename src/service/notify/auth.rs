@@ -244,10 +244,7 @@ fn dedup(items: Vec<String>) -> Vec<String> {
 
 /// The token of a CONNECT: `auth.token`, else the handshake's
 /// `Authorization: Bearer` header.
-pub fn token_of<'a>(
-    auth: &'a Value,
-    headers: &'a actix_web::http::header::HeaderMap,
-) -> Option<&'a str> {
+pub fn token_of<'a>(auth: &'a Value, headers: &'a crate::engineio::Headers) -> Option<&'a str> {
     if let Some(t) = auth.get("token").and_then(Value::as_str) {
         return Some(t);
     }
@@ -389,14 +386,16 @@ mod tests {
 
     #[test]
     fn the_token_comes_from_auth_or_the_bearer_header() {
-        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
-        let mut headers = HeaderMap::new();
-        assert_eq!(token_of(&json!({}), &headers), None);
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
-        assert_eq!(token_of(&json!({}), &headers), Some("abc"));
-        assert_eq!(token_of(&json!({"token": "xyz"}), &headers), Some("xyz"));
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(token_of(&json!({}), &headers), None);
-        let _ = HeaderName::from_static("x");
+        use crate::engineio::Headers;
+        use actix_web::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+        let mut map = HeaderMap::new();
+        let headers = |m: &HeaderMap| Headers::from_map(m);
+        assert_eq!(token_of(&json!({}), &headers(&map)), None);
+        map.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        let h = headers(&map);
+        assert_eq!(token_of(&json!({}), &h), Some("abc"));
+        assert_eq!(token_of(&json!({"token": "xyz"}), &h), Some("xyz"));
+        map.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(token_of(&json!({}), &headers(&map)), None);
     }
 }
