@@ -1,12 +1,21 @@
-//! Codec hot paths: every message a client sends or receives goes through one
-//! Engine.IO and one Socket.IO encode or decode.
+//! Codec and write hot paths, as production runs them: every message a
+//! client sends goes through one Engine.IO and one Socket.IO decode; every
+//! emit is encoded once (`socketio::encode::encode_event`, frames that carry
+//! their WebSocket header) and then, per receiver, queued on its WebSocket
+//! sink and drained by the response body (`websocket`), or joined into a
+//! long-polling answer (`encode_poll_body`).
 
 use std::hint::black_box;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use riptide::engineio::packet as eio;
+use riptide::engineio::session::encode_poll_body;
+use riptide::engineio::websocket::{detached, WsLimits};
+use riptide::engineio::Frame;
+use riptide::socketio::encode::encode_event;
 use riptide::socketio::packet as sio;
+use riptide::socketio::payload::Payload;
 use serde_json::json;
 
 fn small_event() -> sio::Packet {
@@ -34,21 +43,11 @@ fn engineio(c: &mut Criterion) {
     let mut g = c.benchmark_group("engineio");
     let msg = eio::Packet::Message(r#"2["chat","hello",1]"#.to_owned());
     let bin = eio::Packet::Binary(Bytes::from(vec![7u8; 1024]));
-    let mut buf = String::with_capacity(4096);
 
-    g.bench_function("encode_text_message", |b| {
-        b.iter(|| {
-            buf.clear();
-            black_box(&msg).encode_text(&mut buf);
-            black_box(buf.len())
-        })
-    });
-    g.bench_function("encode_text_binary_1k_base64", |b| {
-        b.iter(|| {
-            buf.clear();
-            black_box(&bin).encode_text(&mut buf);
-            black_box(buf.len())
-        })
+    // The text frame of an emit: `4` + the packet, behind its WebSocket
+    // header, in one buffer shared by every receiver.
+    g.bench_function("frame_message", |b| {
+        b.iter(|| Frame::message(black_box(r#"2["chat","hello",1]"#)))
     });
 
     let msg_text = msg.to_text();
@@ -64,24 +63,27 @@ fn engineio(c: &mut Criterion) {
         b.iter(|| eio::Packet::decode_ws_binary(black_box(raw.clone())))
     });
 
+    // A long-polling GET answer: the frames queued for the session, joined
+    // (engineio::session::encode_poll_body, what every GET is answered
+    // with), and the POST body a polling client sends, decoded.
     for n in [4usize, 32] {
-        let packets: Vec<_> = (0..n)
+        let frames: Vec<Frame> = (0..n)
             .map(|i| {
                 if i % 4 == 3 {
-                    eio::Packet::Binary(Bytes::from(vec![1u8; 64]))
+                    Frame::binary(&[1u8; 64])
                 } else {
-                    eio::Packet::Message(format!(r#"2["chat","message number {i}"]"#))
+                    Frame::message(&format!(r#"2["chat","message number {i}"]"#))
                 }
             })
             .collect();
-        let body = eio::encode_payload(&packets);
+        let body = encode_poll_body(&mut frames.clone());
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_with_input(BenchmarkId::new("encode_payload", n), &packets, |b, p| {
-            b.iter(|| {
-                buf.clear();
-                eio::encode_payload_into(black_box(p), &mut buf);
-                black_box(buf.len())
-            })
+        g.bench_with_input(BenchmarkId::new("encode_poll_body", n), &frames, |b, f| {
+            b.iter_batched(
+                || f.clone(),
+                |mut f| encode_poll_body(black_box(&mut f)),
+                BatchSize::SmallInput,
+            )
         });
         g.bench_with_input(BenchmarkId::new("decode_payload", n), &body, |b, body| {
             b.iter(|| eio::decode_payload(black_box(body), 64))
@@ -97,20 +99,9 @@ fn socketio(c: &mut Criterion) {
         ("1k_event", kib_event()),
         ("binary_event", binary_event()),
     ];
-    let mut buf = String::with_capacity(4096);
     for (name, packet) in &cases {
         let (text, atts) = packet.encode();
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_with_input(BenchmarkId::new("encode", name), packet, |b, p| {
-            b.iter(|| black_box(p).encode())
-        });
-        g.bench_with_input(BenchmarkId::new("encode_into", name), packet, |b, p| {
-            b.iter(|| {
-                buf.clear();
-                black_box(p).encode_into(&mut buf);
-                black_box(buf.len())
-            })
-        });
         g.bench_with_input(BenchmarkId::new("decode", name), &text, |b, text| {
             let mut d = sio::Decoder::new(10);
             b.iter(|| {
@@ -122,8 +113,67 @@ fn socketio(c: &mut Criterion) {
             })
         });
     }
+    // What an emit costs once, whatever the number of receivers: the event
+    // and its arguments as frames (`BroadcastOperator::emit`, `Socket::emit`).
+    let emits = [
+        (
+            "small_event",
+            "/",
+            "chat",
+            Payload::new(vec![json!("hello"), json!(1)]),
+        ),
+        ("1k_event", "/game", "update", {
+            let items: Vec<_> = (0..16)
+                .map(|i| json!({"id": i, "name": format!("item-{i}"), "price": 12.5, "tags": ["a", "b"]}))
+                .collect();
+            Payload::new(vec![json!({ "items": items })])
+        }),
+        (
+            "binary_event",
+            "/upload",
+            "file",
+            Payload {
+                args: vec![json!({"name": "a.bin"})],
+                binary: vec![Bytes::from(vec![0xAB; 4096])],
+            },
+        ),
+    ];
+    for (name, ns, event, payload) in &emits {
+        g.bench_with_input(BenchmarkId::new("encode_event", name), payload, |b, p| {
+            b.iter(|| encode_event(ns, event, black_box(p), None).unwrap())
+        });
+    }
     g.finish();
 }
 
-criterion_group!(benches, engineio, socketio);
+/// Per receiver of a broadcast on WebSocket: the shared frame queued on the
+/// receiver's sink (a reference count, no copy), then handed over by the
+/// response body as actix-web takes it. One frame, and a burst of 64.
+fn websocket(c: &mut Criterion) {
+    let mut g = c.benchmark_group("websocket");
+    let limits = WsLimits {
+        max_payload: 1 << 20,
+        max_frames: 1024,
+        max_bytes: 1 << 24,
+    };
+    let frame =
+        Frame::message(r#"2["msg",{"t":0,"seq":0,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]"#);
+    for burst in [1usize, 64] {
+        let (sink, mut body) = detached(limits);
+        g.throughput(Throughput::Elements(burst as u64));
+        g.bench_function(BenchmarkId::new("send_and_drain", burst), |b| {
+            b.iter(|| {
+                for _ in 0..burst {
+                    sink.send(black_box(&frame), false);
+                }
+                while let Some(chunk) = body.next_chunk() {
+                    black_box(chunk);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, engineio, socketio, websocket);
 criterion_main!(benches);

@@ -1,10 +1,14 @@
-//! In-process room fan-out: one `Broadcast` to a `RoomActor` with 1, 100 and
-//! 10,000 members, timed until every member has handled its `Deliver`.
+//! In-process room fan-out: `Broadcast`s to a `RoomActor` with 1, 100, 1,000
+//! and 10,000 members, timed until every member has handled every packet.
+//! One broadcast at a time (`burst1`: what a paced publisher costs), and 64
+//! sent back to back (`burst64`: a burst, which the room actor batches into
+//! one `Deliver` per member, `room::MAX_BATCH` at most).
 //!
 //! The members are tiny counting actors in place of connection actors, so
 //! the figure is the room actor's fan-out plus actix's mailbox delivery and
 //! scheduling, on one arbiter (one thread), without sockets or encoding.
-//! Throughput is reported in deliveries (elements) per second.
+//! Throughput is reported in deliveries (elements: packets × members) per
+//! second.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
@@ -36,8 +40,9 @@ impl Actor for Member {
 
 impl Handler<Deliver> for Member {
     type Result = ();
-    fn handle(&mut self, _: Deliver, _: &mut Context<Self>) {
-        let n = self.done.count.fetch_add(1, Ordering::Relaxed) + 1;
+    fn handle(&mut self, d: Deliver, _: &mut Context<Self>) {
+        let k = d.items.as_slice().len();
+        let n = self.done.count.fetch_add(k, Ordering::Relaxed) + k;
         if n == self.done.target.load(Ordering::Relaxed) {
             self.done.notify.notify_one();
         }
@@ -49,8 +54,9 @@ impl Handler<DisconnectSocket> for Member {
     fn handle(&mut self, _: DisconnectSocket, _: &mut Context<Self>) {}
 }
 
-/// A request to time `iters` broadcasts; the reply is their total duration.
-type Job = (u64, std_mpsc::Sender<Duration>);
+/// A request to time `iters` rounds of `burst` broadcasts; the reply is
+/// their total duration.
+type Job = (u64, usize, std_mpsc::Sender<Duration>);
 
 /// Runs an actix System on its own thread with one room of `members`
 /// members, serving timing jobs until the sender is dropped.
@@ -73,7 +79,7 @@ fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
                 });
             let done = Arc::new(Done {
                 count: AtomicUsize::new(0),
-                target: AtomicUsize::new(members),
+                target: AtomicUsize::new(0),
                 notify: Notify::new(),
             });
             for _ in 0..members {
@@ -96,16 +102,19 @@ fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
                 r#"42["msg",{"t":0,"seq":0,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]"#,
             )]);
             ready_tx.send(()).expect("bench waiting");
-            while let Some((iters, reply)) = rx.recv().await {
+            while let Some((iters, burst, reply)) = rx.recv().await {
+                done.target.store(members * burst, Ordering::Relaxed);
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     done.count.store(0, Ordering::Relaxed);
                     let t = Instant::now();
-                    room.do_send(Broadcast {
-                        frames: frames.clone(),
-                        filter: None,
-                        mode: riptide::node::delivery::Mode::Normal,
-                    });
+                    for _ in 0..burst {
+                        room.do_send(Broadcast {
+                            frames: frames.clone(),
+                            filter: None,
+                            mode: riptide::node::delivery::Mode::Normal,
+                        });
+                    }
                     done.notify.notified().await;
                     total += t.elapsed();
                 }
@@ -120,19 +129,20 @@ fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
 
 fn room_fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("room_fanout");
-    for members in [1usize, 100, 10_000] {
+    for members in [1usize, 100, 1_000, 10_000] {
         let room = start_room(members);
-        g.throughput(Throughput::Elements(members as u64));
-        if members >= 10_000 {
-            g.sample_size(30);
+        for burst in [1usize, 64] {
+            g.throughput(Throughput::Elements((members * burst) as u64));
+            g.sample_size(if members * burst >= 100_000 { 20 } else { 100 });
+            let id = BenchmarkId::new(format!("burst{burst}"), members);
+            g.bench_with_input(id, &members, |b, _| {
+                b.iter_custom(|iters| {
+                    let (tx, rx) = std_mpsc::channel();
+                    room.send((iters, burst, tx)).expect("room thread alive");
+                    rx.recv().expect("room thread replied")
+                })
+            });
         }
-        g.bench_with_input(BenchmarkId::from_parameter(members), &members, |b, _| {
-            b.iter_custom(|iters| {
-                let (tx, rx) = std_mpsc::channel();
-                room.send((iters, tx)).expect("room thread alive");
-                rx.recv().expect("room thread replied")
-            })
-        });
     }
     g.finish();
 }

@@ -127,6 +127,10 @@ def as_fast_as_possible(quick: bool, burst: int, receivers: int) -> tuple[tuple[
     return ("--duration", str(dur), "--drain-ms", str(drain)), dur + drain / 1000
 
 
+# Receivers of the as-fast-as-possible fan-out cases, quick and full.
+FANOUT_SIZES = {True: (50, 100), False: (100, 500, 1000, 10000)}
+
+
 def single_node_cases(quick: bool, burst: int) -> list[Case]:
     dur = 2 if quick else 8
     drain = 2000 if quick else 5000
@@ -136,7 +140,9 @@ def single_node_cases(quick: bool, burst: int) -> list[Case]:
     settle = ["--settle-ms", "1000"] if quick else []
     cases.append(Case("idle", "idle", "idle", ("--conns", conns, *settle), base_t + 30,
                       {"conns": int(conns.split(",")[-1])}))
-    for n in (50, 100) if quick else (100, 500, 1000):
+    # 10,000 in one room (full mode): the cost must not grow faster than the
+    # work, so the goal is held at 1,000 and at 10,000.
+    for n in FANOUT_SIZES[quick]:
         args, t = as_fast_as_possible(quick, burst, n)
         cases.append(Case(
             f"fanout-max-{n}", "fanout-max", "fanout", ("--receivers", str(n), "--rate", "0", *args),
@@ -236,16 +242,20 @@ def service_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
     if not cfg.is_riptide:
         return [Case("service-publish", "service-publish", "service-publish", (), 0, point,
                      skip="no service mode (Riptide only)")]
-    fan_args, fan_t = as_fast_as_possible(quick, burst, clients)
-    return [
+    cases = [
         Case("service-publish", "service-publish", "service-publish",
              ("--clients", str(clients), "--rooms-per-request", str(SERVICE_ROOMS_PER_REQUEST),
               "--rate", str(rate), "--duration", str(dur), "--drain-ms", str(drain)),
              base_t + dur + drain / 1000, point),
-        Case(f"fanout-max-{clients}", "service-baseline", "fanout",
-             ("--receivers", str(clients), "--rate", "0", *fan_args),
-             base_t + fan_t, {"receivers": clients, "rate": 0, "messages": burst or None}),
     ]
+    if clients not in FANOUT_SIZES[quick]:
+        # The fixture fan-out to as many receivers, when the fanout-max cases
+        # do not have it already.
+        fan_args, fan_t = as_fast_as_possible(quick, burst, clients)
+        cases.append(Case(f"fanout-max-{clients}", "service-baseline", "fanout",
+                          ("--receivers", str(clients), "--rate", "0", *fan_args),
+                          base_t + fan_t, {"receivers": clients, "rate": 0, "messages": burst or None}))
+    return cases
 
 
 def cases_for(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
@@ -1285,12 +1295,57 @@ def metric_idle(res: Results, config: str) -> Metric:
     return Metric(b, f"{b / 1024:.1f} kB/conn at {st['conns']:,}", saturated=r["generator"].get("saturated", False))
 
 
+def metric_connect_rate(res: Results, config: str) -> Metric:
+    """Connections/s over every step of the idle case: all opened / the time
+    the steps took to open them."""
+    r = res.ok(config, "idle")
+    if not r or not r.get("steps"):
+        return m_missing(res, config, "idle")
+    opened, secs, prev = 0, 0.0, 0
+    for st in r["steps"]:
+        rate, n = st["connect"].get("conn_per_s"), st["conns"] - prev
+        prev = st["conns"]
+        if not rate:
+            return Metric(None, "–", missing=f"{config}: no connect rate")
+        opened, secs = opened + n, secs + n / rate
+    v = opened / secs
+    return Metric(v, f"{v:,.0f} connections/s ({opened:,} opened)",
+                  saturated=r["generator"].get("saturated", False))
+
+
 def largest_case(res: Results, config: str, group: str) -> str | None:
     best, best_n = None, -1
     for r in res.group(group):
         if r["config"] == config and r["point"].get("receivers", 0) > best_n:
             best, best_n = r["case"], r["point"]["receivers"]
     return best
+
+
+def case_with(res: Results, config: str, group: str, receivers: int, at_most: bool = False) -> str | None:
+    """The case of `group` with `receivers` receivers (`at_most`: the largest
+    with at most that many)."""
+    best, best_n = None, -1
+    for r in res.group(group):
+        n = r["point"].get("receivers", 0)
+        if r["config"] == config and (n <= receivers if at_most else n == receivers) and n > best_n:
+            best, best_n = r["case"], n
+    return best
+
+
+def metric_cpu_per_million(res: Results, config: str, group: str, receivers: int) -> Metric:
+    """Server CPU seconds (every node's, first publish to last delivery) per
+    million deliveries in the fan-out case with `receivers` receivers."""
+    case_id = case_with(res, config, group, receivers)
+    r = res.ok(config, case_id) if case_id else None
+    if not r:
+        return m_missing(res, config, case_id or f"{group} at {receivers:,}")
+    v = r.get("server_phase", {}).get("cpu_s_per_million_deliveries")
+    if v is None:
+        return Metric(None, "–", False, False, f"{config}: no server CPU figure")
+    d = r["delivery"]
+    clean = not (d["loss"] or d["duplicates"] or d["out_of_order"])
+    return Metric(v, f"{v:.2f} CPU s per million at {d['receivers']:,} receivers", clean,
+                  r["generator"].get("saturated", False))
 
 
 def metric_deliveries(res: Results, config: str, group: str, case_id: str | None = None) -> Metric:
@@ -1354,21 +1409,37 @@ def goal_rows(res: Results, quick: bool) -> list[list[str]]:
     lat = (point_desc(res, "fanout-rate", "rate"), point_desc(res, "fanout-rate", "receivers"))
     conns = point_max(res, "idle", "conns")
     cross_n = point_desc(res, "cross-max", "receivers")
-    full_note = " (quick size; goal is at 1,000)" if quick else ""
+    full_note = " (quick size; goal is at 1,000 and 10,000)" if quick else ""
+    # The fan-out goals hold at 1,000 and 10,000 receivers (the largest size in
+    # quick mode).
+    sizes = sorted({r["point"].get("receivers", 0) for r in res.group("fanout-max")})
+    goal_sizes = [n for n in (1000, 10000) if n in sizes] or sizes[-1:]
+    cross_vals = point_values(res, "cross-max", "receivers")
+    cross_recv = cross_vals[0] if cross_vals else 0
     # (what, riptide metric, peer metric, peer name, op, target, needs clean riptide, goal?)
     specs = [
         ("Idle memory per connection", lambda c: metric_idle(res, c), "riptide", "node", "<=", 0.25, False, True),
         ("Idle memory per connection", lambda c: metric_idle(res, c), "riptide", "socketioxide", "<", 1.0, False, True),
-        (f"Fan-out deliveries/s, {fan_n} receivers, as fast as possible, no loss, in order{full_note}",
-         lambda c: metric_deliveries(res, c, "fanout-max"), "riptide", "socketioxide", ">=", 1.5, True, True),
+        ("Connect rate (the idle case's handshakes, 256 in flight)", lambda c: metric_connect_rate(res, c),
+         "riptide", "socketioxide", ">=", 1.5, False, True),
+        *[(f"Fan-out deliveries/s, {n:,} receivers, as fast as possible, no loss, in order{full_note}",
+           lambda c, n=n: metric_deliveries(res, c, "fanout-max", case_with(res, c, "fanout-max", n)),
+           "riptide", "socketioxide", ">=", 1.5, True, True) for n in goal_sizes],
         (f"Fan-out deliveries/s, {fan_n} receivers, as fast as possible, no loss, in order{full_note}",
          lambda c: metric_deliveries(res, c, "fanout-max"), "riptide", "node", ">=", 10.0, True, True),
+        *[(f"Server CPU seconds per million deliveries, fan-out to {n:,} receivers as fast as possible",
+           lambda c, n=n: metric_cpu_per_million(res, c, "fanout-max", n),
+           "riptide", "socketioxide", "<=", 0.5, False, True) for n in goal_sizes],
         (f"p99 latency, {lat[0]} msg/s to {lat[1]} receivers",
          lambda c: metric_p99(res, c, "fanout-rate"), "riptide", "socketioxide", "<=", 0.25, False, True),
         ("Echo round trips/s", lambda c: metric_echo(res, c), "riptide", "socketioxide", ">=", 1.5, False, True),
         (f"Cross-node fan-out deliveries/s, {cross_n} receivers on node B: NATS / Redis",
          lambda c: metric_deliveries(res, c, "cross-max", "cross-max"), "riptide-nats", "riptide-redis", ">=", 1.0,
          False, True),
+        (f"Cross-node fan-out through NATS / single-node fan-out, {cross_n} receivers, as fast as possible",
+         lambda c: (metric_deliveries(res, c, "cross-max", "cross-max") if c == "riptide-nats" else
+                    metric_deliveries(res, c, "fanout-max", case_with(res, c, "fanout-max", cross_recv))),
+         "riptide-nats", "riptide", ">=", 0.8, False, True),
         # Informational rows: no goal, same figures against the other peer.
         (f"p99 latency, {lat[0]} msg/s to {lat[1]} receivers",
          lambda c: metric_p99(res, c, "fanout-rate"), "riptide", "node", None, None, False, False),
@@ -1443,8 +1514,14 @@ def service_rows(res: Results) -> list[list[str]]:
     r = res.get("riptide", "service-publish")
     pt = r["point"] if r else {}
     rows = []
-    baselines = [c for c in (largest_case(res, "riptide", "fanout-max"),) if c]
+    # The largest fanout-max room up to 1,000, and the room as large as the
+    # service case's clients (a fanout-max case in full mode, the
+    # service-baseline case in quick mode).
+    baselines = [c for c in (case_with(res, "riptide", "fanout-max", 1000, at_most=True),
+                             case_with(res, "riptide", "fanout-max", pt.get("clients", 0)))
+                 if c]
     baselines += [r["case"] for r in res.group("service-baseline") if r["config"] == "riptide"]
+    baselines = list(dict.fromkeys(baselines))
     for case_id in baselines:
         base = metric_deliveries(res, "riptide", "fanout-max", case_id)
         b = res.get("riptide", case_id)
@@ -1627,10 +1704,11 @@ def raw_tables(res: Results) -> list[str]:
         return [fmt_n(d["receivers"]), fmt_n(p["sent"]), fmt_n(p["rate_achieved"]),
                 f"**{fmt_n(d['deliveries_per_s'])}**", fmt_n(d["loss"]), fmt_n(d["duplicates"]),
                 fmt_n(d["out_of_order"]), fmt_ms(lat.get("p50")), fmt_ms(lat.get("p99")),
-                fmt_ms(lat.get("p999")), fmt_ms(lat.get("max")), srv_cpu(r), srv_rss_peak(r)]
+                fmt_ms(lat.get("p999")), fmt_ms(lat.get("max")), srv_cpu(r),
+                fmt_n(r.get("server_phase", {}).get("cpu_s_per_million_deliveries"), 2), srv_rss_peak(r)]
 
     fan_h = ["server", "receivers", "sent", "msg/s sent", "deliveries/s", "loss", "dup", "ooo", "p50", "p99",
-             "p999", "max", "server cpu %", "server RSS peak MB", *gh]
+             "p999", "max", "server cpu %", "server CPU s / M deliveries", "server RSS peak MB", *gh]
 
     def fan_rows(group):
         rows = []

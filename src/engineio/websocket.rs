@@ -315,6 +315,33 @@ impl WsSink {
     }
 }
 
+/// A sink with no connection behind it, and what drains it as the response
+/// body does: the production write path without a socket, for benches.
+#[cfg(any(test, feature = "internals"))]
+pub fn detached(limits: WsLimits) -> (WsSink, Drain) {
+    let sink = WsSink::new(limits);
+    let body = Body {
+        out: sink.out.clone(),
+    };
+    (sink, Drain(body))
+}
+
+/// The response body of a [`detached`] sink.
+#[cfg(any(test, feature = "internals"))]
+pub struct Drain(Body);
+
+#[cfg(any(test, feature = "internals"))]
+impl Drain {
+    /// The next chunk the body would hand actix-web, if one is queued.
+    pub fn next_chunk(&mut self) -> Option<Bytes> {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        match Pin::new(&mut self.0).poll_next(&mut cx) {
+            Poll::Ready(Some(Ok(chunk))) => Some(chunk),
+            _ => None,
+        }
+    }
+}
+
 /// The response body: drains the sink's queue into actix-web.
 struct Body {
     out: Arc<Mutex<Outbound>>,

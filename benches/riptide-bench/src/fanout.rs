@@ -548,6 +548,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
         }
     );
     let phase0 = CpuMark::now();
+    let server_cpu0 = stats::servers_cpu_s(&o.server_pids);
     let pub_start = Instant::now();
     let pub_start_ns = now_ns();
     let o2 = o.clone();
@@ -589,6 +590,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let phase1 = CpuMark::now();
+    let server_cpu1 = stats::servers_cpu_s(&o.server_pids);
     let _ = stop_tx.send(true);
     drop(publisher);
 
@@ -680,6 +682,19 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
         }),
     );
     body.insert("latency_us".into(), stats::latency_json(&latency));
+    // The servers' CPU (every node's, from /proc) from the first publish to
+    // the last delivery (or the drain's end), per million deliveries: the
+    // cost of the work, whatever the machine's speed that run.
+    let phase_cpu = server_cpu0.zip(server_cpu1).map(|(a, b)| (b - a).max(0.0));
+    body.insert(
+        "server_phase".into(),
+        json!({
+            "cpu_s": phase_cpu.map(stats::round3),
+            "cpu_s_per_million_deliveries": phase_cpu
+                .filter(|_| seq.received > 0)
+                .map(|c| stats::round3(c / seq.received as f64 * 1e6)),
+        }),
+    );
     if let Some((start_ns, back_ns, command)) = outage {
         let ms = |ns: u64| stats::round1(ns as f64 / 1e6);
         body.insert(

@@ -220,6 +220,15 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The summed CPU seconds of `pids`; `None` without pids or when one of
+/// them cannot be read (it exited).
+pub fn servers_cpu_s(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| proc_cpu_s(p)).sum()
+}
+
 /// utime + stime of a process (all threads), in seconds.
 pub fn proc_cpu_s(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -71,10 +71,6 @@ impl Frame {
         self.len() == 0
     }
 
-    pub fn is_binary(&self) -> bool {
-        self.binary
-    }
-
     /// The Engine.IO packet: text or binary.
     pub fn view(&self) -> FrameRef<'_> {
         let payload = &self.wire[self.head as usize..];
@@ -141,7 +137,7 @@ impl Frame {
 
 /// Body of a polling GET response: records joined by the record separator,
 /// binary as `b` + base64.
-pub(super) fn encode_poll_body(buffer: &mut Vec<Frame>) -> String {
+pub fn encode_poll_body(buffer: &mut Vec<Frame>) -> String {
     use base64::Engine as _;
     let mut out = String::with_capacity(buffer.iter().map(|f| f.len() + 1).sum());
     for (i, f) in buffer.drain(..).enumerate() {
@@ -185,7 +181,10 @@ mod tests {
             assert_eq!(wire[0], 0x81, "FIN + text");
             let (n, head) = match wire[1] {
                 126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
-                127 => (u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize, 10),
+                127 => (
+                    u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
                 n => (n as usize, 2),
             };
             assert_eq!((n, wire.len()), (len, head + len), "{len}");
@@ -193,6 +192,9 @@ mod tests {
         let b = Frame::binary(&[1, 2, 3]);
         assert_eq!(&b.wire()[..], &[0x82, 3, 1, 2, 3]);
         assert_eq!(b.view(), FrameRef::Binary(&[1, 2, 3]));
-        assert_eq!(&Frame::message("hi").wire()[..], &[0x81, 3, b'4', b'h', b'i']);
+        assert_eq!(
+            &Frame::message("hi").wire()[..],
+            &[0x81, 3, b'4', b'h', b'i']
+        );
     }
 }
