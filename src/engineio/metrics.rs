@@ -331,3 +331,38 @@ impl EngineMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sharded_counter_sums_every_thread_and_scrapes_as_a_counter() {
+        let mut r = Registry::with_prefix("t");
+        let family: Family<DirectionLabel, ShardedCounter> =
+            register(&mut r, "frames", "frames", Family::default());
+        let c = family.get_or_create_owned(&DirectionLabel { direction: "out" });
+        let threads: Vec<_> = (0..(SHARDS + 4))
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.inc();
+                    }
+                    c.inc_by(5);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(c.get(), (SHARDS as u64 + 4) * 1005);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+        assert!(text.contains("# TYPE t_frames counter"), "{text}");
+        assert!(
+            text.contains(&format!("t_frames_total{{direction=\"out\"}} {}", c.get())),
+            "{text}"
+        );
+    }
+}

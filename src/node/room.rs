@@ -72,7 +72,6 @@ impl RoomActor {
             log,
         }
     }
-
 }
 
 /// Send the `pending` broadcasts to every member, one message each. (A
@@ -182,8 +181,8 @@ impl Handler<Flush> for RoomActor {
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
         self.flush_queued = false;
         guard(ctx, &self.log, "room", |_| {
-                flush(&self.key, &self.members, &mut self.pending)
-            });
+            flush(&self.key, &self.members, &mut self.pending)
+        });
     }
 }
 
@@ -207,5 +206,117 @@ impl Handler<super::supervisor::InjectPanic> for RoomActor {
     type Result = ();
     fn handle(&mut self, _: super::supervisor::InjectPanic, ctx: &mut Context<Self>) {
         guard(ctx, &self.log, "room", |_| panic!("injected fault"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use actix::prelude::*;
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::engineio::Frame;
+    use crate::node::delivery::DisconnectSocket;
+    use crate::node::interest::Registry;
+
+    /// Records the packets it is delivered (their text) and each delivery's size.
+    #[derive(Default)]
+    struct Seen {
+        packets: Vec<String>,
+        batches: Vec<usize>,
+    }
+
+    struct Member(Arc<Mutex<Seen>>);
+
+    impl Actor for Member {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Member {
+        type Result = ();
+        fn handle(&mut self, d: Deliver, _: &mut Context<Self>) {
+            let mut seen = self.0.lock();
+            seen.batches.push(d.items.as_slice().len());
+            for item in d.items.as_slice() {
+                seen.packets
+                    .push(item.frames[0].as_str().unwrap().to_string());
+            }
+        }
+    }
+
+    impl Handler<DisconnectSocket> for Member {
+        type Result = ();
+        fn handle(&mut self, _: DisconnectSocket, _: &mut Context<Self>) {}
+    }
+
+    fn broadcast(n: usize) -> Broadcast {
+        Broadcast {
+            frames: Arc::from(vec![Frame::message(&n.to_string())]),
+            filter: None,
+            mode: Mode::Normal,
+        }
+    }
+
+    /// A burst is batched (at most MAX_BATCH per delivery), in order, with
+    /// nothing lost; a member that joins behind queued broadcasts gets none
+    /// of them, and one that leaves gets none of what follows.
+    #[test]
+    fn bursts_are_batched_in_order_and_membership_changes_flush_first() {
+        System::new().block_on(async {
+            let key = RoomKey {
+                ns: "/".into(),
+                room: Some("r".into()),
+            };
+            let log = slog::Logger::root(slog::Discard, slog::o!());
+            let rooms: Registry<RoomKey, RoomActor> =
+                Registry::new(move |key: &RoomKey, roster| {
+                    RoomActor::new(key.clone(), roster, Metrics::new(), log.clone()).start()
+                });
+            let join = |seen: &Arc<Mutex<Seen>>| {
+                let m = Member(seen.clone()).start();
+                let sid = Sid::random();
+                rooms.join(
+                    &key,
+                    AddMember {
+                        sid: sid.clone(),
+                        ns: "/".into(),
+                        conn: m.clone().recipient(),
+                        control: m.recipient(),
+                    },
+                );
+                sid
+            };
+            let [first, late, leaving] = [(); 3].map(|_| Arc::new(Mutex::new(Seen::default())));
+            join(&first);
+            let gone = join(&leaving);
+            let room = rooms.get(&key).expect("room actor");
+            // All queued before the actor runs: one mailbox drain.
+            for n in 0..150 {
+                room.do_send(broadcast(n));
+            }
+            rooms.leave(&key, gone);
+            join(&late);
+            for n in 150..160 {
+                room.do_send(broadcast(n));
+            }
+            // Handled after everything above, and flushes what is pending.
+            room.send(Members).await.unwrap();
+            actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+
+            let want =
+                |r: std::ops::Range<usize>| -> Vec<String> { r.map(|n| format!("4{n}")).collect() };
+            let first: &Seen = &first.lock();
+            assert_eq!(first.packets, want(0..160));
+            assert!(
+                first.batches.iter().all(|&b| b <= MAX_BATCH),
+                "{:?}",
+                first.batches
+            );
+            assert!(first.batches.len() < 160, "batched: {:?}", first.batches);
+            assert_eq!(leaving.lock().packets, want(0..150));
+            assert_eq!(late.lock().packets, want(150..160));
+        });
     }
 }
