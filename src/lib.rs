@@ -9,11 +9,14 @@
 //! (`tests/layering.rs` fails the build when one does).
 //!
 //! - `engineio`: the transport. Sessions and their actor (`session/`, one
-//!   file per concern: frames, heartbeat, polling, upgrade, backpressure),
+//!   file per concern: frames (each one buffer with its WebSocket header,
+//!   shared by every receiver), the handshake (its compact `Headers`),
+//!   heartbeat, polling, upgrade, backpressure),
 //!   HTTP long-polling routes, forwarding a request for another node's
 //!   session to its owner (`forward`), the WebSocket
 //!   reader and bounded outbound queue, admission limits (per node, per IP),
-//!   its own configuration and figures. It knows nothing of Socket.IO.
+//!   its own configuration and figures (the per-frame counters sharded per
+//!   thread). It knows nothing of Socket.IO.
 //! - `socketio`: the protocol. The packet codec (binary attachments
 //!   included), event and ack encoding done once per emit, payloads and
 //!   their typed (serde) conversion.
@@ -25,7 +28,9 @@
 //!   messages, in memory, JetStream or Redis Streams). It imports nothing
 //!   else of the crate.
 //! - `node`: the actors and what they share. `connection` (a session's
-//!   sockets, rooms and acks), `room` and `user` actors, `interest` (the one
+//!   sockets, rooms and acks), `room` (batches the broadcasts waiting in its
+//!   mailbox into one `delivery::Deliver` per member) and `user` actors,
+//!   `interest` (the one
 //!   owner of record of who is interested in what), `supervisor` (restarts
 //!   from that record), `fanout` (emits to many, across nodes), `remote`
 //!   (what other nodes ask of this one), `recovery/` (connection state
@@ -130,7 +135,7 @@ pub use adapter::{AdapterKind, NodeId, RemoteSocket};
 pub use api::{
     spawn, spawn_then, HandlerActor, HandlerContext, Namespace, NamespaceHandler, ServerHandle,
 };
-pub use engineio::Handshake;
+pub use engineio::{Handshake, Headers};
 pub use node::fanout::{Affected, BroadcastAcks, BroadcastOperator, FetchedSockets, UserOperator};
 pub use node::metrics::Metrics;
 pub use node::namespace::{ConnectError, ConnectRequest, EventRefused, Preface};
