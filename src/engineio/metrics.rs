@@ -200,22 +200,22 @@ impl EngineMetrics {
 
         // Resolved once here so the per-packet path is a bare atomic add, and so
         // these series exist (at 0) from the first scrape: rate() needs a start.
-        let direction = |family: &Family<DirectionLabel, Counter>, direction| {
+        fn direction<M: Default + Clone>(
+            family: &Family<DirectionLabel, M>,
+            direction: &'static str,
+        ) -> M {
             family.get_or_create_owned(&DirectionLabel { direction })
-        };
-        let sharded = |family: &Family<DirectionLabel, ShardedCounter>, direction| {
-            family.get_or_create_owned(&DirectionLabel { direction })
-        };
+        }
         let transport = |transport| sessions.get_or_create_owned(&TransportLabel { transport });
 
         EngineMetrics {
             inner: Arc::new(Instruments {
                 polling_sessions: transport("polling"),
                 websocket_sessions: transport("websocket"),
-                packets_in: sharded(&packets, "in"),
-                packets_out: sharded(&packets, "out"),
-                bytes_in: sharded(&bytes, "in"),
-                bytes_out: sharded(&bytes, "out"),
+                packets_in: direction(&packets, "in"),
+                packets_out: direction(&packets, "out"),
+                bytes_in: direction(&bytes, "in"),
+                bytes_out: direction(&bytes, "out"),
                 polling_bytes_in: direction(&polling_bytes, "in"),
                 polling_bytes_out: direction(&polling_bytes, "out"),
                 sessions_closed,

@@ -28,7 +28,7 @@ use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 
 use super::packet::Packet;
-use super::session::{put_header, Frame, WsEvent};
+use super::session::{Frame, WsEvent};
 
 static NEXT_WS_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -109,6 +109,28 @@ impl std::fmt::Debug for WsSink {
     }
 }
 
+/// The longest WebSocket header of a server frame (no mask).
+pub(crate) const MAX_HEADER: usize = 10;
+pub(crate) const OP_TEXT: u8 = 0x1;
+pub(crate) const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PONG: u8 = 0xA;
+
+/// RFC 6455 header of an unmasked, final server frame of `len` payload
+/// bytes. [`Frame`]s are built with theirs in front (session/frame.rs).
+pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, len: usize) {
+    buf.put_u8(0x80 | opcode);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if len <= u16::MAX as usize {
+        buf.put_u8(126);
+        buf.put_u16(len as u16);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
+    }
+}
+
 /// A control frame (close, pong): header and payload in one buffer.
 fn control(opcode: u8, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(payload.len() + 4);
@@ -116,9 +138,6 @@ fn control(opcode: u8, payload: &[u8]) -> Bytes {
     b.put_slice(payload);
     b.freeze()
 }
-
-const OP_CLOSE: u8 = 0x8;
-const OP_PONG: u8 = 0xA;
 
 impl WsSink {
     fn new(limits: WsLimits) -> WsSink {

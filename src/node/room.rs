@@ -35,10 +35,9 @@ pub struct RoomActor {
     /// lock; rebuilt from `roster` on restart.
     members: HashMap<Sid, Recipient<Deliver>>,
     roster: Roster<RoomKey, RoomActor>,
-    /// Broadcasts not yet sent to the members, in order.
+    /// Broadcasts not yet sent to the members, in order. A [`Flush`] is
+    /// queued whenever the first one is added.
     pending: Vec<Item>,
-    /// A [`Flush`] is queued behind the mailbox.
-    flush_queued: bool,
     metrics: Metrics,
     log: Logger,
 }
@@ -67,7 +66,6 @@ impl RoomActor {
             members: HashMap::new(),
             roster,
             pending: Vec::new(),
-            flush_queued: false,
             metrics,
             log,
         }
@@ -100,8 +98,7 @@ impl Actor for RoomActor {
         self.metrics.room_started();
         // After a restart: a flush queued before the panic went with the
         // old context.
-        self.flush_queued = !self.pending.is_empty();
-        if self.flush_queued {
+        if !self.pending.is_empty() {
             ctx.notify(Flush);
         }
     }
@@ -169,8 +166,9 @@ impl Handler<Broadcast> for RoomActor {
             guard(ctx, &self.log, "room", |_| {
                 flush(&self.key, &self.members, &mut self.pending)
             });
-        } else if !self.flush_queued {
-            self.flush_queued = true;
+        } else if self.pending.len() == 1 {
+            // A flush still queued from an earlier batch (one sent early, at
+            // MAX_BATCH or by a join) finds this one instead: harmless.
             ctx.notify(Flush);
         }
     }
@@ -179,7 +177,6 @@ impl Handler<Broadcast> for RoomActor {
 impl Handler<Flush> for RoomActor {
     type Result = ();
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
-        self.flush_queued = false;
         guard(ctx, &self.log, "room", |_| {
             flush(&self.key, &self.members, &mut self.pending)
         });

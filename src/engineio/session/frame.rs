@@ -1,9 +1,10 @@
 //! What a session sends and receives: encoded outbound frames, shared by every
 //! receiver of a broadcast, and the inbound messages handed to the app.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::engineio::packet::Packet;
+use crate::engineio::websocket::{put_header, MAX_HEADER, OP_BINARY, OP_TEXT};
 
 /// One outbound Engine.IO message, encoded once and shared by every receiver
 /// of a broadcast. Its bytes are the whole WebSocket frame, header included
@@ -101,25 +102,6 @@ impl Frame {
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.view().fmt(f)
-    }
-}
-
-/// The longest WebSocket header of a server frame (no mask).
-const MAX_HEADER: usize = 10;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-
-/// RFC 6455 header of an unmasked, final frame of `len` payload bytes.
-pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, len: usize) {
-    buf.put_u8(0x80 | opcode);
-    if len < 126 {
-        buf.put_u8(len as u8);
-    } else if len <= u16::MAX as usize {
-        buf.put_u8(126);
-        buf.put_u16(len as u16);
-    } else {
-        buf.put_u8(127);
-        buf.put_u64(len as u64);
     }
 }
 

@@ -64,10 +64,10 @@ impl Headers {
 
     /// Every value of header `name` (case-insensitive), in request order.
     pub fn get_all(&self, name: impl AsRef<str>) -> impl Iterator<Item = &HeaderValue> {
-        let name = name.as_ref().to_ascii_lowercase();
+        // Header names are stored lower-case.
         self.0
             .iter()
-            .filter(move |(n, _)| n.as_str() == name)
+            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name.as_ref()))
             .map(|(_, v)| v)
     }
 

@@ -37,7 +37,6 @@ use tokio::sync::oneshot;
 
 pub use backpressure::Backpressure;
 pub use frame::encode_poll_body;
-pub(crate) use frame::put_header;
 pub use frame::{Frame, FrameRef, Message};
 pub(crate) use handshake::url_query_pairs;
 pub use handshake::{Handshake, Headers};
