@@ -69,6 +69,20 @@ async fn publish_and_see(c: &mut WsClient, room: &str, from: u64, n: u64) -> Vec
     offsets
 }
 
+/// Drop `c`'s connection to `node` and wait until the node's write of its
+/// session record came to `result` (`written`, or `taken_over` when another
+/// node recovered it first). A client that reconnects elsewhere before
+/// that write lands is recovered from the record as it last stood (rooms
+/// joined within `FLUSH` of the drop missing), as after a node crash.
+async fn park(node: &TestServer, c: WsClient, result: &str) {
+    let series =
+        format!("riptide_recovery_session_writes_total{{kind=\"park\",result=\"{result}\"}}");
+    let before = node.metric(&series).await;
+    drop_client(node, c).await;
+    let now = node.wait_metric(&series, before + 1.0).await;
+    assert_eq!(now, before + 1.0, "{series}");
+}
+
 /// CONNECT with `auth` on a new client of `server`: the events written
 /// before the CONNECT reply, and the reply.
 async fn reconnect(server: &TestServer, auth: Value) -> (WsClient, Vec<Vec<Value>>, Value) {
@@ -105,7 +119,7 @@ async fn recovered_by_another_node<B: Broker>() {
     let seen = event(&mut a).await;
     assert_eq!(&seen[..2], &[json!("msg"), json!(0)]);
     let offset = seen[2].clone();
-    drop_client(&a_node, a).await;
+    park(&a_node, a, "written").await;
     publish_and_see(&mut b, "r", 1, 3).await;
 
     let (mut a2, missed, body2) = reconnect(&b_node, json!({"pid": pid, "offset": offset})).await;
@@ -149,9 +163,10 @@ async fn offsets_are_one_order_across_emitting_nodes<B: Broker>() {
         }
     }
     // Resume after the fifth: exactly the last five come back.
-    drop_client(&a_node, a).await;
-    let (_a2, missed, _) =
+    park(&a_node, a, "written").await;
+    let (_a2, missed, body2) =
         reconnect(&b_node, json!({"pid": pid, "offset": seen[4][2].clone()})).await;
+    assert_eq!(body2["sid"], body["sid"], "recovered");
     let want: Vec<Value> = seen[5..].iter().map(|s| s[1].clone()).collect();
     let got: Vec<Value> = missed.iter().map(|m| m[1].clone()).collect();
     assert_eq!(got, want);
@@ -162,7 +177,7 @@ async fn recovered_without_an_offset<B: Broker>() {
     let (a_node, b_node) = two_nodes(&broker);
     let (a, body) = member(&a_node, "r").await;
     let pid = body["pid"].clone();
-    drop_client(&a_node, a).await;
+    park(&a_node, a, "written").await;
     let (mut b, _) = member(&b_node, "r").await;
     publish_and_see(&mut b, "r", 0, 2).await;
     let (_a2, missed, body2) = reconnect(&b_node, json!({ "pid": pid })).await;
@@ -182,7 +197,7 @@ async fn not_recovered_past_the_stream_bound<B: Broker>() {
     let (mut b, _) = member(&b_node, "r").await;
     publish_and_see(&mut b, "r", 0, 1).await;
     let offset = event(&mut a).await[2].clone();
-    drop_client(&a_node, a).await;
+    park(&a_node, a, "written").await;
     // Six missed, three kept: a partial replay would be a lie. (One at a
     // time: a node's tail must keep up within the bound to deliver live.)
     for i in 1..7 {
@@ -211,9 +226,8 @@ async fn a_half_open_connection_elsewhere_overwrites_nothing<B: Broker>() {
     let offset = publish_and_see(&mut b, "s", 0, 1).await.remove(0);
     assert_eq!(&event(&mut a2).await[..2], &[json!("msg"), json!(0)]);
     // Now A's old connection ends, and then B's.
-    drop_client(&a_node, a).await;
-    tokio::time::sleep(QUIET).await;
-    drop_client(&b_node, a2).await;
+    park(&a_node, a, "taken_over").await;
+    park(&b_node, a2, "written").await;
     publish_and_see(&mut b, "s", 1, 1).await;
     // Recovered again, on A: with the room joined on B, from B's record.
     let (_a3, missed, body3) = reconnect(&a_node, json!({"pid": pid, "offset": offset})).await;
@@ -232,7 +246,7 @@ async fn recovered_while_traffic_flows<B: Broker>() {
     let (mut b, _) = member(&b_node, "r").await;
     publish_and_see(&mut b, "r", 0, 1).await;
     let offset = event(&mut a).await[2].clone();
-    drop_client(&a_node, a).await;
+    park(&a_node, a, "written").await;
     const N: u64 = 400;
     let publishing = tokio::spawn(async move {
         for i in 1..=N {

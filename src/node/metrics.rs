@@ -35,6 +35,12 @@ struct NamespaceLabel {
     namespace: Cow<'static, str>,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionWriteLabel {
+    kind: &'static str,
+    result: &'static str,
+}
+
 /// Every Riptide metric and the registry that exposes them. Cloning is one
 /// reference-count increment.
 #[derive(Clone, Debug)]
@@ -64,6 +70,7 @@ struct Instruments {
     recovery_evicted: Counter,
     recovery_unrecorded: Counter,
     recovery_parked: Gauge,
+    recovery_session_writes: Family<SessionWriteLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -177,6 +184,13 @@ impl Metrics {
             Gauge::default(),
         );
 
+        let recovery_session_writes = register(
+            r,
+            "recovery_session_writes",
+            "Session records written to the cluster's recovery store, by kind (park: a socket left; refresh: rooms changed, or the periodic refresh) and result (written, taken_over: another node recovered it, failed: the store did not answer)",
+            Family::default(),
+        );
+
         Self {
             inner: Arc::new(Instruments {
                 registry: Mutex::new(registry),
@@ -197,6 +211,7 @@ impl Metrics {
                 recovery_stored,
                 recovery_evicted,
                 recovery_parked,
+                recovery_session_writes,
             }),
         }
     }
@@ -285,6 +300,14 @@ impl Metrics {
     /// Sockets parked for a recovery now.
     pub fn recovery_parked(&self, n: usize) {
         self.inner.recovery_parked.set(n as i64);
+    }
+
+    /// A session record write to the cluster's store came to `result`.
+    pub fn recovery_session_write(&self, kind: &'static str, result: &'static str) {
+        self.inner
+            .recovery_session_writes
+            .get_or_create(&SessionWriteLabel { kind, result })
+            .inc();
     }
 
     /// One event stored; `evicted` older ones dropped at the bounds.

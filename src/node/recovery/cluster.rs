@@ -885,7 +885,8 @@ async fn run_writer(this: Weak<ClusterRecovery>, mut rx: mpsc::UnboundedReceiver
             }
             Some(Write::Park { key, record }) => {
                 if let Some(token) = tokens.remove(&key) {
-                    rec.write_one(&key, encode_record(&record), token).await;
+                    let written = rec.write_one(&key, encode_record(&record), token).await;
+                    rec.metrics.recovery_session_write("park", written.as_str());
                 }
                 rec.dirty.lock().remove(&key);
             }
@@ -924,6 +925,8 @@ async fn run_writer(this: Weak<ClusterRecovery>, mut rx: mpsc::UnboundedReceiver
                     .collect()
                     .await;
                 for (key, written) in done {
+                    rec.metrics
+                        .recovery_session_write("refresh", written.as_str());
                     match written {
                         Written::Owned(t) => {
                             if let Some(slot) = tokens.get_mut(&key) {
@@ -949,6 +952,16 @@ enum Written {
     Lost,
     /// The store failed: tried again at the next refresh.
     Failed,
+}
+
+impl Written {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Written::Owned(_) => "written",
+            Written::Lost => "taken_over",
+            Written::Failed => "failed",
+        }
+    }
 }
 
 impl ClusterRecovery {
