@@ -174,3 +174,101 @@ async fn max_connections_holds_under_concurrent_handshakes() {
     assert_eq!(server.engine_sessions().await, 3.0);
     assert_eq!(server.bad_input("server_full").await, 37.0);
 }
+
+/// A polling handshake carrying `headers`: (status, sid).
+async fn handshake_with(server: &TestServer, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, _, body) = server
+        .request(
+            reqwest::Method::GET,
+            &server.url("EIO=4&transport=polling"),
+            headers,
+            None,
+        )
+        .await;
+    let sid = serde_json::from_str::<serde_json::Value>(body.get(1..).unwrap_or(""))
+        .ok()
+        .and_then(|h| h["sid"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (status, sid)
+}
+
+/// Emits `addr` with the handshake's client address on connect.
+struct Address;
+impl riptide::NamespaceHandler for Address {
+    fn on_connect(&mut self, s: &riptide::Socket, _ctx: &mut riptide::HandlerContext<Self>) {
+        let ip = s.handshake().client_ip.map(|ip| ip.to_string());
+        let _ = s.emit("addr", serde_json::json!([ip]));
+    }
+}
+
+/// The address the node attributed to a client whose handshake carried
+/// `headers`.
+async fn address_seen(server: &TestServer, headers: &[(&str, &str)]) -> String {
+    let (status, sid) = handshake_with(server, headers).await;
+    assert_eq!(status, 200);
+    let url = server.url(&format!("EIO=4&transport=polling&sid={sid}"));
+    let (status, _, _) = server
+        .request(reqwest::Method::POST, &url, &[], Some(b"40".to_vec()))
+        .await;
+    assert_eq!(status, 200);
+    let mut got = String::new();
+    for _ in 0..3 {
+        let (_, _, body) = server.request(reqwest::Method::GET, &url, &[], None).await;
+        got.push_str(&body);
+        if let Some(at) = got.find("42[\"addr\",") {
+            let args: serde_json::Value =
+                serde_json::from_str(got[at + 2..].split('\u{1e}').next().unwrap()).unwrap();
+            return args[1][0].as_str().unwrap_or("none").to_string();
+        }
+    }
+    panic!("no addr event in {got:?}");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
+    let mut settings = test_settings();
+    settings.limits.max_connections_per_ip = 1;
+    settings.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let server = TestServer::start(settings, |r: Riptide| {
+        r.namespace("/", Namespace::new(|| Address))
+    });
+    // Two clients behind the proxy: one slot each.
+    let xff = |ip: &'static str| [("x-forwarded-for", ip)];
+    assert_eq!(handshake_with(&server, &xff("203.0.113.1")).await.0, 200);
+    assert_eq!(handshake_with(&server, &xff("203.0.113.2")).await.0, 200);
+    let (status, _) = handshake_with(&server, &xff("203.0.113.1")).await;
+    assert_eq!(status, 429, "the first client's second session");
+    // RFC 7239 too, read from the right past the trusted hops.
+    let fwd = [("forwarded", "for=203.0.113.3, for=127.0.0.5")];
+    assert_eq!(handshake_with(&server, &fwd).await.0, 200);
+    assert_eq!(handshake_with(&server, &fwd).await.0, 429);
+    // The handler sees the client, not the proxy.
+    assert_eq!(
+        address_seen(&server, &xff("2001:db8::7")).await,
+        "2001:db8::7"
+    );
+    // A header that names no address: the proxy's own, counted.
+    assert_eq!(
+        address_seen(&server, &[("x-forwarded-for", "bogus")]).await,
+        "127.0.0.1"
+    );
+    assert_eq!(server.bad_input("forwarded_header").await, 1.0);
+}
+
+#[tokio::test]
+async fn from_an_untrusted_peer_forwarding_headers_are_ignored() {
+    let mut settings = test_settings();
+    settings.limits.max_connections_per_ip = 1;
+    // A proxy elsewhere: this test's client is not it.
+    settings.server.trusted_proxies = vec!["10.0.0.0/8".into()];
+    let server = TestServer::start(settings, |r: Riptide| {
+        r.namespace("/", Namespace::new(|| Address))
+    });
+    assert_eq!(
+        address_seen(&server, &[("x-forwarded-for", "203.0.113.1")]).await,
+        "127.0.0.1"
+    );
+    let (status, _) = handshake_with(&server, &[("x-forwarded-for", "203.0.113.2")]).await;
+    assert_eq!(status, 429, "a spoofed header does not buy a slot");
+    assert_eq!(server.bad_input("forwarded_header").await, 0.0);
+}

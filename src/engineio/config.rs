@@ -28,6 +28,9 @@ pub struct EngineConfig {
     pub max_connections_per_ip: u32,
     pub connection_rate_per_ip: f64,
     pub connection_burst_per_ip: u32,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client
+    /// (`server.trusted_proxies`).
+    pub trusted_proxies: super::proxy::TrustedProxies,
 }
 
 impl EngineConfig {

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod forward;
 pub mod metrics;
 pub mod packet;
+pub mod proxy;
 pub mod routes;
 pub mod session;
 pub mod sid;

@@ -273,10 +273,25 @@ impl<F: EngineAppFactory> Engine<F> {
                 "max_connections" => self.inner.max_sessions);
             return Err(EngineError::ServerFull);
         };
-        // The address as this node sees it: behind a proxy that is the
-        // proxy's, so size the per-IP limits for it there (docs/operations).
-        let ip_slot = match req.peer_addr() {
-            Some(peer) => match self.inner.ip_limiter.admit(peer.ip()) {
+        // The client's address: the peer's, or behind a trusted proxy the
+        // one its forwarding header names (server.trusted_proxies).
+        let client_ip = req.peer_addr().map(|peer| {
+            let ip = self
+                .inner
+                .config
+                .trusted_proxies
+                .client_ip(peer.ip(), req.headers());
+            if let super::proxy::ClientIp::Malformed(_) = ip {
+                self.inner.metrics.bad_input("forwarded_header");
+                debug!(self.inner.log, "forwarding header ignored: it names no client address";
+                    "peer" => %peer,
+                    "forwarded" => ?req.headers().get(actix_web::http::header::FORWARDED),
+                    "x-forwarded-for" => ?req.headers().get("x-forwarded-for"));
+            }
+            ip.ip()
+        });
+        let ip_slot = match client_ip {
+            Some(peer) => match self.inner.ip_limiter.admit(peer) {
                 Ok(slot) => Some(slot),
                 Err(refusal) => {
                     debug!(self.inner.log, "connection refused"; "reason" => %refusal, "peer" => %peer);
@@ -297,6 +312,7 @@ impl<F: EngineAppFactory> Engine<F> {
             headers: Headers::from_map(req.headers()),
             query: req.query_string().to_string(),
             remote_addr: req.peer_addr(),
+            client_ip,
             issued: SystemTime::now(),
             transport: match kind {
                 TransportKind::Polling => "polling",

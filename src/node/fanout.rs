@@ -402,7 +402,7 @@ pub(crate) fn describe(s: &Socket, node: NodeId) -> RemoteSocket {
     let hs = &inner.handshake;
     let handshake = serde_json::json!({
         "query": hs.query,
-        "address": hs.remote_addr.map(|a| a.to_string()),
+        "address": hs.client_ip.map(|a| a.to_string()),
         "transport": hs.transport,
         "issued": hs.issued
             .duration_since(std::time::UNIX_EPOCH)

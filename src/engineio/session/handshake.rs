@@ -1,6 +1,6 @@
 //! What the transport knows about a client when its session opens.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -14,7 +14,12 @@ pub struct Handshake {
     pub headers: Headers,
     /// The raw query string of the handshake request.
     pub query: String,
+    /// The TCP peer: behind a proxy, the proxy.
     pub remote_addr: Option<SocketAddr>,
+    /// The client's address as the node counts it (the per-IP limits): the
+    /// peer's, or a trusted proxy's forwarding header's
+    /// (`server.trusted_proxies`, [`crate::engineio::proxy`]).
+    pub client_ip: Option<IpAddr>,
     pub issued: SystemTime,
     pub transport: &'static str,
 }

@@ -35,6 +35,7 @@ const ENV_LIST_KEYS: &[&str] = &[
     "auth.algorithms",
     "channels.public",
     "channels.client_publish",
+    "server.trusted_proxies",
 ];
 
 /// One `RIPTIDE__...` variable, already turned into a key path and a value.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{positive, ConfigError};
+use crate::engineio::proxy::TrustedProxies;
 
 /// More workers than this is a misconfiguration (each one is a thread with its
 /// own accept loop and actor arbiters), not a bigger machine.
@@ -26,6 +27,10 @@ pub struct ServerSettings {
     pub drain_rate_per_s: u32,
     /// Per worker, as actix counts it.
     pub max_connections: usize,
+    /// Addresses and CIDRs of the reverse proxies whose `Forwarded` /
+    /// `X-Forwarded-For` headers name the client (for the per-IP limits and
+    /// `handshake.address`); from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl ServerSettings {
@@ -59,6 +64,9 @@ impl ServerSettings {
                 "server.workers",
                 format!("{} is more than {MAX_WORKERS}", self.workers),
             ));
+        }
+        if let Err(e) = TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(ConfigError::invalid("server.trusted_proxies", e));
         }
         positive("server.drain_rate_per_s", u64::from(self.drain_rate_per_s))?;
         positive("server.max_connections", self.max_connections as u64)

@@ -744,3 +744,24 @@ fn service_mode_names_the_bad_key() {
     ])
     .is_ok());
 }
+
+#[test]
+fn trusted_proxies_take_addresses_and_cidrs_and_name_a_bad_entry() {
+    let s = load_with(
+        &[],
+        &[("RIPTIDE__SERVER__TRUSTED_PROXIES", "10.0.0.0/8, ::1")],
+    )
+    .unwrap();
+    assert_eq!(s.server.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
+    let err = error_with(
+        &[],
+        &[("RIPTIDE__SERVER__TRUSTED_PROXIES", "10.0.0.1,10.0.0.0/40")],
+    );
+    assert!(
+        err.starts_with("server.trusted_proxies: ") && err.contains("10.0.0.0/40"),
+        "{err}"
+    );
+    assert_invalid("server.trusted_proxies", |s| {
+        s.server.trusted_proxies = vec!["load-balancer".into()]
+    });
+}
