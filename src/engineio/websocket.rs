@@ -413,10 +413,17 @@ impl ConnFd {
 /// algorithm: a real-time server writes small frames that must leave now.
 pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
     use std::os::fd::AsRawFd;
-    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        let _ = tcp.set_nodelay(true);
-        ext.insert(ConnFd(tcp.as_raw_fd()));
-    }
+    type TlsStream = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    let tcp = match conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        Some(tcp) => tcp,
+        // server.tls: the TCP stream under the TLS session.
+        None => match conn.downcast_ref::<TlsStream>() {
+            Some(tls) => tls.get_ref().0,
+            None => return,
+        },
+    };
+    let _ = tcp.set_nodelay(true);
+    ext.insert(ConnFd(tcp.as_raw_fd()));
 }
 
 impl Stream for Body {

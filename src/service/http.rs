@@ -369,6 +369,16 @@ impl RiptideServer {
             s.workers
         };
         let shutdown_timeout = Duration::from_millis(s.shutdown_timeout_ms);
+        let tls = if s.tls.enabled() {
+            let config = s
+                .tls
+                .server_config()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            Some(config)
+        } else {
+            None
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let local = listener.local_addr()?;
         self.start_cluster_on(Some(local)).await?;
         let this = Arc::new(self);
@@ -387,11 +397,15 @@ impl RiptideServer {
         // client went away is noticed now, not at the ping timeout.
         .h1_allow_half_closed(false)
         .on_connect(crate::engineio::websocket::on_connect)
-        .shutdown_timeout(shutdown_timeout.as_secs().max(1))
-        .listen(listener)?
+        .shutdown_timeout(shutdown_timeout.as_secs().max(1));
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
         .run();
         info!(this.log, "riptide listening";
             "addr" => local.to_string(),
+            "scheme" => scheme,
             "path" => &this.settings.server.path,
             "workers" => workers,
             "adapter" => &this.settings.adapter.kind);

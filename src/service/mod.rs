@@ -8,3 +8,4 @@ pub mod http;
 pub mod logging;
 pub mod notify;
 pub mod settings;
+pub(crate) mod tls;

@@ -131,6 +131,8 @@ mod tests {
                 "path",
                 "port",
                 "shutdown_timeout_ms",
+                "tls",
+                "trusted_proxies",
                 "workers"
             ])
         );

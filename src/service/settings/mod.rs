@@ -121,6 +121,18 @@ impl Settings {
             .validate()
             .map_err(|e| ConfigError::invalid(e.key, e.reason))?;
         self.cluster.validate()?;
+        if self.server.tls.enabled()
+            && self.cluster.forward_polling
+            && self.adapter.kind != AdapterKind::Memory
+        {
+            // The nodes forward to each other over plain HTTP.
+            return Err(ConfigError::invalid(
+                "cluster.forward_polling",
+                "nodes forward each other's requests over plain HTTP, which a server.tls \
+                 listener does not take: set it to false (and pin sessions at the load \
+                 balancer), or terminate TLS at the load balancer",
+            ));
+        }
         let service = self.app.mode == AppMode::Service;
         self.auth.validate(service)?;
         self.channels.validate()?;

@@ -31,6 +31,30 @@ pub struct ServerSettings {
     /// `X-Forwarded-For` headers name the client (for the per-IP limits and
     /// `handshake.address`); from anyone else those headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// `[server.tls]`: HTTPS and WSS on this listener.
+    pub tls: TlsSettings,
+}
+
+/// `[server.tls]`: a certificate chain and its private key, both PEM.
+/// Both empty: plain HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty() || !self.key_file.is_empty()
+    }
+
+    /// The rustls configuration of these files; the error names the key
+    /// whose file is wrong.
+    pub fn server_config(&self) -> Result<rustls::ServerConfig, ConfigError> {
+        crate::service::tls::server_config(&self.cert_file, &self.key_file)
+            .map_err(|(key, reason)| ConfigError::invalid(format!("server.tls.{key}"), reason))
+    }
 }
 
 impl ServerSettings {
@@ -67,6 +91,9 @@ impl ServerSettings {
         }
         if let Err(e) = TrustedProxies::parse(&self.trusted_proxies) {
             return Err(ConfigError::invalid("server.trusted_proxies", e));
+        }
+        if self.tls.enabled() {
+            self.tls.server_config()?;
         }
         positive("server.drain_rate_per_s", u64::from(self.drain_rate_per_s))?;
         positive("server.max_connections", self.max_connections as u64)

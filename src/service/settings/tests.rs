@@ -393,7 +393,7 @@ fn unknown_key_lists_the_section_keys_and_suggests_the_nearest() {
             section: "server".into(),
             field: "prot".into(),
             expected: ", expected one of `drain_rate_per_s`, `host`, `max_connections`, \
-                       `path`, `port`, `shutdown_timeout_ms`, `workers` (did you mean `port`?)"
+                       `path`, `port`, `shutdown_timeout_ms`, `tls`, `trusted_proxies`, `workers` (did you mean `port`?)"
                 .into(),
         }
     );
@@ -764,4 +764,25 @@ fn trusted_proxies_take_addresses_and_cidrs_and_name_a_bad_entry() {
     assert_invalid("server.trusted_proxies", |s| {
         s.server.trusted_proxies = vec!["load-balancer".into()]
     });
+}
+
+#[test]
+fn tls_needs_both_readable_files() {
+    let key = |env: &[(&str, &str)]| load_with(&[], env).unwrap_err().key().map(str::to_owned);
+    assert_eq!(
+        key(&[("RIPTIDE__SERVER__TLS__CERT_FILE", "/nonexistent/cert.pem")]).as_deref(),
+        Some("server.tls.key_file"),
+        "a certificate without its key"
+    );
+    assert_eq!(
+        key(&[
+            ("RIPTIDE__SERVER__TLS__CERT_FILE", "/nonexistent/cert.pem"),
+            ("RIPTIDE__SERVER__TLS__KEY_FILE", "/nonexistent/key.pem"),
+        ])
+        .as_deref(),
+        Some("server.tls.cert_file")
+    );
+    // With good files and a cluster adapter, forwarding must be off: the
+    // interop TLS test (tests/interop/test/tls.test.mjs) checks that with
+    // real files.
 }

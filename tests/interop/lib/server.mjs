@@ -18,6 +18,7 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -86,11 +87,15 @@ export function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** One GET /health; resolves with the status code, or null on a network error. */
-function healthOnce(port) {
+/**
+ * One GET /health (over https trusting `ca` when given); resolves with the
+ * status code, or null on a network error.
+ */
+function healthOnce(port, ca) {
   return new Promise((resolve) => {
-    const req = http.get(
+    const req = (ca ? https : http).get(
       {
+        ...(ca ? { ca } : {}),
         host: "127.0.0.1",
         port,
         path: "/health",
@@ -126,9 +131,11 @@ function waitExit(proc, ms) {
 
 /**
  * Start the interop server (or, with `bin` and `portEnv`, another binary).
- * @param {{env?: Record<string,string>, port?: number, bin?: string, portEnv?: string}} [options]
+ * With `ca` (a PEM string) the server is expected to speak HTTPS
+ * (server.tls in `env`) with a certificate `ca` vouches for.
+ * @param {{env?: Record<string,string>, port?: number, bin?: string, portEnv?: string, ca?: string}} [options]
  */
-export async function startServer({ env = {}, port, bin, portEnv = "PORT" } = {}) {
+export async function startServer({ env = {}, port, bin, portEnv = "PORT", ca } = {}) {
   const custom = bin !== undefined;
   bin ??= serverBin();
   if (!existsSync(bin)) {
@@ -140,7 +147,7 @@ export async function startServer({ env = {}, port, bin, portEnv = "PORT" } = {}
     );
   }
   port ??= await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${ca ? "https" : "http"}://127.0.0.1:${port}`;
   let log = "";
   let generation = 0;
   let proc = null;
@@ -187,7 +194,7 @@ export async function startServer({ env = {}, port, bin, portEnv = "PORT" } = {}
             `(code=${child.exitCode} signal=${child.signalCode})\n${tail(log)}`,
         );
       }
-      const status = await healthOnce(port);
+      const status = await healthOnce(port, ca);
       if (status === 200) return handle;
       if (Date.now() > deadline) {
         child.kill("SIGKILL");
