@@ -12,6 +12,7 @@
 //! | `riptide_adapter_outbound_dropped_total` | publishes refused: buffer full |
 //! | `riptide_adapter_peers` | other live nodes |
 //! | `riptide_adapter_up` | 1 when the broker is reachable, else 0 |
+//! | `riptide_adapter_broker_rtt_seconds{adapter="nats"\|"redis"}` | round trips to the broker, measured every `ping_interval` while it is up (histogram) |
 //!
 //! Error kinds (a fixed vocabulary, never input): `connection` (a broker
 //! connection lost or not made), `publish`, `subscribe`, `too_large`,
@@ -24,8 +25,15 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
-use prometheus_client::registry::Registry;
+/// Upper bounds (seconds) of `riptide_adapter_broker_rtt_seconds`: a broker
+/// on the same host answers in tens of microseconds, one across a region in
+/// tens of milliseconds; past a second it is as good as away.
+pub const BROKER_RTT_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 /// The `kind` values of `riptide_adapter_errors_total` (see the module doc).
 pub const ERROR_KINDS: [&str; 13] = [
@@ -54,6 +62,11 @@ struct DirectionLabel {
     direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdapterLabel {
+    adapter: &'static str,
+}
+
 /// Handles on the adapter's series; cloning is cheap (shared atomics).
 #[derive(Clone, Debug)]
 pub struct AdapterMetrics {
@@ -68,6 +81,7 @@ pub struct AdapterMetrics {
     outbound_dropped: Counter,
     peers: Gauge,
     up: Gauge,
+    broker_rtt: Family<AdapterLabel, Histogram, fn() -> Histogram>,
 }
 
 impl AdapterMetrics {
@@ -117,6 +131,12 @@ impl AdapterMetrics {
                 "1 when the broker is reachable, else 0",
                 m.up.clone(),
             );
+            r.register_with_unit(
+                "adapter_broker_rtt",
+                "Round trips to the broker, measured every adapter ping interval while it is up (NATS: a request nobody serves, answered by the server; Redis: the subscriber connection's PING), by adapter",
+                Unit::Seconds,
+                m.broker_rtt.clone(),
+            );
         }
         m
     }
@@ -145,6 +165,7 @@ impl AdapterMetrics {
             outbound_dropped: Counter::default(),
             peers: Gauge::default(),
             up: Gauge::default(),
+            broker_rtt: Family::new_with_constructor(|| Histogram::new(BROKER_RTT_BUCKETS)),
         }
     }
 
@@ -184,6 +205,14 @@ impl AdapterMetrics {
 
     pub(crate) fn set_up(&self, up: bool) {
         self.up.set(up as i64);
+    }
+
+    /// The round-trip histogram of bus `adapter` (`"nats"`, `"redis"`),
+    /// resolved once by the bus when it is made: its series exist (at 0)
+    /// from then on. Observe seconds.
+    pub(crate) fn broker_rtt(&self, adapter: &'static str) -> Histogram {
+        self.broker_rtt
+            .get_or_create_owned(&AdapterLabel { adapter })
     }
 
     // Readers, for tests and for a health endpoint.
@@ -237,5 +266,47 @@ impl AdapterMetrics {
     #[cfg(any(test, feature = "internals"))]
     pub fn is_up(&self) -> bool {
         self.up.get() == 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_rtt_series_exist_once_resolved_and_count_samples() {
+        let mut r = Registry::with_prefix("riptide");
+        let m = AdapterMetrics::register(&mut r);
+        let encode = |r: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, r).unwrap();
+            text
+        };
+        // An empty family is not exposed at all, not even its TYPE line.
+        let text = encode(&r);
+        assert!(!text.contains("riptide_adapter_broker_rtt"), "{text}");
+
+        let rtt = m.broker_rtt("nats");
+        let text = encode(&r);
+        assert!(
+            text.contains("riptide_adapter_broker_rtt_seconds_count{adapter=\"nats\"} 0\n"),
+            "at 0 once the bus resolved it:\n{text}"
+        );
+        assert!(
+            text.contains("# TYPE riptide_adapter_broker_rtt_seconds histogram"),
+            "{text}"
+        );
+        rtt.observe(0.0004);
+        let text = encode(&r);
+        for line in [
+            "riptide_adapter_broker_rtt_seconds_count{adapter=\"nats\"} 1",
+            "riptide_adapter_broker_rtt_seconds_bucket{le=\"0.00025\",adapter=\"nats\"} 0",
+            "riptide_adapter_broker_rtt_seconds_bucket{le=\"0.0005\",adapter=\"nats\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
     }
 }

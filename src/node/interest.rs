@@ -151,6 +151,19 @@ where
         self.entries.read().get(key).map(|e| e.addr.clone())
     }
 
+    /// `f` of up to `n` of the actors, from position `from` of the
+    /// registry's iteration order on (the mailbox probe's round-robin; it
+    /// walks the map under its read lock).
+    pub fn sample<T>(&self, from: usize, n: usize, f: impl Fn(&Addr<A>) -> T) -> Vec<T> {
+        self.entries
+            .read()
+            .values()
+            .skip(from)
+            .take(n)
+            .map(|e| f(&e.addr))
+            .collect()
+    }
+
     /// How many keys have an actor.
     pub fn len(&self) -> usize {
         self.entries.read().len()

@@ -13,12 +13,14 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::engineio::metrics::{register, EngineMetrics, KindLabel, ReasonLabel};
 
@@ -33,6 +35,46 @@ pub const PREFIX: &str = "riptide";
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NamespaceLabel {
     namespace: Cow<'static, str>,
+}
+
+/// Upper bounds (seconds) of `riptide_actor_mailbox_delay_seconds`: from an
+/// idle actor (the probe's own round trip, tens of microseconds) to one
+/// stuck for seconds (a probe not answered within
+/// `probe::TIMEOUT` is observed as that timeout, past the last bound).
+pub const MAILBOX_DELAY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The actors whose mailboxes `node::probe` measures: the `kind` label of
+/// `riptide_actor_mailbox_delay_seconds` (the same vocabulary as
+/// `riptide_actor_restarts_total`, plus `connection`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActorKind {
+    /// Room actors, the per-namespace ones included.
+    Room,
+    User,
+    /// Handler actors: one per namespace and worker thread.
+    Handler,
+    /// A client's session actor (Engine.IO session and Socket.IO connection).
+    Connection,
+}
+
+impl ActorKind {
+    pub const ALL: [ActorKind; 4] = [
+        ActorKind::Room,
+        ActorKind::User,
+        ActorKind::Handler,
+        ActorKind::Connection,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Room => "room",
+            ActorKind::User => "user",
+            ActorKind::Handler => "handler",
+            ActorKind::Connection => "connection",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +113,8 @@ struct Instruments {
     recovery_unrecorded: Counter,
     recovery_parked: Gauge,
     recovery_session_writes: Family<SessionWriteLabel, Counter>,
+    /// By `ActorKind as usize`, resolved once.
+    mailbox_delay: [Histogram; 4],
 }
 
 impl Default for Metrics {
@@ -127,12 +171,17 @@ impl Metrics {
             "Event handlers that panicked",
             Counter::default(),
         );
-        let actor_restarts = register(
+        let actor_restarts: Family<KindLabel, Counter> = register(
             r,
             "actor_restarts",
             "Actors restarted by their supervisor, by kind",
             Family::default(),
         );
+        // Every kind exists (at 0) from the first scrape: an alert on
+        // rate() needs a start, and the dashboard a series.
+        for kind in ["room", "user", "handler"] {
+            let _ = actor_restarts.get_or_create(&KindLabel { kind });
+        }
         let acks_timed_out = register(
             r,
             "acks_timed_out",
@@ -191,6 +240,18 @@ impl Metrics {
             Family::default(),
         );
 
+        let mailbox_delay: Family<KindLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(MAILBOX_DELAY_BUCKETS));
+        r.register_with_unit(
+            "actor_mailbox_delay",
+            "How long a message sent to an actor now waits before the actor handles it (the actors' event-loop lag), by actor kind: a probe sent every second to a bounded sample of each kind's actors, timed to its answer",
+            Unit::Seconds,
+            mailbox_delay.clone(),
+        );
+        // Every kind exists (at 0) from the first scrape.
+        let mailbox_delay = ActorKind::ALL
+            .map(|k| mailbox_delay.get_or_create_owned(&KindLabel { kind: k.as_str() }));
+
         Self {
             inner: Arc::new(Instruments {
                 registry: Mutex::new(registry),
@@ -212,6 +273,7 @@ impl Metrics {
                 recovery_evicted,
                 recovery_parked,
                 recovery_session_writes,
+                mailbox_delay,
             }),
         }
     }
@@ -327,6 +389,12 @@ impl Metrics {
         self.inner.acks_timed_out.inc();
     }
 
+    /// A probe of a `kind` actor's mailbox came back after `delay` (see
+    /// `node::probe`).
+    pub fn mailbox_delay(&self, kind: ActorKind, delay: Duration) {
+        self.inner.mailbox_delay[kind as usize].observe(delay.as_secs_f64());
+    }
+
     pub fn room_started(&self) {
         self.inner.rooms.inc();
     }
@@ -407,6 +475,15 @@ mod tests {
         assert_has(&text, "riptide_bytes_total{direction=\"out\"} 0");
         assert_has(&text, "riptide_engine_sessions{transport=\"polling\"} 0");
         assert_has(&text, "riptide_rooms 0");
+        assert_has(&text, "riptide_actor_restarts_total{kind=\"handler\"} 0");
+        assert_has(
+            &text,
+            "riptide_actor_mailbox_delay_seconds_count{kind=\"connection\"} 0",
+        );
+        assert_has(
+            &text,
+            "riptide_engine_session_duration_seconds_count{transport=\"websocket\"} 0",
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 
@@ -425,7 +502,7 @@ mod tests {
         engine.bytes_in(33);
         engine.bytes_out(9);
         engine.session_opened("websocket");
-        engine.session_closed("websocket", "ping timeout");
+        engine.session_closed("websocket", "ping timeout", Duration::from_secs(90));
         engine.bad_input("engine_decode");
         engine.bad_input("engine_decode");
         engine.bad_input("unknown_sid");
@@ -443,6 +520,8 @@ mod tests {
         metrics.room_started();
         metrics.room_started();
         metrics.room_stopped();
+        metrics.mailbox_delay(ActorKind::Handler, Duration::from_millis(3));
+        metrics.mailbox_delay(ActorKind::Handler, Duration::from_secs(10));
 
         let text = metrics.encode();
         for line in [
@@ -470,8 +549,32 @@ mod tests {
             "riptide_polling_body_bytes_total{direction=\"out\"} 9",
             "riptide_events_refused_total{reason=\"room_limit\"} 1",
             "riptide_volatile_dropped_total 1",
+            "# TYPE riptide_engine_session_duration_seconds histogram",
+            "# UNIT riptide_engine_session_duration_seconds seconds",
+            "riptide_engine_session_duration_seconds_count{transport=\"websocket\"} 1",
+            "riptide_engine_session_duration_seconds_sum{transport=\"websocket\"} 90.0",
+            "riptide_engine_session_duration_seconds_bucket{le=\"60.0\",transport=\"websocket\"} 0",
+            "riptide_engine_session_duration_seconds_bucket{le=\"300.0\",transport=\"websocket\"} 1",
+            "riptide_engine_session_duration_seconds_count{transport=\"polling\"} 0",
+            "# TYPE riptide_actor_mailbox_delay_seconds histogram",
+            "riptide_actor_mailbox_delay_seconds_count{kind=\"handler\"} 2",
+            "riptide_actor_mailbox_delay_seconds_bucket{le=\"0.0025\",kind=\"handler\"} 0",
+            "riptide_actor_mailbox_delay_seconds_bucket{le=\"0.005\",kind=\"handler\"} 1",
+            // A probe that timed out lands past the last bound.
+            "riptide_actor_mailbox_delay_seconds_bucket{le=\"5.0\",kind=\"handler\"} 1",
+            "riptide_actor_mailbox_delay_seconds_bucket{le=\"+Inf\",kind=\"handler\"} 2",
+            "riptide_actor_mailbox_delay_seconds_count{kind=\"room\"} 0",
+            "riptide_actor_mailbox_delay_seconds_count{kind=\"user\"} 0",
+            "riptide_actor_mailbox_delay_seconds_count{kind=\"connection\"} 0",
         ] {
             assert_has(&text, line);
+        }
+    }
+
+    #[test]
+    fn actor_kinds_index_their_histograms() {
+        for (i, kind) in ActorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?}");
         }
     }
 

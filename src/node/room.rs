@@ -19,6 +19,7 @@ use slog::Logger;
 use super::delivery::{Deliver, Encoded, Filter, Item, Items, Mode};
 use super::interest::{AddMember, RemoveMember, Roster};
 use super::metrics::Metrics;
+use super::probe::Probe;
 use super::supervisor::guard;
 use crate::engineio::Sid;
 
@@ -196,6 +197,12 @@ impl Handler<Members> for RoomActor {
         });
         MessageResult(members.unwrap_or_default())
     }
+}
+
+/// The mailbox probe: answered at once (nothing to guard).
+impl Handler<Probe> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, _: Probe, _ctx: &mut Context<Self>) {}
 }
 
 #[cfg(any(test, feature = "internals"))]

@@ -11,6 +11,7 @@ use slog::Logger;
 use super::delivery::{Deliver, DisconnectSocket, Encoded, Mode};
 use super::interest::{AddMember, RemoveMember, Roster};
 use super::metrics::Metrics;
+use super::probe::Probe;
 use super::supervisor::guard;
 use crate::engineio::Sid;
 
@@ -117,6 +118,12 @@ impl Handler<DisconnectUser> for UserActor {
         })
         .unwrap_or(0)
     }
+}
+
+/// The mailbox probe: answered at once (nothing to guard).
+impl Handler<Probe> for UserActor {
+    type Result = ();
+    fn handle(&mut self, _: Probe, _ctx: &mut Context<Self>) {}
 }
 
 #[cfg(any(test, feature = "internals"))]
