@@ -48,6 +48,7 @@ async fn store(
         kind,
         url: url.to_owned(),
         prefix: prefix.to_owned(),
+        tls_ca_file: String::new(),
     };
     let log = riptide::service::logging::build_logger(&common::test_settings().log);
     notify::connect(&settings, l, &log).await.expect("store")

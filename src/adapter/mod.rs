@@ -360,20 +360,12 @@ pub async fn connect_with(
     let log = log.new(slog::o!("adapter" => settings.kind, "node" => node));
     let bus: Arc<dyn Bus> = match settings.kind {
         AdapterKind::Memory => Arc::new(MemoryBus::standalone(options, metrics.clone())),
-        AdapterKind::Nats => Arc::new(
-            NatsBus::connect(
-                &settings.url,
-                &settings.prefix,
-                options,
-                node,
-                tx,
-                metrics,
-                &log,
-            )
-            .await?,
-        ),
+        AdapterKind::Nats => {
+            Arc::new(NatsBus::connect(settings, options, node, tx, metrics, &log).await?)
+        }
         AdapterKind::Redis => Arc::new(RedisBus::connect(
             &settings.url,
+            settings.ca_file(),
             &settings.prefix,
             options,
             tx,

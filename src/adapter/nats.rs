@@ -26,20 +26,31 @@
 //! `no_echo`: a node never receives its own publishes (the cluster would
 //! drop them anyway). Each subscription gets a small forwarding task into the
 //! one inbound channel, so order holds per topic, not across topics.
+//!
+//! # Round-trip time
+//!
+//! [`rtt`] times one request every `ping_interval` while the bus is up, to
+//! a subject nobody serves: the server answers it at once with a "no
+//! responders" status (NATS 2.2+), so the time is one round trip through
+//! the server, behind whatever the connection had queued before it
+//! (`riptide_adapter_broker_rtt_seconds{adapter="nats"}`). async-nats's
+//! `flush` would not do: it only writes the client's buffer out, no PING.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::{ConnectOptions, Event, ServerAddr};
+use async_nats::{ConnectOptions, Event, Request, RequestErrorKind, ServerAddr};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
+use prometheus_client::metrics::histogram::Histogram;
 use slog::{debug, info, warn, Logger};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::core::{Core, Outgoing, Tasks};
+use super::settings::AdapterSettings;
 use super::{
     backoff, AdapterError, AdapterMetrics, AdapterOptions, Bus, BusStatus, Inbound, NodeId,
     PublishError, Topic,
@@ -53,6 +64,18 @@ pub struct NatsBus {
 }
 
 /// Parse `adapter.url`: one NATS URL or several, comma-separated.
+/// Trust `ca_file`'s certificates for a TLS connection (`tls://`, or a
+/// server that requires TLS) besides the system's roots.
+pub(crate) fn with_ca(
+    options: ConnectOptions,
+    ca_file: Option<&std::path::Path>,
+) -> ConnectOptions {
+    match ca_file {
+        Some(ca) => options.add_root_certificates(ca.to_path_buf()),
+        None => options,
+    }
+}
+
 pub(crate) fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, AdapterError> {
     let invalid = |reason: String| AdapterError::InvalidSetting {
         key: "adapter.url",
@@ -76,21 +99,21 @@ pub(crate) fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, AdapterError> 
 impl NatsBus {
     /// Connect in the background; fails only on a malformed URL.
     pub async fn connect(
-        url: &str,
-        prefix: &str,
+        settings: &AdapterSettings,
         options: &AdapterOptions,
         node: NodeId,
         inbound: mpsc::Sender<Inbound>,
         metrics: &AdapterMetrics,
         log: &Logger,
     ) -> Result<NatsBus, AdapterError> {
+        let (url, prefix) = (settings.url.as_str(), settings.prefix.as_str());
         let servers = parse_servers(url)?;
         let (core, out_rx) = Core::new(prefix, options, metrics, log, inbound, &["nats"]);
         let core = Arc::new(core);
 
         let events_core = core.clone();
         let (min, max) = (options.reconnect_min, options.reconnect_max);
-        let client = ConnectOptions::new()
+        let client = with_ca(ConnectOptions::new(), settings.ca_file())
             .name(format!("riptide-{node}"))
             .no_echo()
             .retry_on_initial_connect()
@@ -119,6 +142,11 @@ impl NatsBus {
             out_rx,
         )));
         tasks.push(tokio::spawn(reconciler(core.clone(), client.clone())));
+        tasks.push(tokio::spawn(rtt(
+            core.clone(),
+            client.clone(),
+            metrics.broker_rtt("nats"),
+        )));
         Ok(NatsBus {
             core,
             client,
@@ -219,6 +247,35 @@ async fn reconciler(core: Arc<Core>, client: async_nats::Client) {
             core.applied(gen);
         }
         changed.await;
+    }
+}
+
+/// Measure the round trip to the server every `ping_interval` while the bus
+/// is up (see the module doc). A request that fails or is not answered
+/// within the interval is not a sample (the outage shows as
+/// `riptide_adapter_up`). Each request has its own reply inbox, dropped
+/// (unsubscribed) with it, so an unanswered one leaves nothing behind.
+async fn rtt(core: Arc<Core>, client: async_nats::Client, rtt: Histogram) {
+    let interval = core.options.ping_interval;
+    // Nobody subscribes to a fresh inbox subject: the server answers for it.
+    let subject = client.new_inbox();
+    let mut up = core.up_watch();
+    loop {
+        if up.wait_for(|up| *up).await.is_err() {
+            return;
+        }
+        let request = Request::new()
+            .inbox(client.new_inbox())
+            .timeout(Some(interval));
+        let start = std::time::Instant::now();
+        let answered = match client.send_request(subject.clone(), request).await {
+            Ok(_) => true,
+            Err(e) => e.kind() == RequestErrorKind::NoResponders,
+        };
+        if answered {
+            rtt.observe(start.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 

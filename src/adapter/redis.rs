@@ -15,8 +15,12 @@
 //!   connection's subscriptions when it goes, so after every (re)connect the
 //!   task subscribes to the whole wanted set in one `SUBSCRIBE`; after that
 //!   it applies interest changes as they come. It pings every
-//!   `ping_interval` and treats a ping without answer within that time as a
-//!   dead connection (a broker that hangs rather than closes).
+//!   `ping_interval` (the first right after it connects) and treats a ping
+//!   without answer within that time as a dead connection (a broker that
+//!   hangs rather than closes). Each answered ping is a round-trip sample,
+//!   `riptide_adapter_broker_rtt_seconds{adapter="redis"}`: the time the
+//!   subscriber connection takes to hear back from Redis, behind what Redis
+//!   had pushed on it before (no extra command).
 //!
 //! The bus is up when both are. One outage counts one reconnect, when the
 //! last of the two recovers.
@@ -36,6 +40,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
+use prometheus_client::metrics::histogram::Histogram;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use slog::{debug, Logger};
@@ -59,7 +64,12 @@ pub struct RedisBus {
     _tasks: Tasks,
 }
 
-pub(crate) fn parse_url(url: &str) -> Result<redis::Client, AdapterError> {
+/// The client for `url`; a `rediss://` one checks the server's certificate
+/// against `ca_file`'s when given, the system's roots otherwise.
+pub(crate) fn parse_url(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<redis::Client, AdapterError> {
     let invalid = |reason: String| AdapterError::InvalidSetting {
         key: "adapter.url",
         reason,
@@ -71,20 +81,36 @@ pub(crate) fn parse_url(url: &str) -> Result<redis::Client, AdapterError> {
             "{url:?} is not a Redis URL (redis://host:port[/db])"
         )));
     }
-    redis::Client::open(url).map_err(|e| invalid(format!("{url:?}: {e}")))
+    match ca_file {
+        Some(ca) if url.starts_with("rediss://") => {
+            let root_cert = crate::adapter::settings::ca_certificates(&ca.to_string_lossy())
+                .map_err(|reason| AdapterError::InvalidSetting {
+                    key: "adapter.tls_ca_file",
+                    reason,
+                })?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            redis::Client::build_with_tls(url, certs)
+        }
+        _ => redis::Client::open(url),
+    }
+    .map_err(|e| invalid(format!("{url:?}: {e}")))
 }
 
 impl RedisBus {
     /// Start the connection tasks; fails only on a malformed URL.
     pub fn connect(
         url: &str,
+        ca_file: Option<&std::path::Path>,
         prefix: &str,
         options: &AdapterOptions,
         inbound: mpsc::Sender<Inbound>,
         metrics: &AdapterMetrics,
         log: &Logger,
     ) -> Result<RedisBus, AdapterError> {
-        let client = parse_url(url)?;
+        let client = parse_url(url, ca_file)?;
         let (core, out_rx) = Core::new(
             prefix,
             options,
@@ -100,7 +126,8 @@ impl RedisBus {
             client.clone(),
             out_rx,
         )));
-        tasks.push(tokio::spawn(subscriber(core.clone(), client)));
+        let rtt = metrics.broker_rtt("redis");
+        tasks.push(tokio::spawn(subscriber(core.clone(), client, rtt)));
         Ok(RedisBus {
             core,
             _tasks: tasks,
@@ -217,7 +244,7 @@ async fn reconcile(
     Ok(())
 }
 
-async fn subscriber(core: Arc<Core>, client: redis::Client) {
+async fn subscriber(core: Arc<Core>, client: redis::Client, rtt: Histogram) {
     let options = core.options.clone();
     let mut attempt = 0u32;
     loop {
@@ -250,8 +277,9 @@ async fn subscriber(core: Arc<Core>, client: redis::Client) {
         core.set_part(SUBSCRIBER, None);
         attempt = 0;
 
+        // Its first tick is at once: a round-trip sample as soon as the
+        // connection is made.
         let mut ping = tokio::time::interval(options.ping_interval);
-        ping.tick().await;
         let mut changed = pin!(core.interest_changed.notified());
         let reason = loop {
             tokio::select! {
@@ -274,9 +302,10 @@ async fn subscriber(core: Arc<Core>, client: redis::Client) {
                 _ = ping.tick() => {
                     // In subscribed mode Redis answers PING with
                     // ["pong", ""], not +PONG: any reply will do.
+                    let start = std::time::Instant::now();
                     let pong = tokio::time::timeout(options.ping_interval, sink.ping::<redis::Value>());
                     match pong.await {
-                        Ok(Ok(_)) => {}
+                        Ok(Ok(_)) => rtt.observe(start.elapsed().as_secs_f64()),
                         Ok(Err(e)) => break format!("ping: {e}"),
                         Err(_) => break "ping timed out".to_owned(),
                     }
@@ -374,10 +403,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(parse_url("redis://127.0.0.1:6379").is_ok());
-        assert!(parse_url("redis://127.0.0.1:6379/2").is_ok());
+        assert!(parse_url("redis://127.0.0.1:6379", None).is_ok());
+        assert!(parse_url("redis://127.0.0.1:6379/2", None).is_ok());
         for bad in ["nats://127.0.0.1:4222", "127.0.0.1:6379", "redis://[::1"] {
-            let err = parse_url(bad).unwrap_err();
+            let err = parse_url(bad, None).unwrap_err();
             assert!(err.to_string().starts_with("adapter.url: "), "{bad}: {err}");
         }
     }

@@ -29,6 +29,9 @@ pub struct AdapterSettings {
     pub url: String,
     /// Prefix of every subject / channel, so several clusters can share a broker.
     pub prefix: String,
+    /// PEM certificates to trust for a TLS broker connection (`tls://` or
+    /// `rediss://`) instead of the system's roots; empty: the system's.
+    pub tls_ca_file: String,
 }
 
 impl AdapterSettings {
@@ -56,8 +59,30 @@ impl AdapterSettings {
                 ),
             ));
         }
+        if !self.tls_ca_file.is_empty() {
+            ca_certificates(&self.tls_ca_file)
+                .map_err(|reason| InvalidSetting::new("adapter.tls_ca_file", reason))?;
+        }
         Ok(())
     }
+
+    /// `tls_ca_file`, when set.
+    pub(crate) fn ca_file(&self) -> Option<&std::path::Path> {
+        (!self.tls_ca_file.is_empty()).then(|| std::path::Path::new(&self.tls_ca_file))
+    }
+}
+
+/// The PEM file's bytes, once it is known to hold at least one certificate.
+pub(crate) fn ca_certificates(path: &str) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{path}: not PEM certificates ({e})"))?;
+    if certs.is_empty() {
+        return Err(format!("{path}: holds no PEM certificate"));
+    }
+    Ok(bytes)
 }
 
 /// A setting out of its range: `key` names it, `reason` says why.

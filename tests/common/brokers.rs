@@ -139,15 +139,21 @@ impl NatsServer {
     pub const BINARY: &'static str = "/usr/sbin/nats-server";
 
     pub fn start() -> NatsServer {
-        NatsServer::start_with(None)
+        NatsServer::start_with(None, None)
     }
 
     /// With the server's `max_payload` set (bytes).
     pub fn start_with_max_payload(max_payload: usize) -> NatsServer {
-        NatsServer::start_with(Some(max_payload))
+        NatsServer::start_with(Some(max_payload), None)
     }
 
-    fn start_with(max_payload: Option<usize>) -> NatsServer {
+    /// Requiring TLS with this PEM certificate and key (`url` stays
+    /// `nats://`: the client is told to use TLS by the server).
+    pub fn start_tls(cert: &Path, key: &Path) -> NatsServer {
+        NatsServer::start_with(None, Some((cert, key)))
+    }
+
+    fn start_with(max_payload: Option<usize>, tls: Option<(&Path, &Path)>) -> NatsServer {
         let dir = ScratchDir::new("nats");
         let ports = free_ports(2);
         let (port, monitor_port) = (ports[0], ports[1]);
@@ -155,6 +161,13 @@ impl NatsServer {
         let mut text = String::new();
         if let Some(max) = max_payload {
             text.push_str(&format!("max_payload: {max}\n"));
+        }
+        if let Some((cert, key)) = tls {
+            text.push_str(&format!(
+                "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            ));
         }
         std::fs::write(&config, text).expect("write nats.conf");
         let log = dir.path().join("nats.log");
@@ -274,14 +287,33 @@ impl RedisServer {
     pub const BINARY: &'static str = "redis-server";
 
     pub fn start() -> RedisServer {
+        RedisServer::start_with(None)
+    }
+
+    /// TLS only (`rediss://`), with this PEM certificate and key; clients
+    /// are not asked for certificates.
+    pub fn start_tls(cert: &Path, key: &Path) -> RedisServer {
+        RedisServer::start_with(Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> RedisServer {
         let dir = ScratchDir::new("redis");
         let port = free_port();
         let path = dir.path().to_path_buf();
         let command = move || {
             let mut c = Command::new(RedisServer::BINARY);
-            c.arg("--port")
-                .arg(port.to_string())
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            match &tls {
+                None => c.arg("--port").arg(port.to_string()),
+                Some((cert, key)) => c
+                    .args(["--port", "0", "--tls-port"])
+                    .arg(port.to_string())
+                    .arg("--tls-cert-file")
+                    .arg(cert)
+                    .arg("--tls-key-file")
+                    .arg(key)
+                    .args(["--tls-auth-clients", "no"]),
+            };
+            c.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(&path);
             c
@@ -376,6 +408,7 @@ pub trait Broker: Sized + Send + 'static {
             kind: Self::KIND,
             url: self.url(),
             prefix: prefix.into(),
+            tls_ca_file: String::new(),
         }
     }
 }

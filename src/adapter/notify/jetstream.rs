@@ -52,13 +52,14 @@ impl JetStreamNotifyStore {
     /// Connect in the background; fails only on a malformed URL.
     pub async fn connect(
         url: &str,
+        ca_file: Option<&std::path::Path>,
         prefix: &str,
         limits: NotifyLimits,
         log: Logger,
     ) -> Result<JetStreamNotifyStore, AdapterError> {
         let servers = parse_servers(url)?;
         let client = store_client(
-            ConnectOptions::new(),
+            crate::adapter::nats::with_ca(ConnectOptions::new(), ca_file),
             "riptide-notify",
             servers,
             limits.timeout,

@@ -126,11 +126,18 @@ pub async fn connect(
     Ok(match settings.kind {
         AdapterKind::Memory => Arc::new(memory::MemoryNotifyStore::new(limits)),
         AdapterKind::Nats => Arc::new(
-            jetstream::JetStreamNotifyStore::connect(&settings.url, &settings.prefix, limits, log)
-                .await?,
+            jetstream::JetStreamNotifyStore::connect(
+                &settings.url,
+                settings.ca_file(),
+                &settings.prefix,
+                limits,
+                log,
+            )
+            .await?,
         ),
         AdapterKind::Redis => Arc::new(redis::RedisNotifyStore::connect(
             &settings.url,
+            settings.ca_file(),
             &settings.prefix,
             limits,
             log,

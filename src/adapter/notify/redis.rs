@@ -60,12 +60,13 @@ impl RedisNotifyStore {
     /// Fails only on a malformed URL; connects on first use.
     pub fn connect(
         url: &str,
+        ca_file: Option<&std::path::Path>,
         prefix: &str,
         limits: NotifyLimits,
         log: Logger,
     ) -> Result<RedisNotifyStore, AdapterError> {
         Ok(RedisNotifyStore {
-            commands: Commands::new(parse_url(url)?, limits.timeout),
+            commands: Commands::new(parse_url(url, ca_file)?, limits.timeout),
             prefix: prefix.to_owned(),
             limits,
             _log: log,

@@ -109,6 +109,7 @@ impl JetStreamStore {
     /// Connect in the background; fails only on a malformed URL.
     pub async fn connect(
         url: &str,
+        ca_file: Option<&std::path::Path>,
         prefix: &str,
         limits: StoreLimits,
         log: Logger,
@@ -124,6 +125,7 @@ impl JetStreamStore {
                 }
             }
         });
+        let options = crate::adapter::nats::with_ca(options, ca_file);
         let client = store_client(options, "riptide-recovery", servers, limits.timeout).await?;
         let mut js = jetstream::new(client);
         js.set_timeout(limits.timeout);

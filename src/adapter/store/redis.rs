@@ -211,12 +211,13 @@ impl RedisStreamsStore {
     /// Fails only on a malformed URL; connects on first use.
     pub fn connect(
         url: &str,
+        ca_file: Option<&std::path::Path>,
         prefix: &str,
         limits: StoreLimits,
         log: Logger,
     ) -> Result<RedisStreamsStore, AdapterError> {
         Ok(RedisStreamsStore {
-            commands: Commands::new(parse_url(url)?, limits.timeout),
+            commands: Commands::new(parse_url(url, ca_file)?, limits.timeout),
             prefix: prefix.to_owned(),
             limits,
             connections: tokio::sync::watch::Sender::new(0),
