@@ -42,7 +42,8 @@
 //! - `service`: [`Settings`] (files and environment; `settings/`, a file
 //!   per section beside loading, the `RIPTIDE__…` variables and the
 //!   errors), logging, the HTTP server that serves a node ([`Riptide`],
-//!   [`RiptideServer`]), the bench fixture, service mode (`notify/`, public
+//!   [`RiptideServer`]), the bench fixture, the admin UI's namespace
+//!   (`admin/`, [`AdminUi`]), service mode (`notify/`, public
 //!   as [`service_mode`]: JWT verification, channels, its handler actor, the
 //!   server API over HTTP and NATS); `main.rs` wires them into the
 //!   `riptide` binary. The load generator is its own package,
@@ -143,6 +144,8 @@ pub use node::remote::{ServerAck, ServerAcks, ServerEvent};
 pub use node::socket::{
     AckError, AckSender, DisconnectReason, EmitError, Event, Extensions, JoinError, Socket,
 };
+pub use service::admin::AdminUi;
+pub use service::demo;
 pub use service::fixture;
 pub use service::http::{Riptide, RiptideServer};
 pub use service::logging;

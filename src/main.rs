@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use riptide::fixture::FixtureHandler;
 use riptide::settings::AppMode;
-use riptide::{logging, service_mode, settings, Namespace, Riptide};
+use riptide::{logging, service_mode, settings, AdminUi, Namespace, Riptide};
 
 /// glibc's malloc was over a third of the node's CPU in fan-out profiles;
 /// jemalloc's thread caches fit the many small, short-lived allocations of
@@ -33,11 +33,25 @@ fn main() -> ExitCode {
     let result = match settings.app.mode {
         AppMode::Service => system.block_on(service_mode::serve(settings, log.clone())),
         mode => {
+            let demo = settings.clone();
+            let admin = AdminUi::from_settings(&settings, &log);
             let mut node = Riptide::new(settings, log.clone());
             if mode == AppMode::Fixture {
                 node = node.namespace("/", Namespace::new(|| FixtureHandler));
             }
-            system.block_on(node.build().run())
+            if let Some(admin) = &admin {
+                node = admin.mount(node);
+            }
+            let server = node.build();
+            system.block_on(async move {
+                // Inside the system: it spawns the admin UI's stats task.
+                if let Some(admin) = &admin {
+                    admin.start(&server);
+                }
+                server
+                    .run_with(move |cfg| riptide::demo::routes(&demo, cfg))
+                    .await
+            })
         }
     };
     match result {

@@ -1,5 +1,5 @@
-//! The Engine.IO layer's own figures: sessions, packets, bytes, rejected
-//! input, outbound queues and slow consumers.
+//! The Engine.IO layer's own figures: sessions (and how long they lived),
+//! packets, bytes, rejected input, outbound queues and slow consumers.
 //!
 //! [`EngineMetrics`] is registered into a Prometheus registry the caller
 //! owns, so this layer needs nothing from the node above it. Cloning is one
@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -19,7 +20,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::{MetricType, TypedMetric};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Upper bounds (seconds) of `riptide_engine_session_duration_seconds`:
+/// from a client that left at once to one that stayed a day.
+pub const SESSION_DURATION_BUCKETS: [f64; 13] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+];
 
 /// Shards of a [`ShardedCounter`]; threads beyond that share them.
 const SHARDS: usize = 16;
@@ -124,6 +131,25 @@ struct Instruments {
     slow_consumers: Counter,
     forwarded: Family<KindLabel, Counter>,
     queue_depth: Histogram,
+    polling_duration: Histogram,
+    websocket_duration: Histogram,
+    /// Sessions opened and closed so far, all transports and reasons (the
+    /// admin UI's connection histogram; no series of their own).
+    opened: AtomicU64,
+    closed: AtomicU64,
+}
+
+/// [`EngineMetrics::totals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct EngineTotals {
+    pub polling_sessions: u64,
+    pub websocket_sessions: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub opened: u64,
+    pub closed: u64,
 }
 
 /// Registers `metric` and hands it back, so construction reads as a list.
@@ -198,6 +224,17 @@ impl EngineMetrics {
             Histogram::new(exponential_buckets(1.0, 4.0, 7)),
         );
 
+        // Observed once per session, when it closes (its actor stops), under
+        // the transport it had then: two series, whatever the clients do.
+        let durations: Family<TransportLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(SESSION_DURATION_BUCKETS));
+        r.register_with_unit(
+            "engine_session_duration",
+            "How long Engine.IO sessions lived, from the handshake to the close, by the transport they had when they closed",
+            Unit::Seconds,
+            durations.clone(),
+        );
+
         // Resolved once here so the per-packet path is a bare atomic add, and so
         // these series exist (at 0) from the first scrape: rate() needs a start.
         fn direction<M: Default + Clone>(
@@ -207,6 +244,7 @@ impl EngineMetrics {
             family.get_or_create_owned(&DirectionLabel { direction })
         }
         let transport = |transport| sessions.get_or_create_owned(&TransportLabel { transport });
+        let duration = |transport| durations.get_or_create_owned(&TransportLabel { transport });
 
         EngineMetrics {
             inner: Arc::new(Instruments {
@@ -223,6 +261,10 @@ impl EngineMetrics {
                 slow_consumers,
                 forwarded,
                 queue_depth,
+                polling_duration: duration("polling"),
+                websocket_duration: duration("websocket"),
+                opened: AtomicU64::new(0),
+                closed: AtomicU64::new(0),
             }),
         }
     }
@@ -259,16 +301,41 @@ impl EngineMetrics {
     /// with [`EngineMetrics::session_closed`] on the transport it has when it closes.
     pub fn session_opened(&self, transport: &str) {
         self.session_gauge(transport).inc();
+        self.inner.opened.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A session closed. `transport` is its current one (after any upgrade);
-    /// `reason` is the Engine.IO close reason (`"ping timeout"`, ...).
-    pub fn session_closed(&self, transport: &str, reason: &'static str) {
+    /// A session closed after `lived` (since its handshake). `transport` is
+    /// its current one (after any upgrade); `reason` is the Engine.IO close
+    /// reason (`"ping timeout"`, ...).
+    pub fn session_closed(&self, transport: &str, reason: &'static str, lived: Duration) {
         self.session_gauge(transport).dec();
+        self.inner.closed.fetch_add(1, Ordering::Relaxed);
         self.inner
             .sessions_closed
             .get_or_create(&ReasonLabel { reason })
             .inc();
+        let duration = if transport == "websocket" {
+            &self.inner.websocket_duration
+        } else {
+            &self.inner.polling_duration
+        };
+        duration.observe(lived.as_secs_f64());
+    }
+
+    /// What the admin UI's `server_stats` reports: sessions open now, and
+    /// the packet and byte totals so far (it sends the difference).
+    pub(crate) fn totals(&self) -> EngineTotals {
+        let i = &self.inner;
+        EngineTotals {
+            polling_sessions: i.polling_sessions.get().max(0) as u64,
+            websocket_sessions: i.websocket_sessions.get().max(0) as u64,
+            packets_in: i.packets_in.get(),
+            packets_out: i.packets_out.get(),
+            bytes_in: i.bytes_in.get(),
+            bytes_out: i.bytes_out.get(),
+            opened: i.opened.load(Ordering::Relaxed),
+            closed: i.closed.load(Ordering::Relaxed),
+        }
     }
 
     /// A session moved from polling to WebSocket.

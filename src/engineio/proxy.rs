@@ -64,10 +64,6 @@ impl TrustedProxies {
             .map(|v| TrustedProxies(v.into()))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.0.iter().any(|net| net.contains(&ip))

@@ -513,6 +513,7 @@ impl Connection {
                 id: sid.clone(),
                 ns: ns_name.clone(),
                 conn: self.me(),
+                websocket: (core.transport_name() == "websocket").into(),
                 server: server.clone(),
                 handshake: self.handshake.clone(),
                 auth,
@@ -724,6 +725,9 @@ impl Connection {
         let socket = &state.socket;
         state.handler.do_send(Dispatch::Connect(socket.clone()));
         server.metrics.socket_connected(&state.runtime.metric_label);
+        if let Some(observer) = server.observer.get() {
+            observer.socket_connected(socket);
+        }
         // What it missed goes first, as in the reference server: the client
         // buffers it until the CONNECT reply, then hands it over in order.
         if recovered {
@@ -877,6 +881,9 @@ impl Connection {
                 return Self::refuse(core, ns, id, &event.name, &refused.message);
             }
         }
+        if let Some(observer) = self.server.observer.get() {
+            observer.event_received(&socket, &event.name, &event.payload);
+        }
         state.handler.do_send(Dispatch::Event(socket, event));
     }
 
@@ -983,11 +990,13 @@ impl Connection {
         // its own actor, after the leaves below took effect, so it gets
         // them as a list (`on_disconnecting`), before `on_disconnect`.
         if announced {
-            state.handler.do_send(Dispatch::Disconnecting(
-                state.socket.clone(),
-                room_list(&rooms, sid),
-                reason,
-            ));
+            let list = room_list(&rooms, sid);
+            if let Some(observer) = server.observer.get() {
+                observer.socket_disconnected(&state.socket, &list, reason);
+            }
+            state
+                .handler
+                .do_send(Dispatch::Disconnecting(state.socket.clone(), list, reason));
         }
         for room in rooms {
             server.rooms.leave(
@@ -1067,6 +1076,19 @@ impl EngineApp for Connection {
         }
         let _ = core;
     }
+
+    fn on_upgrade(&mut self, _core: &mut EngineCore) {
+        let observer = self.server.observer.get();
+        for state in self.sockets.values() {
+            let inner = &state.socket.inner;
+            inner
+                .websocket
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(observer) = observer {
+                observer.socket_upgraded(&state.socket);
+            }
+        }
+    }
 }
 
 // ---- what handlers ask of a socket -------------------------------------------
@@ -1135,6 +1157,9 @@ impl Handler<Command> for SessionActor<Connection> {
                 }
                 state.written(mode);
                 Connection::send(core, &frames);
+                if let Some(observer) = app.server.observer.get() {
+                    observer.event_sent(&state.socket, &frames);
+                }
             }
             Command::Ack {
                 ns,
@@ -1175,6 +1200,9 @@ impl Handler<Command> for SessionActor<Connection> {
                 });
                 state.acks.insert(id, (reply, timer));
                 Connection::send(core, &frames);
+                if let Some(observer) = app.server.observer.get() {
+                    observer.event_sent(&state.socket, &frames);
+                }
             }
             Command::CloseConnection { ns, sid } => {
                 if !live(&ns, &sid) {
@@ -1217,6 +1245,7 @@ impl Handler<Deliver> for SessionActor<Connection> {
         if state.socket.inner.id != d.sid {
             return;
         }
+        let observer = self.app.server.observer.get();
         for item in d.items.as_slice() {
             if !state.accepts(&d.via, item) {
                 continue;
@@ -1236,8 +1265,18 @@ impl Handler<Deliver> for SessionActor<Connection> {
             }
             state.written(item.mode.clone());
             Connection::send(&mut self.core, &item.frames);
+            if let Some(observer) = observer {
+                observer.event_sent(&state.socket, &item.frames);
+            }
         }
     }
+}
+
+/// The mailbox probe (`node::probe`): answered at once.
+impl Handler<super::probe::Probe> for SessionActor<Connection> {
+    type Result = ();
+
+    fn handle(&mut self, _: super::probe::Probe, _ctx: &mut Ctx) {}
 }
 
 impl Handler<DisconnectSocket> for SessionActor<Connection> {

@@ -400,16 +400,31 @@ pub(crate) fn describe(s: &Socket, node: NodeId) -> RemoteSocket {
     let inner = &s.inner;
     let rooms = room_list(&inner.rooms.lock().rooms, &inner.id);
     let hs = &inner.handshake;
+    let headers: serde_json::Map<String, serde_json::Value> = hs
+        .headers
+        .iter()
+        // Credentials stay on the node that received them.
+        .filter(|(k, v)| {
+            !v.is_sensitive()
+                && *k != actix_web::http::header::COOKIE
+                && *k != actix_web::http::header::AUTHORIZATION
+                && *k != actix_web::http::header::PROXY_AUTHORIZATION
+        })
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").into()))
+        .collect();
     let handshake = serde_json::json!({
         "query": hs.query,
         "address": hs.client_ip.map(|a| a.to_string()),
-        "transport": hs.transport,
+        "transport": inner.transport(),
         "issued": hs.issued
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
         "auth": inner.auth,
         "user": inner.user.as_deref(),
+        // For the admin UI's socket list (its `clientId` and headers).
+        "session": hs.sid.as_str(),
+        "headers": headers,
     });
     RemoteSocket {
         id: inner.id.to_string(),

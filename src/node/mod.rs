@@ -16,7 +16,9 @@
 //! - `recovery`: connection state recovery: each namespace's log of stored
 //!   events, and the sockets connected or parked under a private session id;
 //! - `shared`: the node's namespaces, registries and cluster handle;
-//!   `metrics`, `limits`: its figures and the per-socket event budget.
+//!   `metrics`, `limits`: its figures and the per-socket event budget;
+//!   `probe`: the actors' mailbox delay, sampled every second;
+//!   `observer`: the hook that lets the admin UI watch every socket.
 
 pub mod connection;
 pub mod delivery;
@@ -26,6 +28,8 @@ pub mod interest;
 pub mod limits;
 pub mod metrics;
 pub mod namespace;
+pub mod observer;
+pub mod probe;
 pub mod recovery;
 pub mod remote;
 pub mod room;

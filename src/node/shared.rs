@@ -3,7 +3,7 @@
 //! connection applies.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -18,13 +18,14 @@ use super::fanout::{BroadcastOperator, UserOperator};
 use super::interest::Registry;
 use super::metrics::Metrics;
 use super::namespace::NamespaceSpec;
+use super::observer::Observer;
 use super::recovery::cluster::ClusterRecovery;
 use super::recovery::{Recovery, RecoveryConfig, Target};
 use super::room::{RoomActor, RoomKey};
 use super::socket::Socket;
 use super::user::{UserActor, UserEmit};
 use crate::adapter::Cluster;
-use crate::engineio::{EngineAppFactory, Handshake, Sid};
+use crate::engineio::{EngineAppFactory, Handshake, SessionActor, Sid};
 use crate::socketio::encode::{encode_event, ReservedEvent};
 use crate::socketio::payload::Payload;
 
@@ -89,6 +90,11 @@ pub(crate) struct ServerShared {
     /// node is in a cluster: set by `start_cluster`, and then used instead of
     /// `recovery`.
     pub cluster_recovery: OnceLock<Arc<ClusterRecovery>>,
+    /// The mailbox probe ([`super::probe`]) started, by the first connection.
+    probe: Once,
+    /// Told of every socket's life and events when set (the admin UI,
+    /// `admin.enabled`); unset, each hook costs one load.
+    pub observer: OnceLock<Arc<dyn Observer>>,
     pub metrics: Metrics,
     pub log: Logger,
 }
@@ -149,6 +155,8 @@ impl ServerShared {
             }),
             cluster,
             cluster_recovery: OnceLock::new(),
+            probe: Once::new(),
+            observer: OnceLock::new(),
             handlers: Mutex::new(Vec::new()),
             metrics,
             log,
@@ -316,6 +324,47 @@ impl ServerShared {
             .sum()
     }
 
+    /// `f` of the connections of up to `n` sockets, from position `from` of
+    /// the sockets of every namespace in turn (the mailbox probe's
+    /// round-robin): a namespace before the position is skipped by its
+    /// length, the one it falls in walked under its read lock.
+    pub fn sample_connections<T>(
+        &self,
+        from: usize,
+        n: usize,
+        f: impl Fn(&Addr<SessionActor<Connection>>) -> T,
+    ) -> Vec<T> {
+        let namespaces: Vec<Arc<NamespaceRuntime>> =
+            self.namespaces.read().values().cloned().collect();
+        let mut skip = from;
+        let mut out = Vec::new();
+        for rt in namespaces {
+            if out.len() == n {
+                break;
+            }
+            let sockets = rt.sockets.read();
+            if skip >= sockets.len() {
+                skip -= sockets.len();
+                continue;
+            }
+            let want = n - out.len();
+            out.extend(
+                sockets
+                    .values()
+                    .skip(skip)
+                    .take(want)
+                    .map(|s| f(&s.inner.conn)),
+            );
+            skip = 0;
+        }
+        out
+    }
+
+    /// Start the node's mailbox probe, once ([`super::probe`]).
+    fn start_probe(self: &Arc<Self>) {
+        self.probe.call_once(|| super::probe::start(self));
+    }
+
     /// The connection of local socket `sid` in `ns`, if `sid` is one.
     pub fn local_socket(&self, ns: &str, sid: &str) -> Option<Recipient<Deliver>> {
         // Socket ids have one length: most room names are ruled out for free.
@@ -374,6 +423,15 @@ impl ServerShared {
         })
     }
 
+    /// Each namespace with a runtime on this node and its local socket count.
+    pub fn namespace_sockets(&self) -> Vec<(Arc<str>, usize)> {
+        self.namespaces
+            .read()
+            .values()
+            .map(|n| (n.name.clone(), n.sockets.read().len()))
+            .collect()
+    }
+
     pub fn local_sockets(&self, ns: &str) -> Vec<Socket> {
         self.namespaces
             .read()
@@ -409,6 +467,7 @@ impl SocketIoFactory {
 impl EngineAppFactory for SocketIoFactory {
     type App = Connection;
     fn create(&self, handshake: &Arc<Handshake>) -> Connection {
+        self.shared.start_probe();
         Connection::new(self.shared.clone(), handshake.clone())
     }
 }

@@ -187,6 +187,9 @@ pub(crate) struct SocketInner {
     pub id: Sid,
     pub ns: Arc<str>,
     pub conn: Addr<SessionActor<Connection>>,
+    /// Its connection is on WebSocket now (set by the connection at the
+    /// upgrade; what the admin UI and `fetchSockets` report).
+    pub websocket: std::sync::atomic::AtomicBool,
     pub server: Arc<ServerShared>,
     pub handshake: Arc<Handshake>,
     pub auth: Value,
@@ -230,6 +233,15 @@ pub(crate) fn room_list<'a>(
 }
 
 impl SocketInner {
+    /// The connection's current transport: `"polling"` or `"websocket"`.
+    pub fn transport(&self) -> &'static str {
+        if self.websocket.load(std::sync::atomic::Ordering::Relaxed) {
+            "websocket"
+        } else {
+            "polling"
+        }
+    }
+
     /// Whether the socket is in `room` (its own id included).
     pub fn in_room(&self, room: &str) -> bool {
         room == self.id.as_str() || self.rooms.lock().rooms.contains(room)
@@ -385,7 +397,7 @@ impl Socket {
         inner.server.rooms.join(
             &RoomKey {
                 ns: inner.ns.clone(),
-                room: Some(room),
+                room: Some(room.clone()),
             },
             AddMember {
                 sid: inner.id.clone(),
@@ -394,6 +406,10 @@ impl Socket {
                 control: inner.conn.clone().recipient(),
             },
         );
+        drop(set);
+        if let Some(observer) = inner.server.observer.get() {
+            observer.room_joined(self, &room);
+        }
         Ok(())
     }
 
@@ -407,10 +423,14 @@ impl Socket {
             inner.server.rooms.leave(
                 &RoomKey {
                     ns: inner.ns.clone(),
-                    room: Some(room),
+                    room: Some(room.clone()),
                 },
                 inner.id.clone(),
             );
+            drop(set);
+            if let Some(observer) = inner.server.observer.get() {
+                observer.room_left(self, &room);
+            }
         }
     }
 

@@ -28,16 +28,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS: list[bool] = []
-
-
-def report(ok: bool, what: str, why: str = "") -> bool:
-    RESULTS.append(ok)
-    line = f"{'PASS' if ok else 'FAIL'} {what}"
-    if why and not ok:
-        line += f": {why}"
-    print(line, flush=True)
-    return ok
+from report import exit_code, report
 
 
 def flatten(table: dict, prefix: str = "") -> dict[str, object]:
@@ -227,7 +218,7 @@ def main() -> int:
     report(bool(nofile) and nofile[-1].isdigit() and int(nofile[-1]) >= 2 * max_conn + 1024,
            f"deploy/systemd/riptide.service: LimitNOFILE={nofile[-1] if nofile else '?'} covers "
            f"server.max_connections={max_conn} (two descriptors each, plus headroom)")
-    return 0 if all(RESULTS) else 1
+    return exit_code()
 
 
 if __name__ == "__main__":

@@ -25,16 +25,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RESULTS: list[bool] = []
-
-
-def report(ok: bool, what: str, why: str = "") -> bool:
-    RESULTS.append(ok)
-    line = f"{'PASS' if ok else 'FAIL'} {what}"
-    if why and not ok:
-        line += f": {why}"
-    print(line, flush=True)
-    return ok
+from report import exit_code, report
 
 
 @dataclass
@@ -327,7 +318,7 @@ def main() -> int:
     parser.add_argument("--dry-run-deps", action="store_true")
     args = parser.parse_args()
     check(args.repo.resolve(), args.dry_run_deps)
-    return 0 if all(RESULTS) else 1
+    return exit_code()
 
 
 if __name__ == "__main__":

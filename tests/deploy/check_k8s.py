@@ -24,16 +24,7 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-RESULTS: list[bool] = []
-
-
-def report(ok: bool, what: str, why: str = "") -> bool:
-    RESULTS.append(ok)
-    line = f"{'PASS' if ok else 'FAIL'} {what}"
-    if why and not ok:
-        line += f": {why}"
-    print(line, flush=True)
-    return ok
+from report import exit_code, report
 
 
 def describe(doc: dict) -> str:
@@ -120,7 +111,7 @@ def main() -> int:
             proc = subprocess.run([args.nats_server, "-c", f.name, "-t"], capture_output=True, text=True)
         out = (proc.stdout + proc.stderr).strip().replace(f.name, "nats.conf")
         report(proc.returncode == 0, f"{rel(nats)}: nats.conf is valid for nats-server (-t)", out)
-    return 0 if all(RESULTS) else 1
+    return exit_code()
 
 
 if __name__ == "__main__":

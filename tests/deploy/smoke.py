@@ -39,16 +39,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS: list[bool] = []
-
-
-def report(ok: bool, what: str, why: str = "") -> bool:
-    RESULTS.append(ok)
-    line = f"{'PASS' if ok else 'FAIL'} {what}"
-    if why and not ok:
-        line += f": {why}"
-    print(line, flush=True)
-    return ok
+from report import exit_code, report
 
 
 def free_port() -> int:
@@ -206,7 +197,7 @@ def main() -> int:
                      {"status": "ok", "adapter.kind": "nats", "adapter.status": "ok"}, grace)
         finally:
             stop(nats, 10)
-    return 0 if all(RESULTS) else 1
+    return exit_code()
 
 
 if __name__ == "__main__":

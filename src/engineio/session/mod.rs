@@ -68,6 +68,8 @@ pub trait EngineApp: Sized + Unpin + 'static {
     );
     /// The session has ended; nothing can be sent any more.
     fn on_close(&mut self, _reason: CloseReason, _core: &mut EngineCore) {}
+    /// The session moved from polling to its WebSocket.
+    fn on_upgrade(&mut self, _core: &mut EngineCore) {}
 }
 
 /// Builds the app of each new session. Shared by every worker thread.
@@ -129,6 +131,9 @@ pub struct EngineCore {
     /// This session's own address, for what must happen outside a call that
     /// has no actor context (closing a slow consumer found while sending).
     me: Option<Recipient<Backpressure>>,
+    /// When the handshake made it: its lifetime is observed at the close
+    /// (`riptide_engine_session_duration_seconds`).
+    opened: std::time::Instant,
 }
 
 /// The session actor. `A` is the protocol running on top.
@@ -199,9 +204,11 @@ impl<A: EngineApp> Actor for SessionActor<A> {
             .close_reason
             .unwrap_or(CloseReason::TransportClose);
         self.core.registry.write().remove(&self.core.sid);
-        self.core
-            .metrics
-            .session_closed(self.core.transport_name(), reason.as_str());
+        self.core.metrics.session_closed(
+            self.core.transport_name(),
+            reason.as_str(),
+            self.core.opened.elapsed(),
+        );
         match std::mem::replace(&mut self.core.transport, Transport::Pending) {
             Transport::WebSocket { ws, .. } => ws.close(CloseCode::Normal, ""),
             Transport::Polling { waiting } => {
@@ -295,5 +302,6 @@ pub(crate) fn new_core(
         ip_slot: None,
         grace_armed: false,
         me: None,
+        opened: std::time::Instant::now(),
     }
 }

@@ -105,6 +105,7 @@ impl<A: EngineApp> SessionActor<A> {
                 close_after(&ws, std::mem::take(&mut self.core.refused_ws));
                 self.core.transport = Transport::WebSocket { id, ws };
                 self.core.metrics.session_upgraded();
+                self.app.on_upgrade(&mut self.core);
                 debug!(self.core.log, "upgraded to websocket");
             }
             other => self.core.probe = other,

@@ -522,7 +522,15 @@ pub async fn serve(settings: Settings, log: Logger) -> std::io::Result<()> {
     let node = crate::service::http::Riptide::new(settings.clone(), log.clone());
     let metrics = node.metrics().with_registry(ServiceMetrics::register);
     let service = Service::new(&settings, metrics, &log).map_err(invalid)?;
-    let server = node.namespace("/", service.namespace()).build();
+    let admin = crate::service::admin::AdminUi::from_settings(&settings, &log);
+    let mut node = node.namespace("/", service.namespace());
+    if let Some(admin) = &admin {
+        node = admin.mount(node);
+    }
+    let server = node.build();
+    if let Some(admin) = &admin {
+        admin.start(&server);
+    }
     // The revocations are read before the node listens: a node that was
     // down when a user was revoked refuses the user's old tokens from its
     // first connection on.
@@ -533,6 +541,7 @@ pub async fn serve(settings: Settings, log: Logger) -> std::io::Result<()> {
             if let Some(service) = &api {
                 api::routes(service.clone(), cfg);
             }
+            crate::service::demo::routes(&settings, cfg);
         })
         .await
 }

@@ -125,6 +125,7 @@ mod tests {
         assert_eq!(
             unknown.expected,
             strings(&[
+                "demo",
                 "drain_rate_per_s",
                 "host",
                 "max_connections",
@@ -139,7 +140,7 @@ mod tests {
         let unknown = first_unknown(&["servr", "port"]).unwrap();
         assert_eq!(unknown.depth, 0);
         assert!(unknown.expected.contains(&"server".to_string()));
-        assert_eq!(unknown.expected.len(), 14);
+        assert_eq!(unknown.expected.len(), 15);
     }
 
     #[test]

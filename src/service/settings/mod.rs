@@ -24,7 +24,7 @@
 //!   runs each section's own checks;
 //! - one per section (`server`, `engine`, `socketio`, `recovery`, `limits`,
 //!   `cors`, `log`, `cluster`, `app`, and service mode's `auth`,
-//!   `channels`, `api`, `history`): its struct, its named values and its checks;
+//!   `channels`, `api`, `history`, and the admin UI's `admin`): its struct, its named values and its checks;
 //!   `[adapter]` is the adapter layer's own ([`AdapterSettings`]);
 //! - `load`: [`load()`] and [`load_from`], the layers in order, the compiled-in
 //!   defaults;
@@ -37,6 +37,7 @@
 
 use serde::Deserialize;
 
+mod admin;
 mod api;
 mod app;
 mod auth;
@@ -57,6 +58,7 @@ mod socketio;
 #[cfg(test)]
 mod tests;
 
+pub use self::admin::{AdminMode, AdminSettings};
 pub use self::api::{ApiSettings, MIN_API_KEY};
 pub use self::app::{AppMode, AppSettings};
 pub use self::auth::{AuthSettings, JwtAlgorithm, PublicKind, MIN_HMAC_SECRET};
@@ -93,6 +95,7 @@ pub struct Settings {
     pub channels: ChannelSettings,
     pub api: ApiSettings,
     pub history: HistorySettings,
+    pub admin: AdminSettings,
 }
 
 impl Default for Settings {
@@ -137,7 +140,8 @@ impl Settings {
         self.auth.validate(service)?;
         self.channels.validate()?;
         self.api.validate(service)?;
-        self.history.validate()
+        self.history.validate()?;
+        self.admin.validate()
     }
 }
 

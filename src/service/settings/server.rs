@@ -31,6 +31,8 @@ pub struct ServerSettings {
     /// `X-Forwarded-For` headers name the client (for the per-IP limits and
     /// `handshake.address`); from anyone else those headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// The demo page at `/` in the fixture and service modes.
+    pub demo: bool,
     /// `[server.tls]`: HTTPS and WSS on this listener.
     pub tls: TlsSettings,
 }

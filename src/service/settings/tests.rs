@@ -392,7 +392,7 @@ fn unknown_key_lists_the_section_keys_and_suggests_the_nearest() {
         ConfigError::UnknownField {
             section: "server".into(),
             field: "prot".into(),
-            expected: ", expected one of `drain_rate_per_s`, `host`, `max_connections`, \
+            expected: ", expected one of `demo`, `drain_rate_per_s`, `host`, `max_connections`, \
                        `path`, `port`, `shutdown_timeout_ms`, `tls`, `trusted_proxies`, `workers` (did you mean `port`?)"
                 .into(),
         }
@@ -406,13 +406,13 @@ fn unknown_key_lists_the_section_keys_and_suggests_the_nearest() {
     let error = error_with(&[], &[("RIPTIDE__ADAPTER__URI", "nats://127.0.0.1:4222")]);
     assert_eq!(
         error,
-        "unknown field `uri` in section adapter, expected one of `kind`, `prefix`, `url` \
+        "unknown field `uri` in section adapter, expected one of `kind`, `prefix`, `tls_ca_file`, `url` \
          (did you mean `url`?)"
     );
     let error = error_with(&[("development.toml", "[server]\naddress = \"x\"\n")], &[]);
     assert!(
         error.starts_with(
-            "unknown field `address` in section server, expected one of `drain_rate_per_s`, `host`,"
+            "unknown field `address` in section server, expected one of `demo`, `drain_rate_per_s`, `host`,"
         ),
         "{error}"
     );
@@ -426,8 +426,8 @@ fn unknown_section_lists_the_sections_and_suggests_the_nearest() {
         error,
         ConfigError::UnknownSection {
             section: "servr".into(),
-            expected: ", expected one of `adapter`, `api`, `app`, `auth`, `channels`, `cluster`, \
-                       `cors`, `engine`, `history`, `limits`, `log`, `recovery`, `server`, \
+            expected: ", expected one of `adapter`, `admin`, `api`, `app`, `auth`, `channels`, \
+                       `cluster`, `cors`, `engine`, `history`, `limits`, `log`, `recovery`, `server`, \
                        `socketio` (did you mean `server`?)"
                 .into(),
         }
@@ -785,4 +785,25 @@ fn tls_needs_both_readable_files() {
     // With good files and a cluster adapter, forwarding must be off: the
     // interop TLS test (tests/interop/test/tls.test.mjs) checks that with
     // real files.
+}
+
+#[test]
+fn a_broker_ca_file_must_hold_certificates() {
+    let key = |v: &str| {
+        load_with(&[], &[("RIPTIDE__ADAPTER__TLS_CA_FILE", v)])
+            .unwrap_err()
+            .key()
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        key("/nonexistent/ca.pem").as_deref(),
+        Some("adapter.tls_ca_file")
+    );
+    let dir = TempDir::new();
+    let junk = dir.path().join("ca.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    assert_eq!(
+        key(junk.to_str().unwrap()).as_deref(),
+        Some("adapter.tls_ca_file")
+    );
 }

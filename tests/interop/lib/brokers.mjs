@@ -24,7 +24,8 @@ export const BROKERS = {
   },
 };
 
-async function waitListening(port, ms = 10_000) {
+/** Wait until something accepts TCP connections on 127.0.0.1:`port`. */
+export async function waitListening(port, ms = 10_000, what = "broker") {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     const ok = await new Promise((resolve) => {
@@ -34,7 +35,7 @@ async function waitListening(port, ms = 10_000) {
     if (ok) return;
     await sleep(50);
   }
-  throw new Error(`broker did not listen on ${port} within ${ms} ms`);
+  throw new Error(`${what} did not listen on ${port} within ${ms} ms`);
 }
 
 /** Start a `kind` broker for test `t`; resolves with its URL. */

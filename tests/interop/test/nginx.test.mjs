@@ -20,28 +20,14 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { describe } from "node:test";
-import { startBroker } from "../lib/brokers.mjs";
+import { startBroker, waitListening } from "../lib/brokers.mjs";
 import { emitAck, itest, sleep, until, waitConnectError, waitFor } from "../lib/harness.mjs";
 import { freePort, REPO_ROOT } from "../lib/server.mjs";
 
 const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find(existsSync) ?? "nginx";
-
-async function listening(port, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
-      s.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`nginx did not listen on ${port} within ${ms} ms`);
-}
 
 /**
  * Run deploy/nginx/`recipe` with its listener on a free port and its two
@@ -77,7 +63,7 @@ async function startNginx(t, recipe, ports) {
     rmSync(prefix, { recursive: true, force: true });
   });
   try {
-    await listening(port);
+    await waitListening(port, 10_000, "nginx");
   } catch (e) {
     throw new Error(`${e.message}; ${NGINX} said: ${log}`);
   }

@@ -1,0 +1,255 @@
+//! What the admin UI reads, in the shapes `@socket.io/admin-ui` 0.5.x sends
+//! them: a socket as `serialize()` makes it, JavaScript's date strings, an
+//! event's arguments out of its encoded frames.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::adapter::RemoteSocket;
+use crate::engineio::{url_query_pairs, FrameRef, Handshake};
+use crate::node::socket::{room_list, Socket};
+use crate::socketio::encode::Encoded;
+
+/// How the node's sockets are reached: the parts of `handshake.url` and
+/// `handshake.secure` the handshake itself does not carry.
+#[derive(Debug, Clone)]
+pub(super) struct Endpoint {
+    /// `server.path` (`/socket.io`).
+    pub path: String,
+    /// `server.tls` is on.
+    pub secure: bool,
+}
+
+/// A local socket as the UI lists it (`serialize` in the admin-ui sources).
+pub(super) fn local_socket(s: &Socket, at: &Endpoint) -> Value {
+    let inner = &s.inner;
+    let hs: &Handshake = &inner.handshake;
+    let headers: Map<String, Value> = hs
+        .headers
+        .iter()
+        .filter(|(_, v)| !v.is_sensitive())
+        .map(|(k, v)| (k.as_str().to_owned(), Value::from(v.to_str().unwrap_or(""))))
+        .collect();
+    let rooms = room_list(&inner.rooms.lock().rooms, &inner.id);
+    let issued = millis(hs.issued);
+    serialized(
+        s.id(),
+        s.namespace(),
+        hs.sid.as_str(),
+        inner.transport(),
+        s.user(),
+        Handshake_ {
+            address: hs.client_ip.map(|a| a.to_string()).unwrap_or_default(),
+            xdomain: headers.contains_key("origin"),
+            headers,
+            query: &hs.query,
+            issued,
+        },
+        rooms,
+        at,
+    )
+}
+
+/// Another node's socket, from what `fetchSockets` tells of it
+/// (`node::fanout::describe`).
+pub(super) fn remote_socket(s: &RemoteSocket, at: &Endpoint) -> Value {
+    let hs: Value = serde_json::from_str(&s.handshake_json).unwrap_or(Value::Null);
+    let str_of = |key: &str| hs.get(key).and_then(Value::as_str).unwrap_or("");
+    let headers = match hs.get("headers") {
+        Some(Value::Object(h)) => h.clone(),
+        _ => Map::new(),
+    };
+    // `describe` sends the query parsed (a map): the URL is rebuilt from it.
+    let query = match hs.get("query") {
+        Some(Value::String(q)) => q.clone(),
+        Some(Value::Object(q)) => q
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join("&"),
+        _ => String::new(),
+    };
+    serialized(
+        &s.id,
+        &s.ns,
+        str_of("session"),
+        str_of("transport"),
+        hs.get("user").and_then(Value::as_str),
+        Handshake_ {
+            address: str_of("address").to_owned(),
+            xdomain: headers.contains_key("origin"),
+            headers,
+            query: &query,
+            issued: hs.get("issued").and_then(Value::as_u64).unwrap_or(0),
+        },
+        s.rooms.clone(),
+        at,
+    )
+}
+
+struct Handshake_<'a> {
+    address: String,
+    headers: Map<String, Value>,
+    query: &'a str,
+    issued: u64,
+    xdomain: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serialized(
+    id: &str,
+    ns: &str,
+    session: &str,
+    transport: &str,
+    user: Option<&str>,
+    hs: Handshake_<'_>,
+    rooms: Vec<String>,
+    at: &Endpoint,
+) -> Value {
+    let query: Map<String, Value> = url_query_pairs(hs.query)
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let url = if hs.query.is_empty() {
+        format!("{}/", at.path)
+    } else {
+        format!("{}/?{}", at.path, hs.query)
+    };
+    // The UI shows `data` as JSON; a handler's typed extensions are not,
+    // the user the connect middleware authenticated is.
+    let data = match user {
+        Some(u) => json!({ "user": u }),
+        None => json!({}),
+    };
+    json!({
+        "id": id,
+        // The Engine.IO connection's id, 12 characters as the reference's:
+        // its end (in a cluster it starts with the node's id, which every
+        // connection of a node shares, and the UI groups sockets by it).
+        "clientId": session.get(session.len().saturating_sub(12)..).unwrap_or(session),
+        "transport": transport,
+        "nsp": ns,
+        "data": data,
+        "handshake": {
+            "address": hs.address,
+            "headers": hs.headers,
+            "query": query,
+            "issued": hs.issued,
+            "secure": at.secure,
+            "time": date_string(UNIX_EPOCH + Duration::from_millis(hs.issued)),
+            "url": url,
+            "xdomain": hs.xdomain,
+        },
+        "rooms": rooms,
+    })
+}
+
+/// The event (name first, then its arguments) an encoded frame carries,
+/// with its namespace; `None` for anything but an event (acks are not
+/// reported, as in the reference). Binary attachments show as the
+/// placeholders the packet carries.
+pub(super) fn sent_event(frames: &Encoded) -> Option<Value> {
+    let FrameRef::Text(text) = frames.first()?.view() else {
+        return None;
+    };
+    // `4` (Engine.IO message), then `2` (event) or `5<n>-` (binary event).
+    let rest = text.strip_prefix('4')?;
+    let rest = match rest.as_bytes().first()? {
+        b'2' => &rest[1..],
+        b'5' => {
+            let dash = rest.find('-')?;
+            &rest[dash + 1..]
+        }
+        _ => return None,
+    };
+    // An optional `/ns,`, then an optional ack id.
+    let rest = match rest.strip_prefix('/') {
+        Some(_) => &rest[rest.find(',')? + 1..],
+        None => rest,
+    };
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    match serde_json::from_str(rest).ok()? {
+        v @ Value::Array(_) => Some(v),
+        _ => None,
+    }
+}
+
+pub(super) fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `Date#toISOString()`: `2026-12-02T06:58:23.687Z`.
+pub(super) fn iso(t: SystemTime) -> String {
+    let ms = millis(t);
+    let (y, mo, d, h, mi, s) = civil(ms / 1000);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+        ms % 1000
+    )
+}
+
+/// `Date#toString()` in UTC: `Wed Dec 02 2026 06:57:59 GMT+0000 (Coordinated Universal Time)`.
+fn date_string(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = millis(t) / 1000;
+    let (y, mo, d, h, mi, s) = civil(secs);
+    let weekday = DAYS[((secs / 86_400) % 7) as usize];
+    let month = MONTHS[(mo - 1) as usize];
+    format!("{weekday} {month} {d:02} {y:04} {h:02}:{mi:02}:{s:02} GMT+0000 (Coordinated Universal Time)")
+}
+
+/// Seconds since the epoch as (year, month, day, hour, minute, second),
+/// UTC (Howard Hinnant's days-to-civil).
+fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engineio::Frame;
+
+    #[test]
+    fn dates_read_as_javascript_writes_them() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_796_194_703_687);
+        assert_eq!(iso(t), "2026-12-02T06:58:23.687Z");
+        assert_eq!(
+            date_string(t),
+            "Wed Dec 02 2026 06:58:23 GMT+0000 (Coordinated Universal Time)"
+        );
+        assert_eq!(iso(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn sent_events_are_read_back_from_their_frames() {
+        let one = |t: &str| -> Encoded { vec![Frame::message(t)].into() };
+        assert_eq!(sent_event(&one("2[\"msg\",1]")), Some(json!(["msg", 1])));
+        assert_eq!(
+            sent_event(&one("2/chat,12[\"msg\",{\"a\":[1]}]")),
+            Some(json!(["msg", { "a": [1] }]))
+        );
+        assert_eq!(
+            sent_event(&one("51-/x,[\"b\",{\"_placeholder\":true,\"num\":0}]")),
+            Some(json!(["b", { "_placeholder": true, "num": 0 }]))
+        );
+        assert_eq!(sent_event(&one("3/chat,1[\"ack\"]")), None);
+        assert_eq!(sent_event(&one("0/chat,{}")), None);
+        assert_eq!(sent_event(&one("2not json")), None);
+    }
+}
