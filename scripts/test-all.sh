@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of Riptide on a fresh Debian machine: installs what is
 # missing (nats-server, redis-server, Node.js + npm for the interop and
-# conformance suites), builds, then runs lint, the Rust tests, the Node
-# interop suite against the real socket.io-client, and the official protocol
-# conformance suites, and python-socketio against service mode. Exits non-zero
-# on the first failing stage.
+# conformance suites, nginx, chromium, prometheus's promtool, systemd's
+# systemd-analyze, openssl), builds, then runs lint, the Rust tests, the Node
+# interop suite against the real socket.io-client (through nginx, over TLS,
+# and in headless Chromium for the demo page and the admin UI),
+# python-socketio against service mode, the deploy recipes' checks, the
+# dashboards' and alerts' checks, and the official protocol conformance
+# suites. Exits non-zero on the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,15 @@ command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(nats
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+# The load balancer recipes run behind Debian's nginx; the demo page and the
+# admin UI are driven in Debian's headless Chromium; promtool checks the
+# alert rules; systemd-analyze verifies the unit; openssl makes the TLS
+# test's certificate.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
+command -v chromium >/dev/null || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v openssl >/dev/null || need+=(openssl)
 # python-socketio's interop tests run in a venv (Debian splits venv out).
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
@@ -46,6 +58,12 @@ stage "interop (official socket.io-client)"
 
 stage "interop (python-socketio, service mode)"
 tests/interop/python/run.sh
+
+stage "deploy recipes (systemd unit, Dockerfile, Kubernetes manifests)"
+tests/deploy/run.sh
+
+stage "dashboards and alerts (promtool, metric names against real scrapes)"
+tests/ops/run.sh
 
 if [ -x tests/conformance/run.sh ]; then
   stage "protocol conformance (official test suites)"

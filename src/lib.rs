@@ -14,7 +14,8 @@
 //!   heartbeat, polling, upgrade, backpressure),
 //!   HTTP long-polling routes, forwarding a request for another node's
 //!   session to its owner (`forward`), the WebSocket
-//!   reader and bounded outbound queue, admission limits (per node, per IP),
+//!   reader and bounded outbound queue, admission limits (per node, per IP;
+//!   the client's address behind `server.trusted_proxies` in `proxy`),
 //!   its own configuration and figures (the per-frame counters sharded per
 //!   thread). It knows nothing of Socket.IO.
 //! - `socketio`: the protocol. The packet codec (binary attachments
@@ -35,14 +36,16 @@
 //!   from that record), `fanout` (emits to many, across nodes), `remote`
 //!   (what other nodes ask of this one), `recovery/` (connection state
 //!   recovery: the node-memory store in `mod.rs`, the cluster's over
-//!   `adapter::store` in `cluster.rs`).
+//!   `adapter::store` in `cluster.rs`), `probe` (the mailbox-delay probe
+//!   thread), `observer` (the hook the admin UI watches sockets through).
 //! - `api`: what an application writes against: [`NamespaceHandler`] and
 //!   [`Namespace`] (typed listeners, middleware), the supervised
 //!   [`HandlerActor`], [`Socket`]'s broadcasts, [`ServerHandle`].
 //! - `service`: [`Settings`] (files and environment; `settings/`, a file
 //!   per section beside loading, the `RIPTIDE__…` variables and the
 //!   errors), logging, the HTTP server that serves a node ([`Riptide`],
-//!   [`RiptideServer`]), the bench fixture, the admin UI's namespace
+//!   [`RiptideServer`]; `tls`: `server.tls`), the bench fixture, the demo
+//!   page (`demo`), the admin UI's namespace
 //!   (`admin/`, [`AdminUi`]), service mode (`notify/`, public
 //!   as [`service_mode`]: JWT verification, channels, its handler actor, the
 //!   server API over HTTP and NATS); `main.rs` wires them into the
