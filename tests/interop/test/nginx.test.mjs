@@ -58,8 +58,15 @@ async function startNginx(t, recipe, ports) {
   });
   proc.stderr.on("data", (d) => { log += d; });
   proc.on("error", (e) => { log += `spawn: ${e.message}`; });
-  t.after(() => {
-    proc.kill("SIGKILL");
+  t.after(async () => {
+    // SIGTERM: the master stops its workers too (after a SIGKILL they
+    // would live on, holding the stderr pipe and this process open).
+    const exited = new Promise((resolve) => proc.once("exit", resolve));
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill("SIGTERM");
+      await Promise.race([exited, sleep(5_000)]);
+    }
+    proc.stderr.destroy();
     rmSync(prefix, { recursive: true, force: true });
   });
   try {
