@@ -35,6 +35,8 @@
 //! the server, behind whatever the connection had queued before it
 //! (`riptide_adapter_broker_rtt_seconds{adapter="nats"}`). async-nats's
 //! `flush` would not do: it only writes the client's buffer out, no PING.
+//! The subscription reconciler uses the same round trip to know that the
+//! server has its SUBs and UNSUBs ([`Bus::synced`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -240,13 +242,29 @@ async fn reconciler(core: Arc<Core>, client: async_nats::Client) {
             tokio::time::sleep(core.options.reconnect_max).await;
             continue;
         }
-        // A flush is a PING answered after the server processed every SUB
-        // and UNSUB before it: from then on, the set is in effect.
+        // The server handles a connection's operations in order: once a
+        // request sent after the SUBs and UNSUBs is answered, they are in
+        // effect. (async-nats's `flush` only writes them out: it sends no
+        // PING and waits for nothing from the server.)
+        // Asked again until answered (a slow or reconnecting server), unless
+        // the wanted set changes first.
         let changed = core.interest_changed.notified();
-        if client.flush().await.is_ok() {
-            core.applied(gen);
+        tokio::pin!(changed);
+        let probe = client.new_inbox();
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut changed => break,
+                answered = round_trip(&client, &probe, core.options.connect_timeout) => {
+                    if answered {
+                        core.applied(gen);
+                        (&mut changed).await;
+                        break;
+                    }
+                    tokio::time::sleep(core.options.reconnect_min).await;
+                }
+            }
         }
-        changed.await;
     }
 }
 
@@ -264,18 +282,24 @@ async fn rtt(core: Arc<Core>, client: async_nats::Client, rtt: Histogram) {
         if up.wait_for(|up| *up).await.is_err() {
             return;
         }
-        let request = Request::new()
-            .inbox(client.new_inbox())
-            .timeout(Some(interval));
         let start = std::time::Instant::now();
-        let answered = match client.send_request(subject.clone(), request).await {
-            Ok(_) => true,
-            Err(e) => e.kind() == RequestErrorKind::NoResponders,
-        };
-        if answered {
+        if round_trip(&client, &subject, interval).await {
             rtt.observe(start.elapsed().as_secs_f64());
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// One request to `subject`, which nobody serves, answered by the server
+/// itself ("no responders") within `timeout`: a round trip through the
+/// server, behind everything the connection sent before it.
+async fn round_trip(client: &async_nats::Client, subject: &str, timeout: Duration) -> bool {
+    let request = Request::new()
+        .inbox(client.new_inbox())
+        .timeout(Some(timeout));
+    match client.send_request(subject.to_owned(), request).await {
+        Ok(_) => true,
+        Err(e) => e.kind() == RequestErrorKind::NoResponders,
     }
 }
 
