@@ -201,6 +201,17 @@ impl riptide::NamespaceHandler for Address {
     }
 }
 
+/// A node admitting one session per client address, trusting the proxies
+/// of `cidr`, serving [`Address`] on `/`.
+fn one_slot_per_ip_behind(cidr: &str) -> TestServer {
+    let mut settings = test_settings();
+    settings.limits.max_connections_per_ip = 1;
+    settings.server.trusted_proxies = vec![cidr.into()];
+    TestServer::start(settings, |r: Riptide| {
+        r.namespace("/", Namespace::new(|| Address))
+    })
+}
+
 /// The address the node attributed to a client whose handshake carried
 /// `headers`.
 async fn address_seen(server: &TestServer, headers: &[(&str, &str)]) -> String {
@@ -226,12 +237,7 @@ async fn address_seen(server: &TestServer, headers: &[(&str, &str)]) -> String {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
-    let mut settings = test_settings();
-    settings.limits.max_connections_per_ip = 1;
-    settings.server.trusted_proxies = vec!["127.0.0.0/8".into()];
-    let server = TestServer::start(settings, |r: Riptide| {
-        r.namespace("/", Namespace::new(|| Address))
-    });
+    let server = one_slot_per_ip_behind("127.0.0.0/8");
     // Two clients behind the proxy: one slot each.
     let xff = |ip: &'static str| [("x-forwarded-for", ip)];
     assert_eq!(handshake_with(&server, &xff("203.0.113.1")).await.0, 200);
@@ -257,13 +263,8 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
 
 #[tokio::test]
 async fn from_an_untrusted_peer_forwarding_headers_are_ignored() {
-    let mut settings = test_settings();
-    settings.limits.max_connections_per_ip = 1;
     // A proxy elsewhere: this test's client is not it.
-    settings.server.trusted_proxies = vec!["10.0.0.0/8".into()];
-    let server = TestServer::start(settings, |r: Riptide| {
-        r.namespace("/", Namespace::new(|| Address))
-    });
+    let server = one_slot_per_ip_behind("10.0.0.0/8");
     assert_eq!(
         address_seen(&server, &[("x-forwarded-for", "203.0.113.1")]).await,
         "127.0.0.1"

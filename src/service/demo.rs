@@ -27,7 +27,8 @@ pub fn routes(settings: &Settings, cfg: &mut web::ServiceConfig) {
         return;
     }
     let config = serde_json::json!({ "mode": mode, "path": settings.server.path });
-    let page = PAGE.replacen(MARK, &config.to_string(), 1);
+    // Filled in once; each request shares it.
+    let page = web::Bytes::from(PAGE.replacen(MARK, &config.to_string(), 1));
     cfg.route(
         "/",
         web::get().to(move || {

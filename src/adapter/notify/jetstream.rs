@@ -15,6 +15,7 @@
 //! File storage: a NATS restart keeps both. Its own connection, apart from
 //! the bus's and the recovery store's.
 
+use crate::adapter::settings::AdapterSettings;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,12 +52,15 @@ pub struct JetStreamNotifyStore {
 impl JetStreamNotifyStore {
     /// Connect in the background; fails only on a malformed URL.
     pub async fn connect(
-        url: &str,
-        ca_file: Option<&std::path::Path>,
-        prefix: &str,
+        settings: &AdapterSettings,
         limits: NotifyLimits,
         log: Logger,
     ) -> Result<JetStreamNotifyStore, AdapterError> {
+        let (url, ca_file, prefix) = (
+            settings.url.as_str(),
+            settings.ca_file(),
+            settings.prefix.as_str(),
+        );
         let servers = parse_servers(url)?;
         let client = store_client(
             crate::adapter::nats::with_ca(ConnectOptions::new(), ca_file),

@@ -125,23 +125,10 @@ pub async fn connect(
     let log = log.new(slog::o!("store" => "notify"));
     Ok(match settings.kind {
         AdapterKind::Memory => Arc::new(memory::MemoryNotifyStore::new(limits)),
-        AdapterKind::Nats => Arc::new(
-            jetstream::JetStreamNotifyStore::connect(
-                &settings.url,
-                settings.ca_file(),
-                &settings.prefix,
-                limits,
-                log,
-            )
-            .await?,
-        ),
-        AdapterKind::Redis => Arc::new(redis::RedisNotifyStore::connect(
-            &settings.url,
-            settings.ca_file(),
-            &settings.prefix,
-            limits,
-            log,
-        )?),
+        AdapterKind::Nats => {
+            Arc::new(jetstream::JetStreamNotifyStore::connect(settings, limits, log).await?)
+        }
+        AdapterKind::Redis => Arc::new(redis::RedisNotifyStore::connect(settings, limits, log)?),
     })
 }
 

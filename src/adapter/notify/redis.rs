@@ -12,6 +12,7 @@
 //! What a Redis without persistence loses when it dies is lost here too
 //! (run it with AOF for offline delivery that survives Redis restarts).
 
+use crate::adapter::settings::AdapterSettings;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,15 +60,16 @@ fn successor(id: &str) -> Option<String> {
 impl RedisNotifyStore {
     /// Fails only on a malformed URL; connects on first use.
     pub fn connect(
-        url: &str,
-        ca_file: Option<&std::path::Path>,
-        prefix: &str,
+        settings: &AdapterSettings,
         limits: NotifyLimits,
         log: Logger,
     ) -> Result<RedisNotifyStore, AdapterError> {
         Ok(RedisNotifyStore {
-            commands: Commands::new(parse_url(url, ca_file)?, limits.timeout),
-            prefix: prefix.to_owned(),
+            commands: Commands::new(
+                parse_url(&settings.url, settings.ca_file())?,
+                limits.timeout,
+            ),
+            prefix: settings.prefix.clone(),
             limits,
             _log: log,
         })

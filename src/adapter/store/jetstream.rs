@@ -23,6 +23,7 @@
 //! Its own connection, apart from the bus's: JetStream's request/reply
 //! traffic does not queue behind broadcasts, and the bus keeps `no_echo`.
 
+use crate::adapter::settings::AdapterSettings;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,12 +109,15 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 impl JetStreamStore {
     /// Connect in the background; fails only on a malformed URL.
     pub async fn connect(
-        url: &str,
-        ca_file: Option<&std::path::Path>,
-        prefix: &str,
+        settings: &AdapterSettings,
         limits: StoreLimits,
         log: Logger,
     ) -> Result<JetStreamStore, AdapterError> {
+        let (url, ca_file, prefix) = (
+            settings.url.as_str(),
+            settings.ca_file(),
+            settings.prefix.as_str(),
+        );
         let servers = parse_servers(url)?;
         let connections = tokio::sync::watch::Sender::new(0u64);
         let bump = connections.clone();

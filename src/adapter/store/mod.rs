@@ -191,21 +191,10 @@ pub async fn connect(
     Ok(match settings.kind {
         AdapterKind::Memory => None,
         AdapterKind::Nats => Some(std::sync::Arc::new(
-            jetstream::JetStreamStore::connect(
-                &settings.url,
-                settings.ca_file(),
-                &settings.prefix,
-                limits,
-                log,
-            )
-            .await?,
+            jetstream::JetStreamStore::connect(settings, limits, log).await?,
         )),
         AdapterKind::Redis => Some(std::sync::Arc::new(redis::RedisStreamsStore::connect(
-            &settings.url,
-            settings.ca_file(),
-            &settings.prefix,
-            limits,
-            log,
+            settings, limits, log,
         )?)),
     })
 }

@@ -23,6 +23,7 @@
 //! - Commands go through one auto-reconnecting connection; each tail has a
 //!   connection of its own (`XREAD BLOCK` holds its connection).
 
+use crate::adapter::settings::AdapterSettings;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -210,15 +211,16 @@ pub(crate) fn now_ms() -> u64 {
 impl RedisStreamsStore {
     /// Fails only on a malformed URL; connects on first use.
     pub fn connect(
-        url: &str,
-        ca_file: Option<&std::path::Path>,
-        prefix: &str,
+        settings: &AdapterSettings,
         limits: StoreLimits,
         log: Logger,
     ) -> Result<RedisStreamsStore, AdapterError> {
         Ok(RedisStreamsStore {
-            commands: Commands::new(parse_url(url, ca_file)?, limits.timeout),
-            prefix: prefix.to_owned(),
+            commands: Commands::new(
+                parse_url(&settings.url, settings.ca_file())?,
+                limits.timeout,
+            ),
+            prefix: settings.prefix.clone(),
             limits,
             connections: tokio::sync::watch::Sender::new(0),
             _log: log,

@@ -11,30 +11,21 @@
 
 import assert from "node:assert/strict";
 import { describe } from "node:test";
-import { BROKERS, startBroker } from "../lib/brokers.mjs";
+import { BROKERS } from "../lib/brokers.mjs";
+import { twoNodes } from "../lib/cluster.mjs";
 import { proxy } from "../lib/proxy.mjs";
 import { VARIANTS, emitAck, itest, sleep, until, waitFor } from "../lib/harness.mjs";
 
 const RECONNECT = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 300 };
 const TIMEOUT = { timeout: 40_000 };
-
-/** A broker of `kind` and two nodes with recovery on, joined through it. */
-async function twoNodes(ctx, t, kind) {
-  const url = await startBroker(t, kind);
-  const env = {
-    RIPTIDE__ADAPTER__KIND: kind,
-    RIPTIDE__ADAPTER__URL: url,
-    RIPTIDE__RECOVERY__ENABLED: "true",
-  };
-  return [await ctx.server({ env }), await ctx.server({ env })];
-}
+const RECOVERY = { RIPTIDE__RECOVERY__ENABLED: "true" };
 
 for (const kind of Object.keys(BROKERS)) {
   for (const signal of ["SIGKILL", "SIGTERM"]) {
     describe(`recovery through ${kind}, node ${signal === "SIGKILL" ? "killed" : "stopped"}`, () => {
       for (const transport of ["websocket", "polling"]) {
       itest(`over ${transport}: recovered by the other node with nothing lost (${signal})`, async (ctx, t) => {
-        const [a, b] = await twoNodes(ctx, t, kind);
+        const [a, b] = await twoNodes(ctx, t, kind, RECOVERY, { meet: false });
         const url = await proxy(t, () => (a.running ? a.port : b.port));
         const socket = ctx.client("/", { ...VARIANTS[transport], ...RECONNECT }, { url });
         await waitFor(socket, "connect", 5_000, "connect through the proxy to node A");

@@ -23,9 +23,13 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { describe } from "node:test";
-import { startBroker, waitListening } from "../lib/brokers.mjs";
+import { waitListening } from "../lib/brokers.mjs";
+import { forwarded, metric, twoNodes } from "../lib/cluster.mjs";
 import { emitAck, itest, sleep, until, waitConnectError, waitFor } from "../lib/harness.mjs";
 import { freePort, REPO_ROOT } from "../lib/server.mjs";
+
+/** The nodes behind nginx trust it (server.trusted_proxies). */
+const TRUSTED = { RIPTIDE__SERVER__TRUSTED_PROXIES: "127.0.0.1" };
 
 const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find(existsSync) ?? "nginx";
 
@@ -77,44 +81,14 @@ async function startNginx(t, recipe, ports) {
   return { url: `http://127.0.0.1:${port}`, port, log: () => log };
 }
 
-/** A NATS server and two nodes joined through it, which know each other's address. */
-async function twoNodes(ctx, t, extra = {}) {
-  const url = await startBroker(t, "nats");
-  const env = {
-    RIPTIDE__ADAPTER__KIND: "nats",
-    RIPTIDE__ADAPTER__URL: url,
-    RIPTIDE__SERVER__TRUSTED_PROXIES: "127.0.0.1",
-    ...extra,
-  };
-  const a = await ctx.server({ env });
-  const b = await ctx.server({ env });
-  // Heartbeats carry each node's address: let them meet.
-  await sleep(1_500);
-  return [a, b];
-}
-
 /** Client options for a client at source address `from` (one connection per request). */
 function from(address, opts = {}) {
   return { agent: new http.Agent({ localAddress: address }), ...opts };
 }
 
-async function metric(node, series) {
-  const text = await (await fetch(`${node.url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(series + " "));
-  return line ? Number(line.split(" ").pop()) : 0;
-}
-
 async function sessions(node) {
   return (await metric(node, 'riptide_engine_sessions{transport="polling"}'))
     + (await metric(node, 'riptide_engine_sessions{transport="websocket"}'));
-}
-
-async function forwarded(node) {
-  let n = 0;
-  for (const kind of ["get", "post", "websocket"]) {
-    n += await metric(node, `riptide_forwarded_requests_total{kind="${kind}"}`);
-  }
-  return n;
 }
 
 /** Every one of `clients` in `room`, then `count` messages from the first: all get all, in order. */
@@ -138,7 +112,7 @@ async function upgraded(socket) {
 
 describe("nginx recipes (deploy/nginx/)", () => {
   itest("round-robin.conf: both transports, the upgrade and cross-node delivery without affinity", async (ctx, t) => {
-    const [a, b] = await twoNodes(ctx, t);
+    const [a, b] = await twoNodes(ctx, t, "nats", TRUSTED);
     const lb = await startNginx(t, "round-robin.conf", [a.port, b.port]);
     const polling = [];
     for (let i = 0; i < 4; i++) {
@@ -157,7 +131,7 @@ describe("nginx recipes (deploy/nginx/)", () => {
   }, { timeout: 60_000 });
 
   itest("sticky.conf: one node per client address, polling without forwarding, cross-node delivery", async (ctx, t) => {
-    const [a, b] = await twoNodes(ctx, t, { RIPTIDE__CLUSTER__FORWARD_POLLING: "false" });
+    const [a, b] = await twoNodes(ctx, t, "nats", { ...TRUSTED, RIPTIDE__CLUSTER__FORWARD_POLLING: "false" });
     const lb = await startNginx(t, "sticky.conf", [a.port, b.port]);
     // Client addresses until both nodes have some (the hash decides).
     const clients = [];
@@ -177,7 +151,7 @@ describe("nginx recipes (deploy/nginx/)", () => {
     itest(`${recipe}: the node counts clients, not the proxy, by a header clients cannot spoof`, async (ctx, t) => {
       // Per-IP limits are a node's own: both upstreams are one node here.
       const node = await ctx.server({
-        env: { RIPTIDE__SERVER__TRUSTED_PROXIES: "127.0.0.1", RIPTIDE__LIMITS__MAX_CONNECTIONS_PER_IP: "1" },
+        env: { ...TRUSTED, RIPTIDE__LIMITS__MAX_CONNECTIONS_PER_IP: "1" },
       });
       const lb = await startNginx(t, recipe, [node.port, node.port]);
       // The header a client writes is replaced by nginx's.

@@ -8,7 +8,8 @@
 
 import assert from "node:assert/strict";
 import { describe } from "node:test";
-import { BROKERS, startBroker } from "../lib/brokers.mjs";
+import { BROKERS } from "../lib/brokers.mjs";
+import { forwarded, twoNodes } from "../lib/cluster.mjs";
 import { proxy } from "../lib/proxy.mjs";
 import { emitAck, itest, sleep, waitFor } from "../lib/harness.mjs";
 
@@ -34,27 +35,6 @@ async function splitByTransport(t, httpPort, wsPort) {
     return /transport=websocket/.test(line) ? wsPort : httpPort;
   });
   return { url };
-}
-
-/** A broker of `kind` and two nodes joined through it, which know each other's address. */
-async function twoNodes(ctx, t, kind) {
-  const url = await startBroker(t, kind);
-  const env = { RIPTIDE__ADAPTER__KIND: kind, RIPTIDE__ADAPTER__URL: url };
-  const nodeA = await ctx.server({ env });
-  const nodeB = await ctx.server({ env });
-  // Heartbeats carry each node's address: let them meet.
-  await sleep(1_500);
-  return [nodeA, nodeB];
-}
-
-async function forwarded(node) {
-  const text = await (await fetch(`${node.url}/metrics`)).text();
-  let n = 0;
-  for (const line of text.split("\n")) {
-    const m = line.match(/^riptide_forwarded_requests_total\{kind="(get|post|websocket)"\} (\d+)/);
-    if (m) n += Number(m[2]);
-  }
-  return n;
 }
 
 for (const kind of Object.keys(BROKERS)) {
