@@ -13,8 +13,11 @@
 //!   shared by every receiver), the handshake (its compact `Headers`),
 //!   heartbeat, polling, upgrade, backpressure),
 //!   HTTP long-polling routes, forwarding a request for another node's
-//!   session to its owner (`forward`), the WebSocket
-//!   reader and bounded outbound queue, admission limits (per node, per IP;
+//!   session to its owner (`forward`), the WebSocket (`websocket/`: the
+//!   bounded outbound queue, the frame reader, and `conn`, the WebSocket run
+//!   on the raw connection), the upgrade service that takes a WebSocket's
+//!   connection out of actix-http's HTTP/1 dispatcher (`takeover`),
+//!   admission limits (per node, per IP;
 //!   the client's address behind `server.trusted_proxies` in `proxy`),
 //!   its own configuration and figures (the per-frame counters sharded per
 //!   thread). It knows nothing of Socket.IO.

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::Method;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytestring::ByteString;
 use futures_util::{SinkExt, StreamExt};
 use slog::{debug, Logger};
@@ -212,6 +212,25 @@ pub(crate) async fn websocket(
         Ok(Err(e)) => return Err(f.failed(owner, "websocket", e)),
         Err(_) => return Err(f.failed(owner, "websocket", "timed out")),
     };
+    if req
+        .extensions()
+        .contains::<super::websocket::TakeoverOffer>()
+    {
+        // On the raw connection (Riptide's upgrade service): both sides'
+        // handshakes are done, so the frames are copied as bytes.
+        let mut response = actix_web_actors::ws::handshake(req)
+            .map_err(|_| EngineError::BadRequest)?
+            .finish();
+        let parts = upstream.into_parts();
+        response
+            .extensions_mut()
+            .insert(super::websocket::Takeover::Pipe {
+                upstream: parts.io,
+                leftover: parts.read_buf,
+            });
+        f.metrics.forwarded("websocket");
+        return Ok(response);
+    }
     let (response, session, stream) =
         actix_ws::handle(req, payload).map_err(|_| EngineError::BadRequest)?;
     let stream = stream

@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod routes;
 pub mod session;
 pub mod sid;
+pub mod takeover;
 pub mod websocket;
 
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches

@@ -6,7 +6,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_http::{HttpService, KeepAlive};
+use actix_service::{map_config, IntoServiceFactory as _, ServiceFactoryExt as _};
+use actix_web::dev::AppConfig;
+use actix_web::{web, App, HttpResponse};
 use regex::Regex;
 use slog::{info, o, Logger};
 
@@ -17,6 +20,7 @@ use crate::adapter::{
 };
 use crate::api::{Namespace, NamespaceHandler, ServerHandle};
 use crate::engineio::forward::Forwarder;
+use crate::engineio::takeover::UpgradeFactory;
 use crate::engineio::{CloseReason, Engine, EngineConfig};
 use crate::node::dispatch::Dispatch;
 use crate::node::metrics::Metrics;
@@ -383,24 +387,59 @@ impl RiptideServer {
         self.start_cluster_on(Some(local)).await?;
         let this = Arc::new(self);
         let app_this = this.clone();
-        let server = HttpServer::new(move || {
+        let secure = tls.is_some();
+        // A notify the dispatchers of keep-alive connections wait on, so a
+        // graceful stop does not wait out their keep-alive (as actix-web's
+        // HttpServer does).
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let stop_signal = stopping.clone();
+        // Each worker builds the application twice: once for its HTTP/1
+        // dispatcher, once for the upgrade service that takes WebSocket
+        // connections out of it (engineio/takeover.rs).
+        let app = move || {
             let this = app_this.clone();
             let extra = extra.clone();
-            App::new().configure(move |cfg| {
+            let app = App::new().configure(move |cfg| {
                 this.configure(cfg);
                 extra(cfg);
+            });
+            map_config(app.into_factory(), move |_| {
+                AppConfig::__priv_test_new(secure, local.to_string(), local)
             })
-        })
-        .workers(workers)
-        .disable_signals()
-        // A client's EOF ends its connection at once, so a long-poll whose
-        // client went away is noticed now, not at the ping timeout.
-        .h1_allow_half_closed(false)
-        .on_connect(crate::engineio::websocket::on_connect)
-        .shutdown_timeout(shutdown_timeout.as_secs().max(1));
+        };
+        // One chain for both listeners (their I/O types differ).
+        macro_rules! http {
+            () => {{
+                let signal = stop_signal.clone();
+                HttpService::build()
+                    .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    // A client's EOF ends its connection at once, so a
+                    // long-poll whose client went away is noticed now, not
+                    // at the ping timeout.
+                    .h1_allow_half_closed(false)
+                    .local_addr(local)
+                    .graceful_shutdown_signal(move || {
+                        let signal = signal.clone();
+                        async move { signal.notified().await }
+                    })
+                    .on_connect_ext(|io: &_, ext: _| {
+                        crate::engineio::websocket::on_connect(io as &dyn std::any::Any, ext)
+                    })
+                    .upgrade(UpgradeFactory::new(app()))
+                    .finish(app().map_err(|e| e.error_response()))
+            }};
+        }
+        let builder = actix_server::Server::build()
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(shutdown_timeout.as_secs().max(1));
         let server = match tls {
-            Some(config) => server.listen_rustls_0_23(listener, config)?,
-            None => server.listen(listener)?,
+            Some(config) => builder.listen("riptide", listener, move || {
+                http!().rustls_0_23(config.clone())
+            })?,
+            None => builder.listen("riptide", listener, move || http!().tcp())?,
         }
         .run();
         info!(this.log, "riptide listening";
@@ -455,6 +494,7 @@ impl RiptideServer {
             }
             // Graceful stop waits for open connections; a second signal, or
             // the shutdown timeout, stops at once.
+            stopping.notify_waiters();
             let graceful = handle.stop(true);
             tokio::select! {
                 _ = graceful => {}

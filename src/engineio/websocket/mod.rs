@@ -20,15 +20,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use actix::prelude::*;
-use actix_codec::Decoder;
-use actix_http::ws::{CloseCode, CloseReason, Codec, Frame as WsFrame, Item};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_http::ws::CloseCode;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 
 use super::packet::Packet;
 use super::session::{Frame, WsEvent};
+
+mod conn;
+mod reader;
+pub(crate) use conn::{Takeover, TakeoverOffer};
 
 static NEXT_WS_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -81,6 +84,9 @@ struct Outbound {
     /// Chunks that end a frame, so frames can be counted as they leave.
     frame_ends: VecDeque<usize>,
     sent_chunks: usize,
+    /// Chunks taken off `chunks` by the connection's writer and not yet
+    /// written ([`conn`]; always 0 for the response body).
+    in_flight: usize,
     /// The response body was dropped: nothing more is written.
     body_gone: bool,
     /// `sent_chunks` when the body last answered `Pending`. actix-http's h1
@@ -151,6 +157,7 @@ impl WsSink {
                 frames: 0,
                 frame_ends: VecDeque::new(),
                 sent_chunks: 0,
+                in_flight: 0,
                 body_gone: false,
                 settled_chunks: 0,
                 flush_waiters: Vec::new(),
@@ -190,7 +197,7 @@ impl WsSink {
         out.bytes += wire.len();
         out.chunks.push_back(wire);
         out.frames += 1;
-        let end = out.sent_chunks + out.chunks.len();
+        let end = out.sent_chunks + out.in_flight + out.chunks.len();
         out.frame_ends.push_back(end);
         if let Some(w) = out.waker.take() {
             w.wake();
@@ -229,7 +236,7 @@ impl WsSink {
         if out.state == State::Killed || out.body_gone {
             return rx;
         }
-        let target = out.sent_chunks + out.chunks.len();
+        let target = out.sent_chunks + out.in_flight + out.chunks.len();
         out.flush_waiters.push((target, tx));
         // Even with nothing queued, the last chunks may have been handed over
         // in a dispatcher poll whose flush is still to come: the waiter is
@@ -368,17 +375,39 @@ struct Body {
 
 impl Drop for Body {
     fn drop(&mut self) {
-        // From here on the socket may be closed and its number reused; and
-        // nothing queued will ever be written (a close timer may still hold
-        // the sink for a while: free the frames now).
-        let mut out = self.out.lock();
-        out.fd = None;
-        out.body_gone = true;
-        out.flush_waiters.clear();
-        out.chunks.clear();
-        out.frame_ends.clear();
-        out.bytes = 0;
-        out.frames = 0;
+        self.out.lock().detach();
+    }
+}
+
+impl Outbound {
+    /// The connection is gone (its socket may be closed and its number
+    /// reused) and nothing queued will ever be written: free the frames now
+    /// (a close timer may still hold the sink for a while).
+    fn detach(&mut self) {
+        self.fd = None;
+        self.body_gone = true;
+        self.flush_waiters.clear();
+        self.chunks.clear();
+        self.frame_ends.clear();
+        self.in_flight = 0;
+        self.bytes = 0;
+        self.frames = 0;
+    }
+
+    /// Release the [`WsSink::flushed`] waiters whose frames are all written
+    /// to the socket (the raw connection's writer, [`conn`]).
+    fn release_flushed(&mut self) {
+        if self.flush_waiters.is_empty() {
+            return;
+        }
+        let sent = self.sent_chunks;
+        for (target, tx) in std::mem::take(&mut self.flush_waiters) {
+            if target <= sent {
+                let _ = tx.send(());
+            } else {
+                self.flush_waiters.push((target, tx));
+            }
+        }
     }
 }
 
@@ -488,6 +517,22 @@ pub fn accept(
     let mut builder = actix_web_actors::ws::handshake(req)?;
     let sink = WsSink::new(limits);
     sink.out.lock().fd = req.conn_data::<ConnFd>().copied();
+    if req.extensions().contains::<TakeoverOffer>() {
+        // Riptide's upgrade service runs the WebSocket on the raw
+        // connection once this response's head is written (conn.rs).
+        session.do_send(WsEvent::Attach {
+            id: sink.id,
+            ws: sink.clone(),
+            upgrade,
+        });
+        let mut resp = builder.finish();
+        resp.extensions_mut().insert(Takeover::Session {
+            sink: sink.clone(),
+            session,
+            max_payload: limits.max_payload,
+        });
+        return Ok((resp, sink));
+    }
     let body = Body {
         out: sink.out.clone(),
     };
@@ -503,6 +548,25 @@ pub fn accept(
         limits.max_payload,
     ));
     Ok((builder.streaming(body), sink))
+}
+
+/// A bad frame: the packets decoded before it still reach the session
+/// first, then the session hears why and the WebSocket is closed.
+fn fail(
+    session: &Recipient<WsEvent>,
+    sink: &WsSink,
+    kind: &'static str,
+    code: CloseCode,
+    packets: &mut Vec<Packet>,
+) {
+    for packet in packets.drain(..) {
+        session.do_send(WsEvent::Packet {
+            id: sink.id,
+            packet,
+        });
+    }
+    session.do_send(WsEvent::Invalid { id: sink.id, kind });
+    sink.close(code, kind);
 }
 
 /// Hand `packets` to the session in order, waiting until it has taken the
@@ -526,6 +590,10 @@ async fn hand_over(session: &Recipient<WsEvent>, id: u64, packets: &mut Vec<Pack
 /// and a burst (many small frames in one read) travels through the session,
 /// the handler and the rooms as a batch, so each receiver's connection
 /// writes it in a few large writes rather than one per frame.
+///
+/// This is the WebSocket run as actix-web's response body, for an engine
+/// mounted on a server without Riptide's upgrade service; [`conn`] runs it
+/// on the raw connection.
 async fn read_loop(
     mut payload: web::Payload,
     session: Recipient<WsEvent>,
@@ -539,97 +607,24 @@ async fn read_loop(
         sink.close(CloseCode::Away, "session closed");
         return;
     }
-    let mut codec = Codec::new().max_size(max);
+    let mut reader = reader::FrameReader::new(max);
     let mut buf = BytesMut::new();
-    let mut partial: Option<(bool, BytesMut)> = None;
     let mut packets: Vec<Packet> = Vec::new();
-    // The packets decoded before a bad frame still reach the session first.
-    let fail = |kind: &'static str, code: CloseCode, packets: &mut Vec<Packet>| {
-        for packet in packets.drain(..) {
-            session.do_send(WsEvent::Packet { id, packet });
-        }
-        session.do_send(WsEvent::Invalid { id, kind });
-        sink.close(code, kind);
-    };
-    // actix-http's codec does not check UTF-8; text is checked below.
-    'read: loop {
-        loop {
-            let frame = match codec.decode(&mut buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(actix_http::ws::ProtocolError::Overflow) => {
-                    fail("oversized", CloseCode::Size, &mut packets);
-                    break 'read;
-                }
-                Err(_) => {
-                    fail("bad_frame", CloseCode::Protocol, &mut packets);
-                    break 'read;
-                }
-            };
-            let message = match frame {
-                WsFrame::Text(b) => Some((true, b)),
-                WsFrame::Binary(b) => Some((false, b)),
-                WsFrame::Continuation(item) => {
-                    let (first, chunk, last) = match item {
-                        Item::FirstText(b) => (Some(true), b, false),
-                        Item::FirstBinary(b) => (Some(false), b, false),
-                        Item::Continue(b) => (None, b, false),
-                        Item::Last(b) => (None, b, true),
-                    };
-                    match (first, &mut partial) {
-                        (Some(text), None) => partial = Some((text, BytesMut::from(&chunk[..]))),
-                        (None, Some((_, acc))) => acc.extend_from_slice(&chunk),
-                        _ => {
-                            fail("bad_frame", CloseCode::Protocol, &mut packets);
-                            break 'read;
-                        }
-                    }
-                    if partial.as_ref().is_some_and(|(_, acc)| acc.len() > max) {
-                        fail("oversized", CloseCode::Size, &mut packets);
-                        break 'read;
-                    }
-                    if last {
-                        partial.take().map(|(text, acc)| (text, acc.freeze()))
-                    } else {
-                        None
-                    }
-                }
-                WsFrame::Ping(p) => {
-                    sink.pong(p);
-                    None
-                }
-                WsFrame::Pong(_) => None,
-                WsFrame::Close(reason) => {
-                    let _ = hand_over(&session, id, &mut packets).await;
-                    let code = reason.map_or(CloseCode::Normal, |r: CloseReason| r.code);
-                    sink.close(code, "");
-                    break 'read;
-                }
-            };
-            let Some((text, data)) = message else {
-                continue;
-            };
-            let packet = if text {
-                match std::str::from_utf8(&data) {
-                    Ok(s) => match Packet::decode_text(s) {
-                        Ok(p) => p,
-                        Err(_) => {
-                            fail("engine_decode", CloseCode::Invalid, &mut packets);
-                            break 'read;
-                        }
-                    },
-                    Err(_) => {
-                        fail("invalid_utf8", CloseCode::Invalid, &mut packets);
-                        break 'read;
-                    }
-                }
-            } else {
-                Packet::decode_ws_binary(data)
-            };
-            packets.push(packet);
+    loop {
+        match reader.decode(&mut buf, &mut packets, &sink) {
+            reader::Step::More => {}
+            reader::Step::Close(code) => {
+                let _ = hand_over(&session, id, &mut packets).await;
+                sink.close(code, "");
+                break;
+            }
+            reader::Step::Fail(kind, code) => {
+                fail(&session, &sink, kind, code, &mut packets);
+                break;
+            }
         }
         if !hand_over(&session, id, &mut packets).await {
-            break 'read;
+            break;
         }
         match payload.next().await {
             Some(Ok(chunk)) => buf.extend_from_slice(&chunk),

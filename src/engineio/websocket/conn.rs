@@ -1,0 +1,432 @@
+//! A WebSocket run on the raw connection, after Riptide's upgrade service
+//! (engineio/takeover.rs) has taken it from actix-http's dispatcher.
+//!
+//! One task per connection reads and writes:
+//! - reads go into a buffer of the worker thread's, and only a partial
+//!   frame is kept by the connection, so an idle WebSocket holds no buffer
+//!   at all (the dispatcher kept an 8 kB read and an 8 kB write buffer for
+//!   each one, docs/decisions.md "Idle memory");
+//! - writes go straight from the [`WsSink`] queue to the socket, up to
+//!   [`MAX_IOV`] frames in one vectored write: a broadcast's frame bytes,
+//!   shared by every receiver, are never copied into a per-connection buffer.
+//!
+//! The guarantees are the response body's (mod.rs): the same bounded queue,
+//! the same slow-consumer kill (the socket shut down under the sink's lock),
+//! the same close flush bound, inbound packets handed over a read's worth at
+//! a time, waiting for the session to take them.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io::IoSlice;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_http::ws::CloseCode;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::reader::{FrameReader, Step};
+use super::{fail, State, WsSink};
+use crate::engineio::packet::Packet;
+use crate::engineio::session::WsEvent;
+
+/// Frames written in one vectored write at most (Linux's `UIO_MAXIOV` is
+/// 1024; past a few dozen the gain is nothing).
+const MAX_IOV: usize = 64;
+
+/// Bytes read from a socket in one read.
+const READ_BUF: usize = 64 * 1024;
+
+/// How long a closed WebSocket waits for its peer to close too, after the
+/// close frame is written and the write side shut (a lingering close: data
+/// still arriving would otherwise make the kernel answer with a reset,
+/// which can destroy the close frame before the client reads it).
+const LINGER: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// The worker thread's read buffer, lent to one connection's read at a
+    /// time (a read and its decoding are one synchronous step).
+    static READ: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BUF].into_boxed_slice());
+}
+
+/// Put in a request's extensions by the upgrade service: the connection can
+/// be taken over, so a WebSocket handshake answers with a [`Takeover`]
+/// instead of a streaming body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TakeoverOffer;
+
+/// Put in a `101 Switching Protocols` response's extensions: what runs on
+/// the connection once the response head is written.
+pub(crate) enum Takeover {
+    /// An Engine.IO session's WebSocket.
+    Session {
+        sink: WsSink,
+        session: Recipient<WsEvent>,
+        max_payload: usize,
+    },
+    /// A WebSocket forwarded to the node that owns its session
+    /// (engineio/forward.rs): bytes copied both ways, frames untouched (the
+    /// client's stay masked, as the owner expects of a client).
+    Pipe {
+        upstream: awc::BoxedSocket,
+        /// What the owner sent after its handshake, read with it.
+        leftover: BytesMut,
+    },
+}
+
+impl Takeover {
+    /// Run on `io`; `read_buf` holds what the client sent after its
+    /// handshake request.
+    pub(crate) async fn run<T>(self, io: T, read_buf: BytesMut)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        match self {
+            Takeover::Session {
+                sink,
+                session,
+                max_payload,
+            } => run_session(io, read_buf, sink, session, max_payload).await,
+            Takeover::Pipe { upstream, leftover } => pipe(io, read_buf, upstream, leftover).await,
+        }
+    }
+}
+
+async fn pipe<T>(mut io: T, read_buf: BytesMut, mut upstream: awc::BoxedSocket, leftover: BytesMut)
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    if !leftover.is_empty() && io.write_all(&leftover).await.is_err() {
+        return;
+    }
+    if !read_buf.is_empty() && upstream.write_all(&read_buf).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut io, &mut upstream).await;
+}
+
+/// How the writer stopped.
+enum WriteEnd {
+    /// The close frame and everything before it are written.
+    Closed,
+    /// Killed (a slow consumer, a stuck close) or the socket failed.
+    Dropped,
+}
+
+/// What the read side came to.
+enum ReadEvent {
+    /// One read's packets, to hand over.
+    Packets,
+    Step(Step),
+    /// The peer closed or the socket failed.
+    Eof,
+}
+
+struct Conn<T> {
+    io: T,
+    sink: WsSink,
+    reader: FrameReader,
+    /// A partial frame: the only read data a connection keeps between reads.
+    pending: BytesMut,
+    packets: Vec<Packet>,
+    /// Chunks taken off the sink's queue, being written; `offset` bytes of
+    /// the first are written already.
+    inflight: VecDeque<Bytes>,
+    offset: usize,
+    /// A write left data in a TLS session's buffer: flush before idling.
+    unflushed: bool,
+}
+
+async fn run_session<T>(
+    io: T,
+    read_buf: BytesMut,
+    sink: WsSink,
+    session: Recipient<WsEvent>,
+    max: usize,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let id = sink.id;
+    // The dispatcher's read buffer is not kept: only what it holds.
+    let first = !read_buf.is_empty();
+    let mut c = Conn {
+        io,
+        sink,
+        reader: FrameReader::new(max),
+        pending: if first {
+            BytesMut::from(&read_buf[..])
+        } else {
+            BytesMut::new()
+        },
+        packets: Vec::new(),
+        inflight: VecDeque::new(),
+        offset: 0,
+        unflushed: false,
+    };
+    let mut reported = false;
+    let mut unread = first;
+    let end = 'run: {
+        // Queued behind `Attach`: if it cannot be delivered the session is
+        // gone, and the WebSocket must not stay open with nobody behind it.
+        let alive = session.send(WsEvent::Alive);
+        match c.while_writing(alive).await {
+            Err(end) => break 'run end,
+            Ok(Err(_)) => c.sink.close(CloseCode::Away, "session closed"),
+            Ok(Ok(())) => loop {
+                // Whatever was read with the handshake is decoded first.
+                let event = if std::mem::take(&mut unread) {
+                    ReadEvent::Step(c.decode_pending())
+                } else {
+                    match poll_fn(|cx| c.poll_read_phase(cx)).await {
+                        Ok(event) => event,
+                        Err(end) => break 'run end,
+                    }
+                };
+                match event {
+                    ReadEvent::Packets | ReadEvent::Step(Step::More) => {
+                        match c.hand_over(&session).await {
+                            Err(end) => break 'run end,
+                            Ok(true) => continue,
+                            Ok(false) => {
+                                c.sink.close(CloseCode::Normal, "");
+                                break;
+                            }
+                        }
+                    }
+                    ReadEvent::Step(Step::Close(code)) => {
+                        if let Err(end) = c.hand_over(&session).await {
+                            break 'run end;
+                        }
+                        c.sink.close(code, "");
+                        break;
+                    }
+                    ReadEvent::Step(Step::Fail(kind, code)) => {
+                        fail(&session, &c.sink, kind, code, &mut c.packets);
+                        break;
+                    }
+                    ReadEvent::Eof => {
+                        c.sink.close(CloseCode::Normal, "");
+                        break;
+                    }
+                }
+            },
+        }
+        // The read side is over: the session hears it now, while what is
+        // queued (the close frame last) is still being written.
+        session.do_send(WsEvent::Closed { id });
+        reported = true;
+        poll_fn(|cx| c.poll_write(cx)).await
+    };
+    if let WriteEnd::Closed = end {
+        c.linger().await;
+    }
+    // (`Conn`'s drop detaches the sink before the socket is closed.)
+    drop(c);
+    if !reported {
+        session.do_send(WsEvent::Closed { id });
+    }
+}
+
+impl<T> Drop for Conn<T> {
+    fn drop(&mut self) {
+        // Before the socket closes (its fields drop after this): from here
+        // on its descriptor number may be reused, and nothing queued will
+        // be written.
+        self.sink.out.lock().detach();
+    }
+}
+
+impl<T> Conn<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    /// Poll `fut` while writing what the session queues.
+    async fn while_writing<F: Future>(&mut self, fut: F) -> Result<F::Output, WriteEnd> {
+        let mut fut = pin!(fut);
+        poll_fn(|cx| {
+            if let Poll::Ready(end) = self.poll_write(cx) {
+                return Poll::Ready(Err(end));
+            }
+            fut.as_mut().poll(cx).map(Ok)
+        })
+        .await
+    }
+
+    /// Hand the decoded packets to the session in order, waiting until it
+    /// has taken the last one (inbound backpressure: one read's worth).
+    /// `Ok(false)` when the session is gone.
+    async fn hand_over(&mut self, session: &Recipient<WsEvent>) -> Result<bool, WriteEnd> {
+        let id = self.sink.id;
+        let Some(last) = self.packets.pop() else {
+            return Ok(true);
+        };
+        for packet in self.packets.drain(..) {
+            session.do_send(WsEvent::Packet { id, packet });
+        }
+        let taken = session.send(WsEvent::Packet { id, packet: last });
+        Ok(self.while_writing(taken).await?.is_ok())
+    }
+
+    fn decode_pending(&mut self) -> Step {
+        let step = self
+            .reader
+            .decode(&mut self.pending, &mut self.packets, &self.sink);
+        if self.pending.is_empty() {
+            // Frees the buffer the decoded frames came from once they are
+            // dropped, instead of keeping it for the next read.
+            self.pending = BytesMut::new();
+        }
+        step
+    }
+
+    /// Write, and read until one read yields packets or the read side ends.
+    fn poll_read_phase(&mut self, cx: &mut Context<'_>) -> Poll<Result<ReadEvent, WriteEnd>> {
+        if let Poll::Ready(end) = self.poll_write(cx) {
+            return Poll::Ready(Err(end));
+        }
+        loop {
+            let read = READ.with_borrow_mut(|buf| {
+                let mut rb = ReadBuf::new(&mut buf[..]);
+                match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(None),
+                    Poll::Ready(Ok(())) => {
+                        // Exactly what was read, in a buffer of its own
+                        // (the frames decoded from it are handed on).
+                        self.pending.extend_from_slice(rb.filled());
+                        Poll::Ready(Some(()))
+                    }
+                    Poll::Ready(Err(_)) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            });
+            match read {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(ReadEvent::Eof)),
+                Poll::Ready(Some(())) => match self.decode_pending() {
+                    Step::More if self.packets.is_empty() => continue,
+                    Step::More => return Poll::Ready(Ok(ReadEvent::Packets)),
+                    step => return Poll::Ready(Ok(ReadEvent::Step(step))),
+                },
+            }
+        }
+    }
+
+    /// Write what is queued until the queue is empty (`Pending`, with the
+    /// sink's waker set) or the writer is done.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<WriteEnd> {
+        loop {
+            if self.inflight.is_empty() {
+                let mut out = self.sink.out.lock();
+                out.release_flushed();
+                if out.state == State::Killed || out.body_gone {
+                    return Poll::Ready(WriteEnd::Dropped);
+                }
+                if out.chunks.is_empty() {
+                    if self.unflushed {
+                        drop(out);
+                        match Pin::new(&mut self.io).poll_flush(cx) {
+                            Poll::Ready(Ok(())) => self.unflushed = false,
+                            Poll::Ready(Err(_)) => return Poll::Ready(WriteEnd::Dropped),
+                            Poll::Pending => {
+                                self.sink.out.lock().waker = Some(cx.waker().clone());
+                                return Poll::Pending;
+                            }
+                        }
+                        continue;
+                    }
+                    if out.state == State::Closing {
+                        return Poll::Ready(WriteEnd::Closed);
+                    }
+                    out.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                std::mem::swap(&mut self.inflight, &mut out.chunks);
+                out.in_flight = self.inflight.len();
+            }
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for (i, chunk) in self.inflight.iter().take(MAX_IOV).enumerate() {
+                iov[i] = IoSlice::new(if i == 0 { &chunk[self.offset..] } else { chunk });
+                n += 1;
+            }
+            let written = match Pin::new(&mut self.io).poll_write_vectored(cx, &iov[..n]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(WriteEnd::Dropped),
+                Poll::Ready(Ok(w)) => w,
+                Poll::Pending => {
+                    // A kill must still wake this task.
+                    let mut out = self.sink.out.lock();
+                    if out.state == State::Killed {
+                        return Poll::Ready(WriteEnd::Dropped);
+                    }
+                    out.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            };
+            self.unflushed = true;
+            self.advance(written);
+        }
+    }
+
+    /// `written` bytes of the in-flight chunks have left: drop the chunks
+    /// written whole and count them (and the frames they end) as sent.
+    fn advance(&mut self, mut written: usize) {
+        let mut done = 0;
+        let mut bytes = 0;
+        while let Some(front) = self.inflight.front() {
+            let left = front.len() - self.offset;
+            if written < left {
+                self.offset += written;
+                bytes += written;
+                break;
+            }
+            written -= left;
+            bytes += left;
+            self.offset = 0;
+            self.inflight.pop_front();
+            done += 1;
+        }
+        let mut out = self.sink.out.lock();
+        out.bytes = out.bytes.saturating_sub(bytes);
+        out.in_flight = self.inflight.len();
+        out.sent_chunks += done;
+        let sent = out.sent_chunks;
+        while out.frame_ends.front().is_some_and(|&e| e <= sent) {
+            out.frame_ends.pop_front();
+            out.frames = out.frames.saturating_sub(1);
+        }
+    }
+
+    /// After the close frame: shut the write side, then read and drop
+    /// whatever still comes until the peer closes too, for at most
+    /// [`LINGER`].
+    async fn linger(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        let io = &mut self.io;
+        let _ = tokio::time::timeout(LINGER, async {
+            if io.shutdown().await.is_err() {
+                return;
+            }
+            poll_fn(|cx| loop {
+                let read = READ.with_borrow_mut(|buf| {
+                    let mut rb = ReadBuf::new(&mut buf[..]);
+                    match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                        Poll::Ready(Ok(())) if !rb.filled().is_empty() => Poll::Ready(true),
+                        Poll::Ready(_) => Poll::Ready(false),
+                        Poll::Pending => Poll::Pending,
+                    }
+                });
+                match read {
+                    Poll::Ready(true) => continue,
+                    Poll::Ready(false) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            })
+            .await
+        })
+        .await;
+    }
+}

@@ -1,0 +1,116 @@
+//! Inbound WebSocket frames to Engine.IO packets: one decoder for both ways
+//! a WebSocket is run (on the raw connection, [`super::conn`], or as
+//! actix-web's response body, [`super::read_loop`]).
+
+use actix_codec::Decoder;
+use actix_http::ws::{CloseCode, CloseReason, Codec, Frame as WsFrame, Item};
+use bytes::BytesMut;
+
+use super::WsSink;
+use crate::engineio::packet::Packet;
+
+/// What a call to [`FrameReader::decode`] ended on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Every whole frame is decoded; the rest of the buffer is a partial
+    /// frame (or nothing).
+    More,
+    /// The client sent a close frame: hand over what was decoded, then
+    /// close with this code.
+    Close(CloseCode),
+    /// A bad frame: hand over what was decoded before it, report `kind`,
+    /// close with the code.
+    Fail(&'static str, CloseCode),
+}
+
+/// Decoder state of one WebSocket: the codec and a fragmented message being
+/// put together.
+pub(super) struct FrameReader {
+    codec: Codec,
+    partial: Option<(bool, BytesMut)>,
+    max: usize,
+}
+
+impl FrameReader {
+    pub(super) fn new(max: usize) -> FrameReader {
+        FrameReader {
+            codec: Codec::new().max_size(max),
+            partial: None,
+            max,
+        }
+    }
+
+    /// Decode every whole frame at the front of `buf` into `packets`,
+    /// answering pings on `sink`. actix-http's codec does not check UTF-8;
+    /// text is checked here.
+    pub(super) fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        packets: &mut Vec<Packet>,
+        sink: &WsSink,
+    ) -> Step {
+        loop {
+            let frame = match self.codec.decode(buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Step::More,
+                Err(actix_http::ws::ProtocolError::Overflow) => {
+                    return Step::Fail("oversized", CloseCode::Size)
+                }
+                Err(_) => return Step::Fail("bad_frame", CloseCode::Protocol),
+            };
+            let (text, data) = match frame {
+                WsFrame::Text(b) => (true, b),
+                WsFrame::Binary(b) => (false, b),
+                WsFrame::Continuation(item) => {
+                    let (first, chunk, last) = match item {
+                        Item::FirstText(b) => (Some(true), b, false),
+                        Item::FirstBinary(b) => (Some(false), b, false),
+                        Item::Continue(b) => (None, b, false),
+                        Item::Last(b) => (None, b, true),
+                    };
+                    match (first, &mut self.partial) {
+                        (Some(text), None) => {
+                            self.partial = Some((text, BytesMut::from(&chunk[..])));
+                        }
+                        (None, Some((_, acc))) => acc.extend_from_slice(&chunk),
+                        _ => return Step::Fail("bad_frame", CloseCode::Protocol),
+                    }
+                    if self
+                        .partial
+                        .as_ref()
+                        .is_some_and(|(_, acc)| acc.len() > self.max)
+                    {
+                        return Step::Fail("oversized", CloseCode::Size);
+                    }
+                    if !last {
+                        continue;
+                    }
+                    match self.partial.take() {
+                        Some((text, acc)) => (text, acc.freeze()),
+                        None => continue,
+                    }
+                }
+                WsFrame::Ping(p) => {
+                    sink.pong(p);
+                    continue;
+                }
+                WsFrame::Pong(_) => continue,
+                WsFrame::Close(reason) => {
+                    return Step::Close(reason.map_or(CloseCode::Normal, |r: CloseReason| r.code));
+                }
+            };
+            let packet = if text {
+                match std::str::from_utf8(&data) {
+                    Ok(s) => match Packet::decode_text(s) {
+                        Ok(p) => p,
+                        Err(_) => return Step::Fail("engine_decode", CloseCode::Invalid),
+                    },
+                    Err(_) => return Step::Fail("invalid_utf8", CloseCode::Invalid),
+                }
+            } else {
+                Packet::decode_ws_binary(data)
+            };
+            packets.push(packet);
+        }
+    }
+}
