@@ -9,11 +9,13 @@
 //!   `close-connection` (every namespace disconnected, then the connection
 //!   closed: Socket.IO's `disconnect(true)`), `state` (acks `{sid, recovered,
 //!   rooms}`: what connection state recovery restored), `volatile-back`
-//!   (its arguments back, as a volatile emit).
+//!   (its arguments back, as a volatile emit), `set-data` (sets the
+//!   socket's JSON data, `socket.data`, to its argument and acks it).
 //! - `/quiet`: as `/` but without `welcome`, for a client that has received
 //!   no event yet (connection state recovery without an offset).
 //! - `/private`: connect middleware accepting only `auth = {token: "secret"}`.
-//! - `^/dyn-[a-z0-9]+$`: dynamic namespaces with `welcome` and `echo`.
+//! - `^/dyn-[a-z0-9]+$`: dynamic namespaces, served as `/`.
+//! - `/admin`, with `admin.enabled`: the admin UI, as the binary mounts it.
 
 use std::time::Duration;
 
@@ -133,6 +135,12 @@ impl NamespaceHandler for Interop {
                     }));
                 });
             }
+            "set-data" => {
+                let _ = socket.set_json_data(event.arg(0).cloned().unwrap_or(Value::Null));
+                if let Some(ack) = event.ack {
+                    ack.send(socket.json_data());
+                }
+            }
             "disconnect-me" => socket.disconnect(),
             "close-connection" => socket.close_connection(),
             _ => {}
@@ -162,15 +170,21 @@ async fn main() -> std::io::Result<()> {
             Err(ConnectError::new("unauthorized").with_data(json!({ "reason": "bad token" })))
         }
     });
-    Riptide::new(settings, log)
+    let admin = riptide::AdminUi::from_settings(&settings, &log);
+    let mut node = Riptide::new(settings, log)
         .namespace("/", Namespace::new(Interop::new))
         .namespace("/quiet", Namespace::new(|| Interop { welcome: false }))
         .namespace("/private", private)
         .dynamic_namespace(
             Regex::new(r"^/dyn-[a-z0-9]+$").expect("valid pattern"),
             Namespace::new(Interop::new),
-        )
-        .build()
-        .run()
-        .await
+        );
+    if let Some(admin) = &admin {
+        node = admin.mount(node);
+    }
+    let server = node.build();
+    if let Some(admin) = &admin {
+        admin.start(&server);
+    }
+    server.run().await
 }

@@ -15,12 +15,24 @@
 //! - read-only: no command features, and commands do nothing; production
 //!   mode: no socket feed, `server_stats` only;
 //! - past `admin.max_logins_per_s` no password is checked (refused);
-//! - `admin.password_hash` must be a bcrypt hash.
+//! - `admin.password_hash` must be a bcrypt hash;
+//! - a socket's JSON data (`socket.data`) as its connect middleware and
+//!   its handler set it, in `socket_connected`, `socket_updated`,
+//!   `all_sockets` and `fetch_sockets`; disconnect reasons and the close
+//!   subtypes of `server_stats` as the reference names them (a handler
+//!   panic is "server namespace disconnect", a client's close "transport
+//!   close"); a binary event's attachments reported as binary;
+//! - two nodes through NATS: a dynamic namespace that exists only on the
+//!   other node is in a UI's `all_sockets`, with its sockets' data, and the
+//!   UI's commands reach its sockets.
 
 mod common;
 
+use common::brokers::{Broker, NatsServer};
 use common::*;
-use riptide::{AdminUi, Riptide, Settings};
+use riptide::{
+    AdminUi, Event, HandlerContext, Namespace, NamespaceHandler, Riptide, Settings, Socket,
+};
 use serde_json::{json, Value};
 
 const USER: &str = "admin";
@@ -39,22 +51,95 @@ fn settings(readonly: bool) -> Settings {
 }
 
 fn start(settings: Settings) -> TestServer {
+    start_with(settings, |r| {
+        r.namespace(
+            "/",
+            riptide::Namespace::new(|| riptide::fixture::FixtureHandler),
+        )
+    })
+}
+
+/// A node with the admin UI and the namespaces `build` adds.
+fn start_with(
+    settings: Settings,
+    build: impl FnOnce(Riptide) -> Riptide + Send + 'static,
+) -> TestServer {
     let log = riptide::logging::build_logger(&settings.log);
     let admin = AdminUi::from_settings(&settings, &log).expect("admin.enabled");
     let mounted = admin.clone();
     TestServer::start_mounted(
         settings,
-        move |r: Riptide| {
-            mounted.mount(r.namespace(
-                "/",
-                riptide::Namespace::new(|| riptide::fixture::FixtureHandler),
-            ))
-        },
+        move |r: Riptide| mounted.mount(build(r)),
         move |server| {
             admin.start(server);
             |_: &mut actix_web::web::ServiceConfig| {}
         },
     )
+}
+
+/// Sets a socket's JSON data: from the CONNECT's `auth.data` (connect
+/// middleware), and on `set` (its argument; acked); panics on `panic`.
+struct DataHandler;
+
+impl NamespaceHandler for DataHandler {
+    fn on_event(&mut self, socket: &Socket, event: Event, _ctx: &mut HandlerContext<Self>) {
+        match event.name.as_str() {
+            "set" => {
+                socket
+                    .set_json_data(event.arg(0).cloned().unwrap_or(Value::Null))
+                    .unwrap();
+                if let Some(ack) = event.ack {
+                    ack.send(());
+                }
+            }
+            "panic" => panic!("the test asked for it"),
+            _ => {}
+        }
+    }
+}
+
+fn data_namespace() -> Namespace<DataHandler> {
+    Namespace::new(|| DataHandler).on_connect(|req| {
+        if let Some(data) = req.auth.get("data").cloned() {
+            req.set_json_data(data).unwrap();
+        }
+        Ok(())
+    })
+}
+
+/// Log in to `/admin`: the socket, and `all_sockets`' list.
+async fn login(server: &TestServer) -> (WsClient, Vec<Value>) {
+    let mut admin = WsClient::open(server).await;
+    admin
+        .connect_raw(
+            "/admin",
+            Some(json!({ "username": USER, "password": PASSWORD })),
+        )
+        .await;
+    let all = next_event(&mut admin, "all_sockets").await;
+    let Value::Array(list) = all[0].clone() else {
+        panic!("all_sockets: {all:?}");
+    };
+    (admin, list)
+}
+
+/// The next `event` on `/admin` whose arguments satisfy `ok`.
+async fn next_matching(c: &mut WsClient, event: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    loop {
+        let args = next_event(c, event).await;
+        if ok(&args) {
+            return args;
+        }
+    }
+}
+
+/// Read until an ack (`43…`) arrives.
+async fn acked(c: &mut WsClient) {
+    loop {
+        if c.recv_text().await.starts_with("43") {
+            return;
+        }
+    }
 }
 
 /// The next text frame that is an event named `event` on `/admin`: its
@@ -280,4 +365,133 @@ fn the_password_must_be_a_bcrypt_hash() {
     let mut s = Settings::default();
     s.admin.password_hash = "not a hash".into();
     assert!(s.validate().is_ok());
+}
+
+#[actix_rt::test]
+async fn socket_data_disconnect_reasons_and_close_subtypes_are_the_references() {
+    let server = start_with(settings(false), |r| r.namespace("/", data_namespace()));
+    let (mut admin, _) = login(&server).await;
+
+    // Data its connect middleware set: in `socket_connected`.
+    let (mut user, sid) =
+        WsClient::connect(&server, "/", Some(json!({ "data": { "team": "blue" } }))).await;
+    let connected = next_matching(&mut admin, "socket_connected", |a| a[0]["nsp"] == "/").await;
+    assert_eq!(connected[0]["id"], json!(sid));
+    assert_eq!(connected[0]["data"], json!({ "team": "blue" }));
+
+    // Set by its handler: `socket_updated` with the data, as the
+    // reference's proxy on `socket.data` sends it.
+    user.emit("/", json!(["set", { "score": 3, "tags": ["a"] }]), Some(1))
+        .await;
+    acked(&mut user).await;
+    let updated = next_matching(&mut admin, "socket_updated", |a| a[0]["id"] == json!(sid)).await;
+    assert_eq!(
+        updated[0],
+        json!({ "id": sid, "nsp": "/", "data": { "score": 3, "tags": ["a"] } })
+    );
+    // `fetch_sockets` and a UI that logs in now see it too.
+    let found = server.handle.of("/").fetch_sockets().await;
+    assert_eq!(found.local.len(), 1);
+    assert_eq!(
+        found.local[0].json_data(),
+        json!({ "score": 3, "tags": ["a"] })
+    );
+    let (_again, all) = login(&server).await;
+    let listed = all.iter().find(|s| s["id"] == json!(sid)).expect("listed");
+    assert_eq!(listed["data"], json!({ "score": 3, "tags": ["a"] }));
+
+    // A binary event: reported with its attachment, as binary.
+    user.send("451-[\"bin\",{\"_placeholder\":true,\"num\":0}]")
+        .await;
+    user.send_binary(vec![7, 8, 9]).await;
+    let head = loop {
+        if let Frame::Text(t) = admin.recv().await {
+            if t.starts_with("451-/admin,[\"event_received\"") {
+                break t;
+            }
+        }
+    };
+    let args: Value = serde_json::from_str(&head["451-/admin,".len()..]).unwrap();
+    assert_eq!(
+        args[3],
+        json!(["bin", { "_placeholder": true, "num": 0 }]),
+        "{head}"
+    );
+    assert_eq!(admin.recv().await, Frame::Binary(vec![7, 8, 9]));
+
+    // Its handler panics: disconnected from the namespace (the client told),
+    // which the reference calls "server namespace disconnect".
+    user.emit("/", json!(["panic"]), None).await;
+    user.expect_text("41").await;
+    let gone = next_matching(&mut admin, "socket_disconnected", |a| a[1] == json!(sid)).await;
+    assert_eq!(gone[2], "server namespace disconnect");
+
+    // The client closes its session: `rawDisconnection`, subtype
+    // "transport close" (the reference engine's reason).
+    user.send("1").await;
+    let stats = next_matching(&mut admin, "server_stats", |a| {
+        a[0]["aggregatedEvents"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["type"] == "rawDisconnection"))
+    })
+    .await;
+    let closes: Vec<&Value> = stats[0]["aggregatedEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "rawDisconnection")
+        .collect();
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert_eq!(closes[0]["subType"], "transport close");
+    assert_eq!(closes[0]["count"], 1);
+}
+
+#[actix_rt::test]
+async fn a_dynamic_namespace_only_on_another_node_is_listed_with_its_sockets_data() {
+    let nats = NatsServer::start();
+    let node = |dynamic: bool| {
+        let mut s = settings(false);
+        s.adapter = nats.adapter_settings("admin");
+        start_with(s, move |r| {
+            let r = r.namespace("/", data_namespace());
+            if dynamic {
+                r.dynamic_namespace(regex::Regex::new(r"^/dyn-\d+$").unwrap(), data_namespace())
+            } else {
+                r
+            }
+        })
+    };
+    let a = node(false);
+    let b = node(true);
+    for n in [&a, &b] {
+        assert_eq!(n.wait_metric("riptide_adapter_peers", 1.0).await, 1.0);
+    }
+
+    // A socket of /dyn-7 on node B, which node A does not have.
+    let (mut user, sid) = WsClient::connect(&b, "/dyn-7", None).await;
+    user.emit("/dyn-7", json!(["set", { "on": "b" }]), Some(1))
+        .await;
+    acked(&mut user).await;
+    assert_eq!(a.handle.namespace_count(), 2, "only / and /admin on A");
+
+    // fetch_sockets from node A carries its data across.
+    let found = a.handle.of("/dyn-7").fetch_sockets().await;
+    assert_eq!(found.remote.len(), 1);
+    assert_eq!(found.remote[0].id, sid);
+    assert_eq!(found.remote[0].data(), json!({ "on": "b" }));
+
+    // A UI logging in to node A lists it, with its data.
+    let (mut admin, all) = login(&a).await;
+    let listed = all
+        .iter()
+        .find(|s| s["id"] == json!(sid))
+        .unwrap_or_else(|| panic!("the /dyn-7 socket of node B in {all:?}"));
+    assert_eq!(listed["nsp"], "/dyn-7");
+    assert_eq!(listed["data"], json!({ "on": "b" }));
+
+    // And a command on that namespace reaches it.
+    admin
+        .emit("/admin", json!(["_disconnect", "/dyn-7", false, sid]), None)
+        .await;
+    user.expect_text("41/dyn-7,").await;
 }

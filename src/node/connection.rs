@@ -1062,6 +1062,7 @@ impl EngineApp for Connection {
     }
 
     fn on_close(&mut self, reason: CloseReason, core: &mut EngineCore) {
+        self.server.metrics.engine_session_closed(reason);
         let reason = match reason {
             CloseReason::TransportClose => DisconnectReason::TransportClose,
             CloseReason::TransportError => DisconnectReason::TransportError,

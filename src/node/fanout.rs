@@ -8,7 +8,7 @@ use super::delivery::{Deliver, Encoded, Filter, Mode};
 use super::recovery::Target;
 use super::room::{Broadcast, RoomKey};
 use super::shared::{Emit, ServerShared};
-use super::socket::{room_list, EmitError, Socket};
+use super::socket::{default_json_data, room_list, EmitError, Socket};
 use crate::adapter::{
     Broadcast as ClusterBroadcast, NodeId, RemoteSocket, RequestOp, ResponsePayload, Topic,
     WireFrame,
@@ -425,6 +425,10 @@ pub(crate) fn describe(s: &Socket, node: NodeId) -> RemoteSocket {
         // For the admin UI's socket list (its `clientId` and headers).
         "session": hs.sid.as_str(),
         "headers": headers,
+        // `socket.data` ([`RemoteSocket::data`]): in this JSON rather than a
+        // field of its own, so the envelope (version 3) is unchanged and
+        // nodes of either release read each other's answers.
+        "data": s.json_data(),
     });
     RemoteSocket {
         id: inner.id.to_string(),
@@ -432,6 +436,23 @@ pub(crate) fn describe(s: &Socket, node: NodeId) -> RemoteSocket {
         rooms,
         handshake_json: handshake.to_string(),
         node,
+    }
+}
+
+impl RemoteSocket {
+    /// The socket's JSON data ([`Socket::json_data`]) as its node had it
+    /// when it answered. A node of an earlier release does not send it: its
+    /// sockets read as not set (`{}`, or `{"user": id}`).
+    pub fn data(&self) -> serde_json::Value {
+        let Ok(serde_json::Value::Object(mut described)) =
+            serde_json::from_str::<serde_json::Value>(&self.handshake_json)
+        else {
+            return default_json_data(None);
+        };
+        match described.remove("data") {
+            Some(data) => data,
+            None => default_json_data(described.get("user").and_then(|u| u.as_str())),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! carry namespaces the server accepted.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::engineio::metrics::{register, EngineMetrics, KindLabel, ReasonLabel};
+use crate::engineio::CloseReason;
 
 /// `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics text).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -115,7 +117,25 @@ struct Instruments {
     recovery_session_writes: Family<SessionWriteLabel, Counter>,
     /// By `ActorKind as usize`, resolved once.
     mailbox_delay: [Histogram; 4],
+    /// Engine.IO sessions closed so far, by close reason in
+    /// [`CLOSE_REASONS`] order: the admin UI's `rawDisconnection` subtypes
+    /// (no series of their own: `riptide_engine_sessions_closed_total` is
+    /// the engine's).
+    engine_closes: [AtomicU64; CLOSE_REASONS.len()],
 }
+
+/// Every Engine.IO close reason, in the order of
+/// [`Metrics::engine_closes`].
+pub(crate) const CLOSE_REASONS: [CloseReason; 8] = [
+    CloseReason::TransportClose,
+    CloseReason::TransportError,
+    CloseReason::PingTimeout,
+    CloseReason::ParseError,
+    CloseReason::ForcedClose,
+    CloseReason::ServerShutdown,
+    CloseReason::ConnectTimeout,
+    CloseReason::SlowConsumer,
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -274,8 +294,22 @@ impl Metrics {
                 recovery_parked,
                 recovery_session_writes,
                 mailbox_delay,
+                engine_closes: Default::default(),
             }),
         }
+    }
+
+    /// An Engine.IO session of this node's closed (its Socket.IO
+    /// connection saw it go), for [`Metrics::engine_closes`].
+    pub(crate) fn engine_session_closed(&self, reason: CloseReason) {
+        if let Some(i) = CLOSE_REASONS.iter().position(|r| *r == reason) {
+            self.inner.engine_closes[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Engine.IO sessions closed so far, by reason ([`CLOSE_REASONS`] order).
+    pub(crate) fn engine_closes(&self) -> [u64; CLOSE_REASONS.len()] {
+        std::array::from_fn(|i| self.inner.engine_closes[i].load(Ordering::Relaxed))
     }
 
     /// The engine layer's figures (registered in this registry).

@@ -11,7 +11,7 @@ use slog::Logger;
 
 use super::dispatch::Dispatch;
 use super::metrics::Metrics;
-use super::socket::{Event, Extensions, Socket};
+use super::socket::{Event, Extensions, JsonData, Socket};
 use crate::engineio::Handshake;
 use crate::socketio::payload::Payload;
 use futures_util::future::BoxFuture;
@@ -93,6 +93,15 @@ impl<'a> ConnectRequest<'a> {
     /// The socket's typed data from its start ([`Socket::extensions`]).
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
+    }
+
+    /// The socket's JSON data from its start ([`Socket::json_data`]): what
+    /// `fetch_sockets` and the admin UI report of it, its `socket_connected`
+    /// included.
+    pub fn set_json_data(&mut self, data: impl serde::Serialize) -> Result<(), serde_json::Error> {
+        self.extensions
+            .insert(JsonData(serde_json::to_value(data)?));
+        Ok(())
     }
 
     /// Events to send the socket before anything else, once `events`

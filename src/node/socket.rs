@@ -463,6 +463,35 @@ impl Socket {
         self.inner.extensions.get::<T>()
     }
 
+    /// The socket's JSON data: what the reference server's `socket.data`
+    /// is, the part of its state that is seen outside the handler (by
+    /// `fetch_sockets` on every node, [`RemoteSocket::data`], and by the
+    /// admin UI). Until it is set ([`Socket::set_json_data`], or
+    /// [`ConnectRequest::set_json_data`](super::namespace::ConnectRequest::set_json_data)
+    /// in the connect middleware), `{}`, or `{"user": id}` for a socket its
+    /// connect middleware authenticated. Kept with [`Socket::extensions`]:
+    /// a recovered socket has it again when it comes back to the same node.
+    ///
+    /// [`RemoteSocket::data`]: crate::adapter::RemoteSocket::data
+    pub fn json_data(&self) -> Value {
+        match self.inner.extensions.get::<JsonData>() {
+            Some(JsonData(data)) => data,
+            None => default_json_data(self.user()),
+        }
+    }
+
+    /// Replace the socket's JSON data ([`Socket::json_data`]) with `data`
+    /// serialized; the admin UI is told (`socket_updated`). Refused only if
+    /// `data` does not serialize.
+    pub fn set_json_data(&self, data: impl serde::Serialize) -> Result<(), serde_json::Error> {
+        let data = serde_json::to_value(data)?;
+        self.inner.extensions.insert(JsonData(data));
+        if let Some(observer) = self.inner.server.observer.get() {
+            observer.socket_data_set(self);
+        }
+        Ok(())
+    }
+
     pub(crate) fn server_shared(&self) -> &Arc<ServerShared> {
         &self.inner.server
     }
@@ -490,6 +519,21 @@ impl Socket {
             ns: self.inner.ns.clone(),
             sid: self.inner.id.clone(),
         });
+    }
+}
+
+/// A socket's JSON data ([`Socket::json_data`]), kept in its extensions so
+/// it is parked and recovered with them; private, so only
+/// [`Socket::set_json_data`] (which tells the observer) sets it on a live
+/// socket.
+#[derive(Clone)]
+pub(crate) struct JsonData(pub Value);
+
+/// [`Socket::json_data`] before anything set it.
+pub(crate) fn default_json_data(user: Option<&str>) -> Value {
+    match user {
+        Some(user) => serde_json::json!({ "user": user }),
+        None => Value::Object(serde_json::Map::new()),
     }
 }
 

@@ -10,10 +10,13 @@
 //! - `stats`: `server_stats`, every 2 s;
 //! - `wire`: the shapes the UI reads (a socket, dates, an event's arguments).
 //!
-//! Like the Node package there is no admin-specific traffic between nodes:
-//! each node emits to the admin namespace as any broadcast, which the
-//! cluster carries to the UI's node, and the commands are the cluster-wide
-//! operations (`disconnectSockets`, `socketsJoin`, `socketsLeave`, `emit`).
+//! As in the Node package, each node emits to the admin namespace as any
+//! broadcast, which the cluster carries to the UI's node, and the commands
+//! are the cluster-wide operations (`disconnectSockets`, `socketsJoin`,
+//! `socketsLeave`, `emit`). The one admin-specific request between nodes:
+//! when a UI logs in, its node asks the others for their namespaces (a
+//! server-side emit to the admin namespace), so `all_sockets` covers the
+//! dynamic namespaces that exist only elsewhere.
 
 mod observer;
 mod stats;
@@ -31,6 +34,7 @@ use crate::api::{spawn, HandlerContext, Namespace, NamespaceHandler, ServerHandl
 use crate::node::delivery::Mode;
 use crate::node::metrics::Metrics;
 use crate::node::namespace::{ConnectError, ConnectRequest, Preface};
+use crate::node::remote::ServerEvent;
 use crate::node::socket::{Event, Socket};
 use crate::service::http::{Riptide, RiptideServer};
 use crate::service::settings::{AdminMode, AdminSettings, Settings};
@@ -42,6 +46,11 @@ use self::wire::Endpoint;
 /// The one refusal, whatever was wrong (as the reference: nothing tells a
 /// wrong name from a wrong password).
 const INVALID_CREDENTIALS: &str = "invalid credentials";
+
+/// The server-side event (between the admin namespaces of the nodes, never
+/// sent to a client) that asks a node for its namespaces; it acks with
+/// their names.
+const NAMESPACES_EVENT: &str = "riptide:admin:namespaces";
 
 /// The admin UI of one node: [`AdminUi::mount`] its namespace on the
 /// builder, then [`AdminUi::start`] it on the built node (inside the actix
@@ -264,17 +273,64 @@ impl AdminState {
         features
     }
 
-    /// Every socket of every namespace this node serves, on every node.
+    /// This node's namespaces: the registered ones and each dynamic one
+    /// while it has sockets.
+    fn local_namespaces(&self) -> Vec<String> {
+        let Some(handle) = self.handle() else {
+            return Vec::new();
+        };
+        handle
+            .shared
+            .namespace_sockets()
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// Every namespace of every node: this node's, and those the other
+    /// nodes' admin namespaces answer with ([`NAMESPACES_EVENT`]), so a
+    /// dynamic namespace that exists only on another node is listed too
+    /// (the reference lists its own server's only). A node that does not
+    /// answer within the ack timeout (admin off there, or gone) adds none:
+    /// its sockets still show as their node reports them.
+    async fn cluster_namespaces(&self) -> Vec<String> {
+        let mut names = self.local_namespaces();
+        let Some(handle) = self.handle() else {
+            return names;
+        };
+        if handle.shared.cluster().is_none() {
+            return names;
+        }
+        match handle
+            .server_side_emit_with_ack(&self.ns, NAMESPACES_EVENT, (), None)
+            .await
+        {
+            Ok(acks) => {
+                for (_, payload) in acks.responses {
+                    let theirs = payload.args.into_iter().next();
+                    let Some(Value::Array(theirs)) = theirs else {
+                        continue;
+                    };
+                    for name in theirs {
+                        if let Value::String(name) = name {
+                            if name.starts_with('/') && !names.contains(&name) {
+                                names.push(name);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => debug!(self.log, "namespaces of the other nodes not asked"; "error" => %e),
+        }
+        names
+    }
+
+    /// Every socket of every namespace of every node.
     async fn all_sockets(&self) -> Vec<Value> {
         let Some(handle) = self.handle() else {
             return Vec::new();
         };
-        let names: Vec<Arc<str>> = handle
-            .shared
-            .namespace_sockets()
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
+        let names = self.cluster_namespaces().await;
         let fetches = names.iter().map(|ns| handle.of(ns).fetch_sockets());
         let mut out = Vec::new();
         for found in futures_util::future::join_all(fetches).await {
@@ -299,10 +355,15 @@ impl AdminState {
     /// on, the admin feed would fill the store): encoded here and sent as
     /// is.
     fn broadcast(&self, event: &str, args: Vec<Value>) {
+        self.broadcast_payload(event, Payload::new(args))
+    }
+
+    /// [`AdminState::broadcast`] with binary attachments.
+    fn broadcast_payload(&self, event: &str, payload: Payload) {
         let Some(handle) = self.handle() else {
             return;
         };
-        let frames = match encode_event(&self.ns, event, &Payload::new(args), None) {
+        let frames = match encode_event(&self.ns, event, &payload, None) {
             Ok(frames) => frames,
             Err(e) => return debug!(self.log, "admin event not encoded"; "error" => %e),
         };
@@ -341,6 +402,16 @@ impl NamespaceHandler for AdminHandler {
             let sockets = state.all_sockets().await;
             let _ = socket.emit("all_sockets", Payload::new(vec![Value::Array(sockets)]));
         });
+    }
+
+    fn on_server_event(&mut self, event: ServerEvent, _ctx: &mut HandlerContext<Self>) {
+        match (event.name.as_str(), event.ack) {
+            (NAMESPACES_EVENT, Some(ack)) => ack.send(self.state.local_namespaces()),
+            (name, _) => {
+                debug!(self.state.log, "server-side event ignored"; "event" => name,
+                    "origin" => event.origin)
+            }
+        }
     }
 
     fn on_event(&mut self, socket: &Socket, event: Event, ctx: &mut HandlerContext<Self>) {

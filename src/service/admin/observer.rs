@@ -1,6 +1,6 @@
 //! The node's observer while the admin UI is on: every socket's connect,
-//! disconnect, join, leave and events, as the UI's development-mode events
-//! (`socket_connected`, `room_joined`, `event_received`, ...), emitted to
+//! disconnect, join, leave, data and events, as the UI's development-mode
+//! events (`socket_connected`, `room_joined`, `event_received`, ...), emitted to
 //! the admin namespace on every node. Each node reports its own sockets.
 
 use std::sync::Arc;
@@ -64,7 +64,7 @@ impl Observer for AdminObserver {
             vec![
                 socket.namespace().into(),
                 socket.id().into(),
-                reason.as_str().into(),
+                wire::disconnect_reason(reason).into(),
                 Self::now(),
             ],
         );
@@ -84,6 +84,18 @@ impl Observer for AdminObserver {
         );
     }
 
+    fn socket_data_set(&self, socket: &Socket) {
+        // As the reference's proxy on `socket.data` tells of each change.
+        self.state.broadcast(
+            "socket_updated",
+            vec![serde_json::json!({
+                "id": socket.id(),
+                "nsp": socket.namespace(),
+                "data": socket.json_data(),
+            })],
+        );
+    }
+
     fn room_joined(&self, socket: &Socket, room: &str) {
         self.room_event("room_joined", socket, room);
     }
@@ -99,14 +111,19 @@ impl Observer for AdminObserver {
         let mut args = Vec::with_capacity(payload.args.len() + 1);
         args.push(Value::String(event.to_owned()));
         args.extend(payload.args.iter().cloned());
-        self.state.broadcast(
+        // Binary attachments go along (the UI gets them as the reference
+        // sends them, as binary): the placeholders still point at them.
+        self.state.broadcast_payload(
             "event_received",
-            vec![
-                socket.namespace().into(),
-                socket.id().into(),
-                Value::Array(args),
-                Self::now(),
-            ],
+            Payload {
+                args: vec![
+                    socket.namespace().into(),
+                    socket.id().into(),
+                    Value::Array(args),
+                    Self::now(),
+                ],
+                binary: payload.binary.clone(),
+            },
         );
     }
 
@@ -114,17 +131,20 @@ impl Observer for AdminObserver {
         if self.is_admin(socket) {
             return;
         }
-        let Some(args) = wire::sent_event(frames) else {
+        let Some((args, binary)) = wire::sent_event(frames) else {
             return;
         };
-        self.state.broadcast(
+        self.state.broadcast_payload(
             "event_sent",
-            vec![
-                socket.namespace().into(),
-                socket.id().into(),
-                args,
-                Self::now(),
-            ],
+            Payload {
+                args: vec![
+                    socket.namespace().into(),
+                    socket.id().into(),
+                    args,
+                    Self::now(),
+                ],
+                binary,
+            },
         );
     }
 }

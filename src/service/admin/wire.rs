@@ -4,11 +4,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::adapter::RemoteSocket;
-use crate::engineio::{url_query_pairs, FrameRef, Handshake};
-use crate::node::socket::{room_list, Socket};
+use crate::engineio::{url_query_pairs, CloseReason, FrameRef, Handshake};
+use crate::node::socket::{room_list, DisconnectReason, Socket};
 use crate::socketio::encode::Encoded;
 
 /// How the node's sockets are reached: the parts of `handshake.url` and
@@ -38,7 +39,7 @@ pub(super) fn local_socket(s: &Socket, at: &Endpoint) -> Value {
         s.namespace(),
         hs.sid.as_str(),
         inner.transport(),
-        s.user(),
+        s.json_data(),
         Handshake_ {
             address: hs.client_ip.map(|a| a.to_string()).unwrap_or_default(),
             xdomain: headers.contains_key("origin"),
@@ -75,7 +76,7 @@ pub(super) fn remote_socket(s: &RemoteSocket, at: &Endpoint) -> Value {
         &s.ns,
         str_of("session"),
         str_of("transport"),
-        hs.get("user").and_then(Value::as_str),
+        s.data(),
         Handshake_ {
             address: str_of("address").to_owned(),
             xdomain: headers.contains_key("origin"),
@@ -102,7 +103,7 @@ fn serialized(
     ns: &str,
     session: &str,
     transport: &str,
-    user: Option<&str>,
+    data: Value,
     hs: Handshake_<'_>,
     rooms: Vec<String>,
     at: &Endpoint,
@@ -115,12 +116,6 @@ fn serialized(
     } else {
         format!("{}/?{}", at.path, hs.query)
     };
-    // The UI shows `data` as JSON; a handler's typed extensions are not,
-    // the user the connect middleware authenticated is.
-    let data = match user {
-        Some(u) => json!({ "user": u }),
-        None => json!({}),
-    };
     json!({
         "id": id,
         // The Engine.IO connection's id, 12 characters as the reference's:
@@ -129,6 +124,8 @@ fn serialized(
         "clientId": session.get(session.len().saturating_sub(12)..).unwrap_or(session),
         "transport": transport,
         "nsp": ns,
+        // `socket.data`: Socket::json_data (a handler's typed extensions
+        // are not JSON, and are not shown).
         "data": data,
         "handshake": {
             "address": hs.address,
@@ -144,14 +141,21 @@ fn serialized(
     })
 }
 
-/// The event (name first, then its arguments) an encoded frame carries,
-/// with its namespace; `None` for anything but an event (acks are not
-/// reported, as in the reference). Binary attachments show as the
-/// placeholders the packet carries.
-pub(super) fn sent_event(frames: &Encoded) -> Option<Value> {
+/// The event (name first, then its arguments) encoded frames carry, with
+/// its binary attachments (the placeholders in the arguments point at
+/// them, as they did in the packet); `None` for anything but an event
+/// (acks are not reported, as in the reference).
+pub(super) fn sent_event(frames: &Encoded) -> Option<(Value, Vec<Bytes>)> {
     let FrameRef::Text(text) = frames.first()?.view() else {
         return None;
     };
+    let attachments = frames[1..]
+        .iter()
+        .filter_map(|f| match f.view() {
+            FrameRef::Binary(b) => Some(Bytes::copy_from_slice(b)),
+            FrameRef::Text(_) => None,
+        })
+        .collect();
     // `4` (Engine.IO message), then `2` (event) or `5<n>-` (binary event).
     let rest = text.strip_prefix('4')?;
     let rest = match rest.as_bytes().first()? {
@@ -169,8 +173,39 @@ pub(super) fn sent_event(frames: &Encoded) -> Option<Value> {
     };
     let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
     match serde_json::from_str(rest).ok()? {
-        v @ Value::Array(_) => Some(v),
+        v @ Value::Array(_) => Some((v, attachments)),
         _ => None,
+    }
+}
+
+/// An Engine.IO close reason as the reference's engine names it (the
+/// `subType` of `rawDisconnection`): it has five; a session Riptide closed
+/// for its own reasons (shutdown, no CONNECT in time, a slow consumer) is
+/// one the server closed, `"forced close"`, as `socket.close()` there.
+pub(super) fn engine_close_reason(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::TransportClose
+        | CloseReason::TransportError
+        | CloseReason::PingTimeout
+        | CloseReason::ParseError
+        | CloseReason::ForcedClose => reason.as_str(),
+        CloseReason::ServerShutdown | CloseReason::ConnectTimeout | CloseReason::SlowConsumer => {
+            CloseReason::ForcedClose.as_str()
+        }
+    }
+}
+
+/// A socket's disconnect reason as the reference server would give it
+/// (its `disconnect` event's, which `instrument()` reports): Riptide's own
+/// reasons are what the client went through there. A handler panic
+/// disconnected the socket from its namespace, the client told (`41`), as
+/// `socket.disconnect()`; a slow consumer's connection was closed by the
+/// server, as `socket.conn.close()`.
+pub(super) fn disconnect_reason(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::HandlerPanic => DisconnectReason::ServerNamespaceDisconnect.as_str(),
+        DisconnectReason::SlowConsumer => DisconnectReason::ForcedClose.as_str(),
+        other => other.as_str(),
     }
 }
 
@@ -237,19 +272,56 @@ mod tests {
     }
 
     #[test]
+    fn reasons_are_the_references() {
+        assert_eq!(
+            disconnect_reason(DisconnectReason::HandlerPanic),
+            "server namespace disconnect"
+        );
+        assert_eq!(
+            disconnect_reason(DisconnectReason::SlowConsumer),
+            "forced close"
+        );
+        assert_eq!(
+            disconnect_reason(DisconnectReason::ServerShuttingDown),
+            "server shutting down"
+        );
+        assert_eq!(
+            engine_close_reason(CloseReason::PingTimeout),
+            "ping timeout"
+        );
+        assert_eq!(
+            engine_close_reason(CloseReason::ServerShutdown),
+            "forced close"
+        );
+        assert_eq!(
+            engine_close_reason(CloseReason::ConnectTimeout),
+            "forced close"
+        );
+    }
+
+    #[test]
     fn sent_events_are_read_back_from_their_frames() {
         let one = |t: &str| -> Encoded { vec![Frame::message(t)].into() };
-        assert_eq!(sent_event(&one("2[\"msg\",1]")), Some(json!(["msg", 1])));
+        let args = |f: &Encoded| sent_event(f).map(|(args, _)| args);
+        assert_eq!(args(&one("2[\"msg\",1]")), Some(json!(["msg", 1])));
         assert_eq!(
-            sent_event(&one("2/chat,12[\"msg\",{\"a\":[1]}]")),
+            args(&one("2/chat,12[\"msg\",{\"a\":[1]}]")),
             Some(json!(["msg", { "a": [1] }]))
         );
+        let binary: Encoded = vec![
+            Frame::message("51-/x,[\"b\",{\"_placeholder\":true,\"num\":0}]"),
+            Frame::binary(&[1, 2, 3]),
+        ]
+        .into();
         assert_eq!(
-            sent_event(&one("51-/x,[\"b\",{\"_placeholder\":true,\"num\":0}]")),
-            Some(json!(["b", { "_placeholder": true, "num": 0 }]))
+            sent_event(&binary),
+            Some((
+                json!(["b", { "_placeholder": true, "num": 0 }]),
+                vec![Bytes::from_static(&[1, 2, 3])]
+            ))
         );
-        assert_eq!(sent_event(&one("3/chat,1[\"ack\"]")), None);
-        assert_eq!(sent_event(&one("0/chat,{}")), None);
-        assert_eq!(sent_event(&one("2not json")), None);
+        assert_eq!(args(&one("3/chat,1[\"ack\"]")), None);
+        assert_eq!(args(&one("0/chat,{}")), None);
+        assert_eq!(args(&one("2not json")), None);
     }
 }

@@ -3,7 +3,10 @@
 // NATS, the UI served from an origin of its own (allowed by [cors]). It logs
 // in to node A (a wrong password first: "invalid credentials"), then sees
 // both nodes, every socket of both, the rooms and the events, and its
-// disconnect, join and leave buttons act on a socket of node B.
+// disconnect, join and leave buttons act on a socket of node B. A second
+// pair of nodes (the interop server) has a dynamic namespace on node B
+// only: the UI logged in to node A lists it and its socket, whose details
+// show its data (`socket.data`) and follow its changes.
 //
 // The UI is the one the npm package ships (node_modules/@socket.io/admin-ui,
 // a devDependency of this suite), or $ADMIN_UI_DIST; the browser is Debian's
@@ -13,6 +16,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { describe } from "node:test";
 import { io } from "socket.io-client";
 import { startBroker } from "../lib/brokers.mjs";
@@ -98,11 +102,55 @@ async function waitRows(page, ok, what, ms = 10_000) {
   throw new Error(`${what}: rows were ${JSON.stringify(last)}`);
 }
 
+/** Headless Chromium on the UI's login dialog (offline but for 127.0.0.1). */
+async function openUi(t, ui) {
+  const { default: puppeteer } = await import("puppeteer-core");
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu"],
+  });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1400, height: 900 });
+  // Offline: the UI's fonts and icon CSS come from CDNs; without them the
+  // UI works (the icons' class names are still in the DOM).
+  await page.setRequestInterception(true);
+  page.on("request", (r) => (r.url().startsWith("http://127.0.0.1") ? r.continue() : r.abort()));
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  await page.goto(`${ui}/ui/`, { waitUntil: "load" });
+  await page.waitForSelector(".v-dialog--active input", { visible: true });
+  return { browser, page, pageErrors };
+}
+
+/** Type `value` into the login dialog's field labelled `label`. */
+async function fillIn(page, label, value) {
+  const id = await page.evaluate(
+    (l) => [...document.querySelectorAll(".v-dialog--active label")].find((x) => x.textContent.trim() === l).htmlFor,
+    label,
+  );
+  // Typed as a user types; checked, since a keystroke that lands
+  // while the dialog is still settling is lost.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    await page.click(`#${id}`, { clickCount: 3 });
+    await page.keyboard.press("Backspace");
+    await page.keyboard.type(value);
+    if ((await page.$eval(`#${id}`, (e) => e.value)) === value) return;
+    await sleep(200);
+  }
+  throw new Error(`could not type into ${label}`);
+}
+
+async function submitLogin(page) {
+  await page.waitForSelector(".v-dialog--active button[type=submit]:not([disabled])", { visible: true });
+  await page.click(".v-dialog--active button[type=submit]");
+}
+
 describe("the official admin UI", () => {
   itest(
     "logs in to one node of two and shows and manages both nodes' sockets, rooms and events",
     async (ctx, t) => {
-      const { default: puppeteer } = await import("puppeteer-core");
       const ui = await serveUi(t);
       const broker = await startBroker(t, "nats");
       const env = {
@@ -136,43 +184,9 @@ describe("the official admin UI", () => {
       await Promise.all([a1, b1, b2].map((s) => waitConnect(s)));
       for (const s of [a1, b1, b2]) await emitAck(s, "join", ["lobby"]);
 
-      const browser = await puppeteer.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        args: ["--no-sandbox", "--disable-gpu"],
-      });
-      t.after(() => browser.close());
-      const page = await browser.newPage();
-      await page.setViewport({ width: 1400, height: 900 });
-      // Offline: the UI's fonts and icon CSS come from CDNs; without them the
-      // UI works (the icons' class names are still in the DOM).
-      await page.setRequestInterception(true);
-      page.on("request", (r) => (r.url().startsWith("http://127.0.0.1") ? r.continue() : r.abort()));
-      const pageErrors = [];
-      page.on("pageerror", (e) => pageErrors.push(e.message));
-
-      await page.goto(`${ui}/ui/`, { waitUntil: "load" });
-      await page.waitForSelector(".v-dialog--active input", { visible: true });
-      const fill = async (label, value) => {
-        const id = await page.evaluate(
-          (l) => [...document.querySelectorAll(".v-dialog--active label")].find((x) => x.textContent.trim() === l).htmlFor,
-          label,
-        );
-        // Typed as a user types; checked, since a keystroke that lands
-        // while the dialog is still settling is lost.
-        for (let attempt = 0; attempt < 5; attempt++) {
-          await page.click(`#${id}`, { clickCount: 3 });
-          await page.keyboard.press("Backspace");
-          await page.keyboard.type(value);
-          if ((await page.$eval(`#${id}`, (e) => e.value)) === value) return;
-          await sleep(200);
-        }
-        throw new Error(`could not type into ${label}`);
-      };
-      const submit = async () => {
-        await page.waitForSelector(".v-dialog--active button[type=submit]:not([disabled])", { visible: true });
-        await page.click(".v-dialog--active button[type=submit]");
-      };
+      const { page, pageErrors } = await openUi(t, ui);
+      const fill = (label, value) => fillIn(page, label, value);
+      const submit = () => submitLogin(page);
       await fill("Server URL", nodeA.url);
       await fill("Username", USER);
       await fill("Password", "wrong");
@@ -315,6 +329,100 @@ describe("the official admin UI", () => {
 
       assert.deepEqual(pageErrors, [], "no errors in the UI");
       assert.ok(a1.connected && b2.connected);
+    },
+    { timeout: 90_000 },
+  );
+
+  itest(
+    "shows a dynamic namespace that exists only on the other node, its sockets and their data",
+    async (ctx, t) => {
+      const ui = await serveUi(t);
+      const broker = await startBroker(t, "nats");
+      // The interop server (examples/interop.rs): dynamic namespaces
+      // ^/dyn-[a-z0-9]+$ and `set-data` (the socket's JSON data).
+      const env = {
+        RIPTIDE__ADAPTER__KIND: "nats",
+        RIPTIDE__ADAPTER__URL: broker,
+        RIPTIDE__ADMIN__ENABLED: "true",
+        RIPTIDE__ADMIN__USERNAME: USER,
+        RIPTIDE__ADMIN__PASSWORD_HASH: HASH,
+        RIPTIDE__ADMIN__MAX_LOGINS_PER_S: "100",
+        RIPTIDE__CORS__ALLOWED_ORIGINS: ui,
+        RIPTIDE__CORS__ALLOW_CREDENTIALS: "true",
+      };
+      const nodeA = await ctx.server({ env });
+      const nodeB = await ctx.server({ env });
+      await eventually(async () => (await health(nodeA)).adapter.peers === 1, 10_000, "the nodes meet");
+
+      // On node B only, before the UI logs in: a socket of /dyn-ui whose
+      // handler set its data. Node A never had /dyn-ui.
+      const dyn = ctx.client("/dyn-ui", { transports: ["websocket"] }, nodeB);
+      await waitConnect(dyn);
+      const [set] = await emitAck(dyn, "set-data", [{ name: "on node B", level: 2 }]);
+      assert.deepEqual(set, { name: "on node B", level: 2 });
+
+      const { page, pageErrors } = await openUi(t, ui);
+      await fillIn(page, "Server URL", nodeA.url);
+      await fillIn(page, "Username", USER);
+      await fillIn(page, "Password", PASSWORD);
+      await submitLogin(page);
+      await page.waitForSelector(".v-dialog--active", { hidden: true, timeout: 10_000 });
+
+      // The Sockets page's namespace selector offers /dyn-ui (from all_sockets:
+      // no event told of it since the login); chosen, it lists the socket.
+      await page.goto(`${ui}/ui/#/sockets/`);
+      await page.waitForSelector("main .v-select", { visible: true });
+      await eventually(
+        async () => {
+          await page.click("main .v-select .v-select__slot");
+          const picked = await page.evaluate(() => {
+            const item = [...document.querySelectorAll(".v-menu__content.menuable__content__active .v-list-item")].find(
+              (e) => e.innerText.trim() === "/dyn-ui",
+            );
+            item?.click();
+            return !!item;
+          });
+          if (!picked) await page.keyboard.press("Escape");
+          return picked;
+        },
+        10_000,
+        "/dyn-ui in the namespace selector",
+      );
+      await waitRows(page, (r) => r.some((row) => row[0] === dyn.id), "the /dyn-ui socket of node B listed");
+
+      // Its details show its data, and follow it when its handler sets it again.
+      await page.evaluate((id) => {
+        [...document.querySelectorAll("main .v-data-table tbody tr")]
+          .find((tr) => tr.querySelector("td")?.innerText.trim() === id)
+          ?.click();
+      }, dyn.id);
+      // The "Data" row of the socket's table.
+      const shownData = () =>
+        page.evaluate(() => {
+          const row = [...document.querySelectorAll("main tr")].find(
+            (tr) => tr.querySelector("td.key-column")?.innerText.trim() === "Data",
+          );
+          const code = row?.querySelector("pre code");
+          return code ? JSON.parse(code.innerText) : null;
+        });
+      await eventually(
+        async () => isDeepStrictEqual(await shownData(), { name: "on node B", level: 2 }),
+        10_000,
+        "the socket's data on its details page",
+      ).catch(async (e) => {
+        console.error("socket page:", page.url(), await shownData(), await page.$eval("main", (m) => m.innerText.slice(0, 2000)));
+        throw e;
+      });
+      // (The UI merges an update into what it has, as lodash's merge: a key
+      // the new data lacks would stay shown. Both keys change here.)
+      await emitAck(dyn, "set-data", [{ name: "changed", level: 3 }]);
+      await eventually(
+        async () => isDeepStrictEqual(await shownData(), { name: "changed", level: 3 }),
+        10_000,
+        "the data as its handler set it again (socket_updated)",
+      );
+
+      assert.deepEqual(pageErrors, [], "no errors in the UI");
     },
     { timeout: 90_000 },
   );
