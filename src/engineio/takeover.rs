@@ -19,6 +19,8 @@ use std::fmt;
 use std::future::poll_fn;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
 
 use actix_codec::{AsyncRead, AsyncWrite, Framed};
@@ -37,11 +39,31 @@ use super::websocket::{Takeover, TakeoverOffer};
 /// worker's upgrade service calls its own instance of the application.
 pub struct UpgradeFactory<S> {
     app: S,
+    live: Arc<AtomicUsize>,
 }
 
 impl<S> UpgradeFactory<S> {
-    pub fn new(app: S) -> Self {
-        UpgradeFactory { app }
+    /// `live` counts the connections taken over and still running: a
+    /// graceful stop waits for them (actix-server only waits for the
+    /// connections its dispatchers hold).
+    pub fn new(app: S, live: Arc<AtomicUsize>) -> Self {
+        UpgradeFactory { app, live }
+    }
+}
+
+/// One taken-over connection in [`UpgradeFactory`]'s count.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: &Arc<AtomicUsize>) -> Live {
+        count.fetch_add(1, Ordering::AcqRel);
+        Live(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -67,9 +89,11 @@ where
 
     fn new_service(&self, _: ()) -> Self::Future {
         let app = self.app.new_service(());
+        let live = self.live.clone();
         Box::pin(async move {
             Ok(Upgrade {
                 app: Rc::new(app.await?),
+                live,
             })
         })
     }
@@ -78,6 +102,7 @@ where
 /// One worker's upgrade service.
 pub struct Upgrade<S> {
     app: Rc<S>,
+    live: Arc<AtomicUsize>,
 }
 
 impl<T, S> Service<(Request, Framed<T, h1::Codec>)> for Upgrade<S>
@@ -93,6 +118,7 @@ where
 
     fn call(&self, (req, framed): (Request, Framed<T, h1::Codec>)) -> Self::Future {
         let app = self.app.clone();
+        let live = self.live.clone();
         Box::pin(async move {
             // The client's bytes after the head, for a route that streams
             // them (the dispatcher would have given it this payload).
@@ -128,7 +154,11 @@ where
             match takeover {
                 Some(takeover) => {
                     // Its own task: the dispatcher's (and its memory) ends.
-                    actix_rt::spawn(takeover.run(parts.io, parts.read_buf));
+                    let live = Live::new(&live);
+                    actix_rt::spawn(async move {
+                        takeover.run(parts.io, parts.read_buf).await;
+                        drop(live);
+                    });
                 }
                 None => {
                     let mut io = parts.io;

@@ -393,6 +393,10 @@ impl RiptideServer {
         // HttpServer does).
         let stopping = Arc::new(tokio::sync::Notify::new());
         let stop_signal = stopping.clone();
+        // WebSocket connections run outside actix-server's count once taken
+        // over: the stop waits for this one (their close frames written).
+        let websockets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ws_count = websockets.clone();
         // Each worker builds the application twice: once for its HTTP/1
         // dispatcher, once for the upgrade service that takes WebSocket
         // connections out of it (engineio/takeover.rs).
@@ -427,7 +431,7 @@ impl RiptideServer {
                     .on_connect_ext(|io: &_, ext: _| {
                         crate::engineio::websocket::on_connect(io as &dyn std::any::Any, ext)
                     })
-                    .upgrade(UpgradeFactory::new(app()))
+                    .upgrade(UpgradeFactory::new(app(), ws_count.clone()))
                     .finish(app().map_err(|e| e.error_response()))
             }};
         }
@@ -475,6 +479,13 @@ impl RiptideServer {
                 .close_paced(CloseReason::ServerShutdown, rate, deadline)
                 .await;
             while (engine.session_count() > 0 || shared.socket_count() > 0)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Each closed WebSocket writes what it had queued and its close
+            // frame, then waits (briefly) for its client to close too.
+            while websockets.load(std::sync::atomic::Ordering::Acquire) > 0
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;

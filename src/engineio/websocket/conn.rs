@@ -6,9 +6,10 @@
 //!   frame is kept by the connection, so an idle WebSocket holds no buffer
 //!   at all (the dispatcher kept an 8 kB read and an 8 kB write buffer for
 //!   each one, docs/decisions.md "Idle memory");
-//! - writes go straight from the [`WsSink`] queue to the socket, up to
-//!   [`MAX_IOV`] frames in one vectored write: a broadcast's frame bytes,
-//!   shared by every receiver, are never copied into a per-connection buffer.
+//! - writes go from the [`WsSink`] queue to the socket: small frames
+//!   gathered in a buffer of the worker thread's (up to [`WRITE_BUF`] bytes
+//!   per write), a large one written from its own buffer. No connection
+//!   keeps a write buffer.
 //!
 //! The guarantees are the response body's (mod.rs): the same bounded queue,
 //! the same slow-consumer kill (the socket shut down under the sink's lock),
@@ -18,7 +19,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::io::IoSlice;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,9 +33,12 @@ use super::{fail, State, WsSink};
 use crate::engineio::packet::Packet;
 use crate::engineio::session::WsEvent;
 
-/// Frames written in one vectored write at most (Linux's `UIO_MAXIOV` is
-/// 1024; past a few dozen the gain is nothing).
-const MAX_IOV: usize = 64;
+/// A frame at least this long is written from its own buffer; shorter ones
+/// are copied into the thread's write buffer and leave together.
+const COPY_MAX: usize = 16 * 1024;
+
+/// The thread's write buffer: the most bytes one write gathers.
+const WRITE_BUF: usize = 64 * 1024;
 
 /// Bytes read from a socket in one read.
 const READ_BUF: usize = 64 * 1024;
@@ -50,6 +53,9 @@ thread_local! {
     /// The worker thread's read buffer, lent to one connection's read at a
     /// time (a read and its decoding are one synchronous step).
     static READ: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BUF].into_boxed_slice());
+    /// The worker thread's write buffer, where one connection's small frames
+    /// are gathered for one write.
+    static WRITE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(WRITE_BUF));
 }
 
 /// Put in a request's extensions by the upgrade service: the connection can
@@ -347,13 +353,26 @@ where
                 std::mem::swap(&mut self.inflight, &mut out.chunks);
                 out.in_flight = self.inflight.len();
             }
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            for (i, chunk) in self.inflight.iter().take(MAX_IOV).enumerate() {
-                iov[i] = IoSlice::new(if i == 0 { &chunk[self.offset..] } else { chunk });
-                n += 1;
-            }
-            let written = match Pin::new(&mut self.io).poll_write_vectored(cx, &iov[..n]) {
+            let (inflight, offset, io) = (&self.inflight, self.offset, &mut self.io);
+            let write = WRITE.with_borrow_mut(|scratch| {
+                let first = &inflight[0][offset..];
+                if first.len() >= COPY_MAX {
+                    return Pin::new(&mut *io).poll_write(cx, first);
+                }
+                // Small frames are gathered into one buffer: the kernel's
+                // per-segment cost of a vectored write of many ~100-byte
+                // frames was several times that of the copy.
+                scratch.clear();
+                for (i, chunk) in inflight.iter().enumerate() {
+                    let c = if i == 0 { first } else { &chunk[..] };
+                    if i > 0 && (c.len() >= COPY_MAX || scratch.len() + c.len() > WRITE_BUF) {
+                        break;
+                    }
+                    scratch.extend_from_slice(c);
+                }
+                Pin::new(&mut *io).poll_write(cx, scratch)
+            });
+            let written = match write {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(WriteEnd::Dropped),
                 Poll::Ready(Ok(w)) => w,
                 Poll::Pending => {
