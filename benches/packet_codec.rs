@@ -11,7 +11,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use riptide::engineio::packet as eio;
 use riptide::engineio::session::encode_poll_body;
-use riptide::engineio::websocket::{detached, WsLimits};
+use riptide::engineio::websocket::{detached, detached_conn, WsLimits};
 use riptide::engineio::Frame;
 use riptide::socketio::encode::encode_event;
 use riptide::socketio::packet as sio;
@@ -147,8 +147,10 @@ fn socketio(c: &mut Criterion) {
 }
 
 /// Per receiver of a broadcast on WebSocket: the shared frame queued on the
-/// receiver's sink (a reference count, no copy), then handed over by the
-/// response body as actix-web takes it. One frame, and a burst of 64.
+/// receiver's sink (a reference count, no copy), then written by the raw
+/// connection's writer (production) or handed over by the response body as
+/// actix-web takes it (an engine on a plain actix-web server). One frame,
+/// and a burst of 64.
 fn websocket(c: &mut Criterion) {
     let mut g = c.benchmark_group("websocket");
     let limits = WsLimits {
@@ -159,6 +161,19 @@ fn websocket(c: &mut Criterion) {
     let frame =
         Frame::message(r#"2["msg",{"t":0,"seq":0,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]"#);
     for burst in [1usize, 64] {
+        // Production's path: the raw connection's writer (its small frames
+        // gathered into one write).
+        let (sink, mut writer) = detached_conn(limits);
+        g.throughput(Throughput::Elements(burst as u64));
+        g.bench_function(BenchmarkId::new("send_and_write", burst), |b| {
+            b.iter(|| {
+                for _ in 0..burst {
+                    sink.send(black_box(&frame), false);
+                }
+                black_box(writer.write_queued());
+            })
+        });
+        // An engine mounted on a plain actix-web server: the response body.
         let (sink, mut body) = detached(limits);
         g.throughput(Throughput::Elements(burst as u64));
         g.bench_function(BenchmarkId::new("send_and_drain", burst), |b| {

@@ -449,3 +449,136 @@ where
         .await;
     }
 }
+
+/// A connection whose socket takes every byte at once: the production write
+/// path (the gathering into the thread's buffer, the queue's accounting)
+/// without a socket, for benches.
+#[cfg(any(test, feature = "internals"))]
+pub struct Writer(Conn<NullIo>);
+
+#[cfg(any(test, feature = "internals"))]
+impl Writer {
+    pub(super) fn new(sink: WsSink) -> Writer {
+        Writer(Conn {
+            io: NullIo(0),
+            reader: FrameReader::new(sink.limits.max_payload),
+            sink,
+            pending: BytesMut::new(),
+            packets: Vec::new(),
+            inflight: VecDeque::new(),
+            offset: 0,
+            unflushed: false,
+        })
+    }
+
+    /// Write everything queued; the bytes written so far in all.
+    pub fn write_queued(&mut self) -> u64 {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let _ = self.0.poll_write(&mut cx);
+        self.0.io.0
+    }
+}
+
+#[cfg(any(test, feature = "internals"))]
+struct NullIo(u64);
+
+#[cfg(any(test, feature = "internals"))]
+impl AsyncRead for NullIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Pending
+    }
+}
+
+#[cfg(any(test, feature = "internals"))]
+impl AsyncWrite for NullIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.0 += buf.len() as u64;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engineio::session::Frame;
+    use crate::engineio::websocket::WsLimits;
+
+    const LIMITS: WsLimits = WsLimits {
+        max_payload: 1 << 20,
+        max_frames: 1024,
+        max_bytes: 1 << 24,
+    };
+
+    /// Small frames leave gathered in one write, a large one from its own
+    /// buffer, and the queue counts them all as written.
+    #[test]
+    fn writes_everything_queued_and_accounts_for_it() {
+        let sink = WsSink::new(LIMITS);
+        let mut w = Writer::new(sink.clone());
+        let small = Frame::message("2[\"msg\",1]");
+        let large = Frame::message(&"x".repeat(COPY_MAX + 10));
+        let mut expected = 0;
+        for f in [&small, &small, &large, &small] {
+            sink.send(f, false);
+            expected += f.wire().len() as u64;
+        }
+        assert_eq!(sink.queued_frames(), 4);
+        assert_eq!(w.write_queued(), expected);
+        assert_eq!(sink.queued_frames(), 0);
+        assert_eq!(sink.queued_bytes(), 0);
+        // A flush waiter registered now is released by the next write.
+        let mut flushed = sink.flushed();
+        assert_eq!(w.write_queued(), expected);
+        assert!(flushed.try_recv().is_ok());
+    }
+
+    /// A close queued behind frames ends the writer once all are written.
+    #[test]
+    fn a_close_ends_the_writer_after_the_frames() {
+        let sink = WsSink::new(LIMITS);
+        let mut w = Writer::new(sink.clone());
+        sink.send(&Frame::message("4hi"), false);
+        sink.close(CloseCode::Normal, "bye");
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        assert!(matches!(
+            w.0.poll_write(&mut cx),
+            Poll::Ready(WriteEnd::Closed)
+        ));
+        assert_eq!(sink.queued_frames(), 0);
+        // Nothing is queued once closed.
+        assert_eq!(
+            sink.send(&Frame::message("4late"), false),
+            crate::engineio::websocket::SendOutcome::Closed
+        );
+    }
+
+    /// A kill ends the writer at once, whatever is queued.
+    #[test]
+    fn a_kill_drops_the_connection() {
+        let sink = WsSink::new(LIMITS);
+        let mut w = Writer::new(sink.clone());
+        sink.send(&Frame::message("4hi"), false);
+        sink.kill();
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        assert!(matches!(
+            w.0.poll_write(&mut cx),
+            Poll::Ready(WriteEnd::Dropped)
+        ));
+    }
+}

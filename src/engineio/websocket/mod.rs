@@ -31,6 +31,8 @@ use super::session::{Frame, WsEvent};
 
 mod conn;
 mod reader;
+#[cfg(any(test, feature = "internals"))]
+pub use conn::Writer;
 pub(crate) use conn::{Takeover, TakeoverOffer};
 
 static NEXT_WS_ID: AtomicU64 = AtomicU64::new(1);
@@ -350,6 +352,16 @@ pub fn detached(limits: WsLimits) -> (WsSink, Drain) {
         out: sink.out.clone(),
     };
     (sink, Drain(body))
+}
+
+/// A sink and the raw connection's writer draining it into a socket that
+/// takes everything: the production write path without a socket, for
+/// benches.
+#[cfg(any(test, feature = "internals"))]
+pub fn detached_conn(limits: WsLimits) -> (WsSink, conn::Writer) {
+    let sink = WsSink::new(limits);
+    let writer = conn::Writer::new(sink.clone());
+    (sink, writer)
 }
 
 /// The response body of a [`detached`] sink.
