@@ -478,14 +478,11 @@ impl RiptideServer {
             engine
                 .close_paced(CloseReason::ServerShutdown, rate, deadline)
                 .await;
-            while (engine.session_count() > 0 || shared.socket_count() > 0)
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            // Each closed WebSocket writes what it had queued and its close
-            // frame, then waits (briefly) for its client to close too.
-            while websockets.load(std::sync::atomic::Ordering::Acquire) > 0
+            // Sessions and sockets gone, and each closed WebSocket has
+            // written what it had queued and its close frame (then waited,
+            // briefly, for its client to close too).
+            let websockets = || websockets.load(std::sync::atomic::Ordering::Acquire);
+            while (engine.session_count() > 0 || shared.socket_count() > 0 || websockets() > 0)
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;

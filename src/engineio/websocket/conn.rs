@@ -123,15 +123,6 @@ enum WriteEnd {
     Dropped,
 }
 
-/// What the read side came to.
-enum ReadEvent {
-    /// One read's packets, to hand over.
-    Packets,
-    Step(Step),
-    /// The peer closed or the socket failed.
-    Eof,
-}
-
 struct Conn<T> {
     io: T,
     sink: WsSink,
@@ -184,37 +175,36 @@ async fn run_session<T>(
             Ok(Err(_)) => c.sink.close(CloseCode::Away, "session closed"),
             Ok(Ok(())) => loop {
                 // Whatever was read with the handshake is decoded first.
-                let event = if std::mem::take(&mut unread) {
-                    ReadEvent::Step(c.decode_pending())
+                // `None`: the peer closed or the socket failed.
+                let step = if std::mem::take(&mut unread) {
+                    Some(c.decode_pending())
                 } else {
                     match poll_fn(|cx| c.poll_read_phase(cx)).await {
-                        Ok(event) => event,
+                        Ok(step) => step,
                         Err(end) => break 'run end,
                     }
                 };
-                match event {
-                    ReadEvent::Packets | ReadEvent::Step(Step::More) => {
-                        match c.hand_over(&session).await {
-                            Err(end) => break 'run end,
-                            Ok(true) => continue,
-                            Ok(false) => {
-                                c.sink.close(CloseCode::Normal, "");
-                                break;
-                            }
+                match step {
+                    Some(Step::More) => match c.hand_over(&session).await {
+                        Err(end) => break 'run end,
+                        Ok(true) => continue,
+                        Ok(false) => {
+                            c.sink.close(CloseCode::Normal, "");
+                            break;
                         }
-                    }
-                    ReadEvent::Step(Step::Close(code)) => {
+                    },
+                    Some(Step::Close(code)) => {
                         if let Err(end) = c.hand_over(&session).await {
                             break 'run end;
                         }
                         c.sink.close(code, "");
                         break;
                     }
-                    ReadEvent::Step(Step::Fail(kind, code)) => {
+                    Some(Step::Fail(kind, code)) => {
                         fail(&session, &c.sink, kind, code, &mut c.packets);
                         break;
                     }
-                    ReadEvent::Eof => {
+                    None => {
                         c.sink.close(CloseCode::Normal, "");
                         break;
                     }
@@ -235,6 +225,26 @@ async fn run_session<T>(
     if !reported {
         session.do_send(WsEvent::Closed { id });
     }
+}
+
+/// One read into the worker thread's buffer, `take` given what came:
+/// `true` when something did, `false` at the end of the stream or an error.
+fn poll_read_once<T: AsyncRead + Unpin>(
+    io: &mut T,
+    cx: &mut Context<'_>,
+    take: impl FnOnce(&[u8]),
+) -> Poll<bool> {
+    READ.with_borrow_mut(|buf| {
+        let mut rb = ReadBuf::new(&mut buf[..]);
+        match Pin::new(io).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                take(rb.filled());
+                Poll::Ready(true)
+            }
+            Poll::Ready(_) => Poll::Ready(false),
+            Poll::Pending => Poll::Pending,
+        }
+    })
 }
 
 impl<T> Drop for Conn<T> {
@@ -289,33 +299,23 @@ where
         step
     }
 
-    /// Write, and read until one read yields packets or the read side ends.
-    fn poll_read_phase(&mut self, cx: &mut Context<'_>) -> Poll<Result<ReadEvent, WriteEnd>> {
+    /// Write, and read until one read yields packets (`Step::More` with
+    /// packets decoded), a close or a bad frame (`Step`), or the read side
+    /// ends (`None`).
+    fn poll_read_phase(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Step>, WriteEnd>> {
         if let Poll::Ready(end) = self.poll_write(cx) {
             return Poll::Ready(Err(end));
         }
         loop {
-            let read = READ.with_borrow_mut(|buf| {
-                let mut rb = ReadBuf::new(&mut buf[..]);
-                match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(None),
-                    Poll::Ready(Ok(())) => {
-                        // Exactly what was read, in a buffer of its own
-                        // (the frames decoded from it are handed on).
-                        self.pending.extend_from_slice(rb.filled());
-                        Poll::Ready(Some(()))
-                    }
-                    Poll::Ready(Err(_)) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                }
-            });
-            match read {
+            // Exactly what was read, in a buffer of its own (the frames
+            // decoded from it are handed on).
+            let pending = &mut self.pending;
+            match poll_read_once(&mut self.io, cx, |data| pending.extend_from_slice(data)) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(Ok(ReadEvent::Eof)),
-                Poll::Ready(Some(())) => match self.decode_pending() {
+                Poll::Ready(false) => return Poll::Ready(Ok(None)),
+                Poll::Ready(true) => match self.decode_pending() {
                     Step::More if self.packets.is_empty() => continue,
-                    Step::More => return Poll::Ready(Ok(ReadEvent::Packets)),
-                    step => return Poll::Ready(Ok(ReadEvent::Step(step))),
+                    step => return Poll::Ready(Ok(Some(step))),
                 },
             }
         }
@@ -327,7 +327,11 @@ where
         loop {
             if self.inflight.is_empty() {
                 let mut out = self.sink.out.lock();
-                out.release_flushed();
+                // Written and flushed chunks are the kernel's.
+                if !self.unflushed {
+                    let sent = out.sent_chunks;
+                    out.release_flushed(sent);
+                }
                 if out.state == State::Killed || out.body_gone {
                     return Poll::Ready(WriteEnd::Dropped);
                 }
@@ -392,31 +396,23 @@ where
 
     /// `written` bytes of the in-flight chunks have left: drop the chunks
     /// written whole and count them (and the frames they end) as sent.
-    fn advance(&mut self, mut written: usize) {
+    fn advance(&mut self, written: usize) {
         let mut done = 0;
-        let mut bytes = 0;
+        let mut left_over = written;
         while let Some(front) = self.inflight.front() {
             let left = front.len() - self.offset;
-            if written < left {
-                self.offset += written;
-                bytes += written;
+            if left_over < left {
+                self.offset += left_over;
                 break;
             }
-            written -= left;
-            bytes += left;
+            left_over -= left;
             self.offset = 0;
             self.inflight.pop_front();
             done += 1;
         }
         let mut out = self.sink.out.lock();
-        out.bytes = out.bytes.saturating_sub(bytes);
         out.in_flight = self.inflight.len();
-        out.sent_chunks += done;
-        let sent = out.sent_chunks;
-        while out.frame_ends.front().is_some_and(|&e| e <= sent) {
-            out.frame_ends.pop_front();
-            out.frames = out.frames.saturating_sub(1);
-        }
+        out.sent(done, written);
     }
 
     /// After the close frame: shut the write side, then read and drop
@@ -430,15 +426,7 @@ where
                 return;
             }
             poll_fn(|cx| loop {
-                let read = READ.with_borrow_mut(|buf| {
-                    let mut rb = ReadBuf::new(&mut buf[..]);
-                    match Pin::new(&mut *io).poll_read(cx, &mut rb) {
-                        Poll::Ready(Ok(())) if !rb.filled().is_empty() => Poll::Ready(true),
-                        Poll::Ready(_) => Poll::Ready(false),
-                        Poll::Pending => Poll::Pending,
-                    }
-                });
-                match read {
+                match poll_read_once(&mut *io, cx, |_| {}) {
                     Poll::Ready(true) => continue,
                     Poll::Ready(false) => return Poll::Ready(()),
                     Poll::Pending => return Poll::Pending,

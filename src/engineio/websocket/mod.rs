@@ -406,19 +406,30 @@ impl Outbound {
         self.frames = 0;
     }
 
-    /// Release the [`WsSink::flushed`] waiters whose frames are all written
-    /// to the socket (the raw connection's writer, [`conn`]).
-    fn release_flushed(&mut self) {
+    /// Release the [`WsSink::flushed`] waiters whose frames are within the
+    /// first `settled` chunks (those known to be handed to the kernel).
+    fn release_flushed(&mut self, settled: usize) {
         if self.flush_waiters.is_empty() {
             return;
         }
-        let sent = self.sent_chunks;
         for (target, tx) in std::mem::take(&mut self.flush_waiters) {
-            if target <= sent {
+            if target <= settled {
                 let _ = tx.send(());
             } else {
                 self.flush_waiters.push((target, tx));
             }
+        }
+    }
+
+    /// `chunks` more chunks, `bytes` bytes in all, have left the queue: count
+    /// them, and the frames they end, as sent.
+    fn sent(&mut self, chunks: usize, bytes: usize) {
+        self.bytes = self.bytes.saturating_sub(bytes);
+        self.sent_chunks += chunks;
+        let sent = self.sent_chunks;
+        while self.frame_ends.front().is_some_and(|&e| e <= sent) {
+            self.frame_ends.pop_front();
+            self.frames = self.frames.saturating_sub(1);
         }
     }
 }
@@ -433,15 +444,18 @@ impl ConnFd {
     fn bound_unacked(self, timeout: std::time::Duration) {
         use std::os::fd::BorrowedFd;
         // SAFETY: as for `shutdown_now`: called under the sink's lock while
-        // the response body is alive.
+        // the connection's writer (response body or connection task) is
+        // alive.
         let fd = unsafe { BorrowedFd::borrow_raw(self.0) };
         let _ = socket2::SockRef::from(&fd).set_tcp_user_timeout(Some(timeout));
     }
 
     fn shutdown_now(self) {
         use std::os::fd::BorrowedFd;
-        // SAFETY: the caller holds the sink's lock and the response body is
-        // alive, so actix-web has not closed this descriptor (see `kill`).
+        // SAFETY: the caller holds the sink's lock and the connection's writer
+        // (response body or connection task) is alive, so the descriptor is
+        // not closed: both forget it under this lock before the socket closes
+        // (`Outbound::detach`; see `kill`).
         let fd = unsafe { BorrowedFd::borrow_raw(self.0) };
         let sock = socket2::SockRef::from(&fd);
         let _ = sock.set_linger(Some(std::time::Duration::ZERO));
@@ -474,33 +488,15 @@ impl Stream for Body {
         let mut out = self.out.lock();
         // The chunks handed over before the last `Pending` went through the
         // dispatcher's flush that followed it.
-        if !out.flush_waiters.is_empty() {
-            let settled = out.settled_chunks;
-            for (target, tx) in std::mem::take(&mut out.flush_waiters) {
-                if target <= settled {
-                    let _ = tx.send(());
-                } else {
-                    out.flush_waiters.push((target, tx));
-                }
-            }
-        }
+        let settled = out.settled_chunks;
+        out.release_flushed(settled);
         if out.state == State::Killed {
             return Poll::Ready(Some(Err(std::io::Error::other(
                 "websocket closed by the server",
             ))));
         }
         if let Some(chunk) = out.chunks.pop_front() {
-            out.sent_chunks += 1;
-            let sent = out.sent_chunks;
-            if chunk.len() <= out.bytes {
-                out.bytes -= chunk.len();
-            } else {
-                out.bytes = 0;
-            }
-            while out.frame_ends.front().is_some_and(|&e| e <= sent) {
-                out.frame_ends.pop_front();
-                out.frames = out.frames.saturating_sub(1);
-            }
+            out.sent(1, chunk.len());
             return Poll::Ready(Some(Ok(chunk)));
         }
         if out.state == State::Closing {
