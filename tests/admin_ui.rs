@@ -107,8 +107,8 @@ fn data_namespace() -> Namespace<DataHandler> {
     })
 }
 
-/// Log in to `/admin`: the socket, and `all_sockets`' list.
-async fn login(server: &TestServer) -> (WsClient, Vec<Value>) {
+/// Connect to `/admin` with the right credentials.
+async fn connect_admin(server: &TestServer) -> WsClient {
     let mut admin = WsClient::open(server).await;
     admin
         .connect_raw(
@@ -116,6 +116,12 @@ async fn login(server: &TestServer) -> (WsClient, Vec<Value>) {
             Some(json!({ "username": USER, "password": PASSWORD })),
         )
         .await;
+    admin
+}
+
+/// Log in to `/admin`: the socket, and `all_sockets`' list.
+async fn login(server: &TestServer) -> (WsClient, Vec<Value>) {
+    let mut admin = connect_admin(server).await;
     let all = next_event(&mut admin, "all_sockets").await;
     let Value::Array(list) = all[0].clone() else {
         panic!("all_sockets: {all:?}");
@@ -275,13 +281,7 @@ async fn logins_are_checked_and_bad_input_is_refused_and_counted() {
 #[actix_rt::test]
 async fn read_only_offers_no_commands_and_runs_none() {
     let server = start(settings(true));
-    let mut admin = WsClient::open(&server).await;
-    admin
-        .connect_raw(
-            "/admin",
-            Some(json!({ "username": USER, "password": PASSWORD })),
-        )
-        .await;
+    let mut admin = connect_admin(&server).await;
     let config = next_event(&mut admin, "config").await;
     assert_eq!(
         config[0]["supportedFeatures"],
@@ -306,13 +306,7 @@ async fn production_mode_sends_stats_only() {
     let mut s = settings(false);
     s.admin.mode = riptide::settings::AdminMode::Production;
     let server = start(s);
-    let mut admin = WsClient::open(&server).await;
-    admin
-        .connect_raw(
-            "/admin",
-            Some(json!({ "username": USER, "password": PASSWORD })),
-        )
-        .await;
+    let mut admin = connect_admin(&server).await;
     admin.recv_text().await; // the CONNECT reply
     let config = next_event(&mut admin, "config").await;
     assert_eq!(

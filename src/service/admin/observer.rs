@@ -43,6 +43,16 @@ impl AdminObserver {
             ],
         );
     }
+
+    /// `socket_updated`: one field of the socket's description changed.
+    fn socket_updated(&self, socket: &Socket, field: &str, value: Value) {
+        let mut update = serde_json::Map::new();
+        update.insert("id".into(), socket.id().into());
+        update.insert("nsp".into(), socket.namespace().into());
+        update.insert(field.into(), value);
+        self.state
+            .broadcast("socket_updated", vec![Value::Object(update)]);
+    }
 }
 
 impl Observer for AdminObserver {
@@ -74,26 +84,12 @@ impl Observer for AdminObserver {
     }
 
     fn socket_upgraded(&self, socket: &Socket) {
-        self.state.broadcast(
-            "socket_updated",
-            vec![serde_json::json!({
-                "id": socket.id(),
-                "nsp": socket.namespace(),
-                "transport": "websocket",
-            })],
-        );
+        self.socket_updated(socket, "transport", "websocket".into());
     }
 
     fn socket_data_set(&self, socket: &Socket) {
         // As the reference's proxy on `socket.data` tells of each change.
-        self.state.broadcast(
-            "socket_updated",
-            vec![serde_json::json!({
-                "id": socket.id(),
-                "nsp": socket.namespace(),
-                "data": socket.json_data(),
-            })],
-        );
+        self.socket_updated(socket, "data", socket.json_data());
     }
 
     fn room_joined(&self, socket: &Socket, room: &str) {

@@ -142,6 +142,21 @@ async function fillIn(page, label, value) {
   throw new Error(`could not type into ${label}`);
 }
 
+/** A node of a NATS cluster with the admin UI on, for the UI served at `ui`. */
+function adminEnv(broker, ui) {
+  return {
+    RIPTIDE__ADAPTER__KIND: "nats",
+    RIPTIDE__ADAPTER__URL: broker,
+    RIPTIDE__ADMIN__ENABLED: "true",
+    RIPTIDE__ADMIN__USERNAME: USER,
+    RIPTIDE__ADMIN__PASSWORD_HASH: HASH,
+    RIPTIDE__ADMIN__MAX_LOGINS_PER_S: "100",
+    // The UI's client sends credentials: an exact origin, credentials allowed.
+    RIPTIDE__CORS__ALLOWED_ORIGINS: ui,
+    RIPTIDE__CORS__ALLOW_CREDENTIALS: "true",
+  };
+}
+
 async function submitLogin(page) {
   await page.waitForSelector(".v-dialog--active button[type=submit]:not([disabled])", { visible: true });
   await page.click(".v-dialog--active button[type=submit]");
@@ -153,17 +168,7 @@ describe("the official admin UI", () => {
     async (ctx, t) => {
       const ui = await serveUi(t);
       const broker = await startBroker(t, "nats");
-      const env = {
-        RIPTIDE__ADAPTER__KIND: "nats",
-        RIPTIDE__ADAPTER__URL: broker,
-        RIPTIDE__ADMIN__ENABLED: "true",
-        RIPTIDE__ADMIN__USERNAME: USER,
-        RIPTIDE__ADMIN__PASSWORD_HASH: HASH,
-        RIPTIDE__ADMIN__MAX_LOGINS_PER_S: "100",
-        // The UI's client sends credentials: an exact origin, credentials allowed.
-        RIPTIDE__CORS__ALLOWED_ORIGINS: ui,
-        RIPTIDE__CORS__ALLOW_CREDENTIALS: "true",
-      };
+      const env = adminEnv(broker, ui);
       const nodeA = await ctx.service({ env });
       const nodeB = await ctx.service({ env });
       const idA = (await health(nodeA)).adapter.node;
@@ -340,16 +345,7 @@ describe("the official admin UI", () => {
       const broker = await startBroker(t, "nats");
       // The interop server (examples/interop.rs): dynamic namespaces
       // ^/dyn-[a-z0-9]+$ and `set-data` (the socket's JSON data).
-      const env = {
-        RIPTIDE__ADAPTER__KIND: "nats",
-        RIPTIDE__ADAPTER__URL: broker,
-        RIPTIDE__ADMIN__ENABLED: "true",
-        RIPTIDE__ADMIN__USERNAME: USER,
-        RIPTIDE__ADMIN__PASSWORD_HASH: HASH,
-        RIPTIDE__ADMIN__MAX_LOGINS_PER_S: "100",
-        RIPTIDE__CORS__ALLOWED_ORIGINS: ui,
-        RIPTIDE__CORS__ALLOW_CREDENTIALS: "true",
-      };
+      const env = adminEnv(broker, ui);
       const nodeA = await ctx.server({ env });
       const nodeB = await ctx.server({ env });
       await eventually(async () => (await health(nodeA)).adapter.peers === 1, 10_000, "the nodes meet");
