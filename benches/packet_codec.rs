@@ -157,6 +157,7 @@ fn websocket(c: &mut Criterion) {
         max_payload: 1 << 20,
         max_frames: 1024,
         max_bytes: 1 << 24,
+        deflate_threshold: None,
     };
     let frame =
         Frame::message(r#"2["msg",{"t":0,"seq":0,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]"#);

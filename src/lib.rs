@@ -14,8 +14,10 @@
 //!   heartbeat, polling, upgrade, backpressure),
 //!   HTTP long-polling routes, forwarding a request for another node's
 //!   session to its owner (`forward`), the WebSocket (`websocket/`: the
-//!   bounded outbound queue, the frame reader, and `conn`, the WebSocket run
-//!   on the raw connection), the upgrade service that takes a WebSocket's
+//!   bounded outbound queue, the frame reader, `deflate` (permessage-deflate
+//!   without context takeover), and `conn`, the WebSocket run
+//!   on the raw connection), `compression` (gzip/deflate of polling
+//!   responses), the upgrade service that takes a WebSocket's
 //!   connection out of actix-http's HTTP/1 dispatcher (`takeover`),
 //!   admission limits (per node, per IP;
 //!   the client's address behind `server.trusted_proxies` in `proxy`),

@@ -28,6 +28,10 @@ pub struct EngineConfig {
     pub max_connections_per_ip: u32,
     pub connection_rate_per_ip: f64,
     pub connection_burst_per_ip: u32,
+    /// permessage-deflate: on with this threshold (bytes), or off.
+    pub deflate_threshold: Option<usize>,
+    /// gzip / deflate of polling responses: on with this threshold, or off.
+    pub http_compression: Option<usize>,
     /// Peers whose `Forwarded` / `X-Forwarded-For` name the client
     /// (`server.trusted_proxies`).
     pub trusted_proxies: super::proxy::TrustedProxies,
@@ -43,6 +47,7 @@ impl EngineConfig {
             max_payload: self.max_payload,
             max_frames: self.max_queued_frames,
             max_bytes: self.max_queued_bytes,
+            deflate_threshold: self.deflate_threshold,
         }
     }
 

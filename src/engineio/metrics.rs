@@ -102,6 +102,12 @@ pub(crate) struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// A `stage` label: before or after compression.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
+}
+
 /// A `kind` label (rejected input, actor kinds); shared with the node's
 /// figures.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -127,6 +133,8 @@ struct Instruments {
     bytes_out: ShardedCounter,
     polling_bytes_in: Counter,
     polling_bytes_out: Counter,
+    compressed_before: Counter,
+    compressed_after: Counter,
     bad_input: Family<KindLabel, Counter>,
     slow_consumers: Counter,
     forwarded: Family<KindLabel, Counter>,
@@ -197,6 +205,12 @@ impl EngineMetrics {
             "HTTP long-polling body bytes received (in) and sent (out), framing included",
             Family::default(),
         );
+        let compressed: Family<StageLabel, Counter> = register(
+            r,
+            "polling_compressed_bytes",
+            "Long-polling response bodies compressed (engine.http_compression): bytes before and after",
+            Family::default(),
+        );
         let bad_input = register(
             r,
             "bad_input",
@@ -256,6 +270,8 @@ impl EngineMetrics {
                 bytes_out: direction(&bytes, "out"),
                 polling_bytes_in: direction(&polling_bytes, "in"),
                 polling_bytes_out: direction(&polling_bytes, "out"),
+                compressed_before: compressed.get_or_create_owned(&StageLabel { stage: "before" }),
+                compressed_after: compressed.get_or_create_owned(&StageLabel { stage: "after" }),
                 sessions_closed,
                 bad_input,
                 slow_consumers,
@@ -295,6 +311,12 @@ impl EngineMetrics {
     /// A long-polling GET response body of `bytes` bytes sent. See [`EngineMetrics::bytes_in`].
     pub fn bytes_out(&self, bytes: usize) {
         self.inner.polling_bytes_out.inc_by(bytes as u64);
+    }
+
+    /// A polling response body of `before` bytes sent compressed to `after`.
+    pub(crate) fn compressed(&self, before: usize, after: usize) {
+        self.inner.compressed_before.inc_by(before as u64);
+        self.inner.compressed_after.inc_by(after as u64);
     }
 
     /// A session opened on `transport` (`"polling"` or `"websocket"`). Pair it

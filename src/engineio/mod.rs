@@ -7,6 +7,7 @@
 //! the conformance fixture's echo server is another.
 
 pub mod admission;
+mod compression;
 pub mod config;
 pub mod errors;
 pub mod forward;

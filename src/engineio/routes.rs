@@ -242,7 +242,26 @@ impl<F: EngineAppFactory> Engine<F> {
     /// The 200 answer of a polling GET.
     fn poll_answer(&self, req: &HttpRequest, body: String) -> HttpResponse {
         self.inner.metrics.bytes_out(body.len());
-        self.ok(req, "text/plain; charset=UTF-8").body(body)
+        let mut answer = self.ok(req, "text/plain; charset=UTF-8");
+        let coding = match self.inner.config.http_compression {
+            Some(at) if body.len() >= at => req
+                .headers()
+                .get(header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .and_then(super::compression::negotiate),
+            _ => None,
+        };
+        match coding {
+            Some(coding) => {
+                let z = coding.encode(body.as_bytes());
+                self.inner.metrics.compressed(body.len(), z.len());
+                answer
+                    .insert_header((header::CONTENT_ENCODING, coding.name()))
+                    .insert_header((header::VARY, "Accept-Encoding"))
+                    .body(z)
+            }
+            None => answer.body(body),
+        }
     }
 
     fn ok(&self, req: &HttpRequest, content_type: &'static str) -> HttpResponseBuilder {

@@ -48,6 +48,8 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         max_connections_per_ip: s.limits.max_connections_per_ip,
         connection_rate_per_ip: s.limits.connection_rate_per_ip,
         connection_burst_per_ip: s.limits.connection_burst_per_ip,
+        deflate_threshold: s.engine.deflate_threshold(),
+        http_compression: s.engine.http_compression_threshold(),
         // Validated with the settings.
         trusted_proxies: crate::engineio::proxy::TrustedProxies::parse(&s.server.trusted_proxies)
             .unwrap_or_default(),

@@ -42,6 +42,7 @@ common options:
   --sample-ms N           server sampling period (default 500, 200 for reconnect-storm)
   --room NAME             room used by fanout scenarios (default bench)
   --payload-bytes N       length of the payload's `pad` filler (default 64)
+  --deflate               offer permessage-deflate (RFC 7692) and inflate compressed frames
 
 idle:             --conns 5000,10000   --settle-ms 2000   --hold-s 0
 fanout, cross-node, slow:
@@ -124,6 +125,8 @@ pub struct Opts {
     pub sample: Duration,
     pub room: String,
     pub payload_bytes: usize,
+    /// Offer permessage-deflate on every connection (`--deflate`).
+    pub deflate: bool,
     // idle
     pub conns: Vec<usize>,
     pub settle: Duration,
@@ -225,6 +228,7 @@ impl Opts {
             }),
             room: "bench".into(),
             payload_bytes: 64,
+            deflate: false,
             conns: vec![5000, 10000],
             settle: Duration::from_secs(2),
             hold: Duration::ZERO,
@@ -267,6 +271,11 @@ impl Opts {
             let Some(k) = key.strip_prefix("--") else {
                 return Err(CliError::Bad(format!("unexpected argument {key:?}")));
             };
+            // The one option without a value.
+            if k == "deflate" {
+                o.deflate = true;
+                continue;
+            }
             let v = it
                 .next()
                 .ok_or_else(|| CliError::Bad(format!("--{k} needs a value")))?;

@@ -14,13 +14,15 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-pub type Ws = WebSocketStream<TcpStream>;
+use crate::inflate::{InflateStream, OFFER};
+
+pub type Ws = WebSocketStream<InflateStream>;
 
 /// Where to connect: one resolved address and the WebSocket URL to request.
 #[derive(Debug, Clone)]
@@ -120,6 +122,8 @@ pub struct ConnectOpts {
     pub timeout: Duration,
     /// SO_RCVBUF before connect (so the window scale is negotiated small).
     pub rcvbuf: Option<u32>,
+    /// Offer permessage-deflate and inflate what comes compressed.
+    pub deflate: bool,
 }
 
 /// A connected Socket.IO socket on `/`.
@@ -186,11 +190,18 @@ async fn connect_inner(
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     let local = stream.local_addr().ok();
-    let req = target
+    let mut req = target
         .ws_url
         .as_str()
         .into_client_request()
         .map_err(|e| err("bad_url", e))?;
+    if opts.deflate {
+        req.headers_mut().insert(
+            "Sec-WebSocket-Extensions",
+            tungstenite::http::HeaderValue::from_static(OFFER),
+        );
+    }
+    let stream = InflateStream::new(stream, opts.deflate);
     let (mut ws, _resp) =
         tokio_tungstenite::client_async_with_config(req, stream, Some(ws_config()))
             .await
@@ -328,6 +339,32 @@ pub fn event(name: &str, ack: Option<u64>, args_json: &str) -> String {
 }
 
 /// The fixture payload `{"t":…,"seq":…,"pad":"…"}`.
+/// The payload's `pad` filler: `len` bytes of lowercase words (JSON-safe),
+/// the same for every run. Text, not one repeated byte, so that a
+/// compressing transport (`--deflate`) sees what applications send: deflate
+/// shrinks it to about half, not to almost nothing.
+pub fn pad(len: usize) -> String {
+    const WORDS: [&str; 16] = [
+        "room", "user", "status", "online", "message", "riptide", "event", "payload", "socket",
+        "value", "delta", "notify", "order", "update", "price", "time",
+    ];
+    let mut x: u32 = 0x9e37_79b9;
+    let mut out = String::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out.push_str(WORDS[(x % 16) as usize]);
+        // A number now and then, as real messages carry.
+        if x.is_multiple_of(5) {
+            out.push_str(&(x % 1000).to_string());
+        }
+        out.push(' ');
+    }
+    out.truncate(len);
+    out
+}
+
 pub fn stamp(t: u64, seq: u64, pad: &str) -> String {
     format!("{{\"t\":{t},\"seq\":{seq},\"pad\":\"{pad}\"}}")
 }

@@ -194,10 +194,11 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
     let sem = Arc::new(Semaphore::new(o.concurrency));
     let copts = Arc::new(ConnectOpts {
         timeout: o.connect_timeout,
+        deflate: o.deflate,
         rcvbuf: None,
     });
     let latency = Latency::new();
-    let pad: Arc<str> = "x".repeat(o.payload_bytes).into();
+    let pad: Arc<str> = client::pad(o.payload_bytes).into();
     let (go_tx, go_rx) = watch::channel(None);
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Ready>();
     let sampler = ServerSampler::start(o.server_pids.clone(), o.sample);

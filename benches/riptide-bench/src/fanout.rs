@@ -187,7 +187,7 @@ struct PubStats {
 /// Publish at `rate` msg/s (0: as fast as the connection takes them) for
 /// `duration` or `messages`. `t` is stamped when each message is built.
 async fn publish(ws: &mut Ws, o: &Opts) -> PubStats {
-    let pad = "x".repeat(o.payload_bytes);
+    let pad = client::pad(o.payload_bytes);
     let room = serde_json::to_string(&o.room).unwrap_or_default();
     let start = Instant::now();
     let deadline = start + o.duration;
@@ -465,6 +465,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
     let sem = Arc::new(Semaphore::new(o.concurrency));
     let copts = Arc::new(ConnectOpts {
         timeout: o.connect_timeout,
+        deflate: o.deflate,
         rcvbuf: None,
     });
     let room: Arc<str> = o.room.as_str().into();
@@ -515,6 +516,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
             recv_target.clone(),
             ConnectOpts {
                 timeout: o.connect_timeout,
+                deflate: o.deflate,
                 rcvbuf: Some(o.slow_rcvbuf),
             },
             room.clone(),

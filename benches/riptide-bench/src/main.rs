@@ -23,6 +23,7 @@ mod client;
 mod echo;
 mod fanout;
 mod idle;
+mod inflate;
 mod rolling;
 mod service;
 mod stats;
@@ -109,6 +110,9 @@ fn main() {
         }
     };
     out.insert("ok".into(), json!(ok));
+    if opts.deflate {
+        out.insert("deflate".into(), inflate::totals());
+    }
     out.insert("nofile_limit".into(), json!(nofile));
     out.insert(
         "wall_s".into(),
@@ -147,5 +151,6 @@ pub fn common_params(o: &Opts) -> Map<String, Value> {
     );
     m.insert("server_pids".into(), json!(o.server_pids));
     m.insert("sample_ms".into(), json!(o.sample.as_millis() as u64));
+    m.insert("deflate".into(), json!(o.deflate));
     m
 }

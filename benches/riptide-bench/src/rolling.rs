@@ -352,6 +352,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
     ]);
     let copts = Arc::new(ConnectOpts {
         timeout: o.connect_timeout,
+        deflate: o.deflate,
         rcvbuf: None,
     });
     let room: Arc<str> = o.room.as_str().into();
@@ -406,7 +407,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
     let sampler = ServerSampler::start(o.server_pids.clone(), o.sample);
     let phase0 = CpuMark::now();
     let (pub_stop_tx, pub_stop_rx) = watch::channel(false);
-    let pad = "x".repeat(o.payload_bytes);
+    let pad = client::pad(o.payload_bytes);
     let publisher = tokio::spawn(publisher(
         targets.clone(),
         copts.clone(),

@@ -636,6 +636,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
         target: client_target.clone(),
         copts: ConnectOpts {
             timeout: o.connect_timeout,
+            deflate: o.deflate,
             rcvbuf: None,
         },
         sem: Arc::new(Semaphore::new(o.concurrency)),

@@ -179,6 +179,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
     let sem = Arc::new(Semaphore::new(o.concurrency));
     let copts = Arc::new(ConnectOpts {
         timeout: o.connect_timeout,
+        deflate: o.deflate,
         rcvbuf: None,
     });
     let backoff = o.backoff();

@@ -1,9 +1,12 @@
 //! What a session sends and receives: encoded outbound frames, shared by every
 //! receiver of a broadcast, and the inbound messages handed to the app.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::{Bytes, BytesMut};
 
 use crate::engineio::packet::Packet;
+use crate::engineio::websocket::deflate::{deflate_frame, MIN_DEFLATE};
 use crate::engineio::websocket::{put_header, MAX_HEADER, OP_BINARY, OP_TEXT};
 
 /// One outbound Engine.IO message, encoded once and shared by every receiver
@@ -11,13 +14,25 @@ use crate::engineio::websocket::{put_header, MAX_HEADER, OP_BINARY, OP_TEXT};
 /// (an unmasked final frame, RFC 6455 §5.2), so a WebSocket write queues a
 /// reference to them and nothing per receiver; long-polling reads the
 /// payload behind the header.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Frame {
     wire: Bytes,
     /// Length of the WebSocket header at the front of `wire` (2 to 10).
     head: u8,
     binary: bool,
+    /// The frame compressed (permessage-deflate), made by the first
+    /// receiver that negotiated it and shared with the others; only for
+    /// payloads that may be compressed at all.
+    deflated: Option<Arc<OnceLock<Bytes>>>,
 }
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        (&self.wire, self.head, self.binary) == (&other.wire, other.head, other.binary)
+    }
+}
+
+impl Eq for Frame {}
 
 /// What a [`Frame`] carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +55,7 @@ impl Frame {
             wire: buf.freeze(),
             head,
             binary,
+            deflated: (len >= MIN_DEFLATE).then(Default::default),
         }
     }
 
@@ -97,6 +113,23 @@ impl Frame {
     pub(crate) fn wire(&self) -> &Bytes {
         &self.wire
     }
+
+    /// The whole WebSocket frame compressed (RSV1 set), for a receiver that
+    /// negotiated permessage-deflate: compressed by the first receiver
+    /// that asks, then shared like [`Frame::wire`], so a broadcast is
+    /// compressed once. A payload under [`MIN_DEFLATE`] bytes, or one that
+    /// deflate does not shrink, is sent as it is.
+    pub(crate) fn deflated_wire(&self) -> &Bytes {
+        let Some(cell) = &self.deflated else {
+            return &self.wire;
+        };
+        let z = cell.get_or_init(|| deflate_frame(self.binary, &self.wire[self.head as usize..]));
+        if z.len() < self.wire.len() {
+            z
+        } else {
+            &self.wire
+        }
+    }
 }
 
 impl std::fmt::Debug for Frame {
@@ -150,6 +183,33 @@ mod tests {
         ];
         assert_eq!(encode_poll_body(&mut buf), "4hello\x1ebAQID\x1e2");
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_frame_is_compressed_once_for_every_receiver() {
+        let text = "42[\"msg\",\"riptide riptide riptide\"]".repeat(50);
+        let f = Frame::message(&text);
+        let copy = f.clone();
+        let z = f.deflated_wire().clone();
+        assert_eq!(z[0], 0xC1, "FIN + RSV1 + text");
+        assert!(z.len() < f.wire().len() / 5);
+        // The clone (another receiver) gets the same bytes, not a second
+        // compression.
+        assert_eq!(copy.deflated_wire().as_ptr(), z.as_ptr());
+        // Too short to compress, or not shrunk by it: the frame as it is.
+        let short = Frame::message("hi");
+        assert_eq!(short.deflated_wire(), short.wire());
+        let mut x: u32 = 7;
+        let noise: Vec<u8> = (0..500)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let b = Frame::binary(&noise);
+        assert_eq!(b.deflated_wire(), b.wire());
     }
 
     #[test]

@@ -150,10 +150,11 @@ async fn run_session<T>(
     let id = sink.id;
     // The dispatcher's read buffer is not kept: only what it holds.
     let first = !read_buf.is_empty();
+    let reader = FrameReader::new(max, sink.deflates());
     let mut c = Conn {
         io,
         sink,
-        reader: FrameReader::new(max),
+        reader,
         pending: if first {
             BytesMut::from(&read_buf[..])
         } else {
@@ -449,7 +450,7 @@ impl Writer {
     pub(super) fn new(sink: WsSink) -> Writer {
         Writer(Conn {
             io: NullIo(0),
-            reader: FrameReader::new(sink.limits.max_payload),
+            reader: FrameReader::new(sink.limits.max_payload, sink.deflates()),
             sink,
             pending: BytesMut::new(),
             packets: Vec::new(),
@@ -511,6 +512,7 @@ mod tests {
         max_payload: 1 << 20,
         max_frames: 1024,
         max_bytes: 1 << 24,
+        deflate_threshold: None,
     };
 
     /// Small frames leave gathered in one write, a large one from its own

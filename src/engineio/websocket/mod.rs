@@ -30,6 +30,7 @@ use super::packet::Packet;
 use super::session::{Frame, WsEvent};
 
 mod conn;
+pub(crate) mod deflate;
 mod reader;
 #[cfg(any(test, feature = "internals"))]
 pub use conn::Writer;
@@ -50,6 +51,9 @@ pub struct WsLimits {
     pub max_frames: usize,
     /// Bytes queued past which the client is closed at once.
     pub max_bytes: usize,
+    /// permessage-deflate, when on: payloads of at least this many bytes
+    /// go compressed to a client that negotiated it.
+    pub deflate_threshold: Option<usize>,
 }
 
 /// What happened to a frame handed to [`WsSink::send`].
@@ -108,6 +112,9 @@ struct Outbound {
 pub struct WsSink {
     id: u64,
     limits: WsLimits,
+    /// Payloads of at least this many bytes are sent compressed
+    /// (permessage-deflate negotiated); `usize::MAX` when it is not.
+    deflate_at: usize,
     out: Arc<Mutex<Outbound>>,
 }
 
@@ -127,7 +134,16 @@ const OP_PONG: u8 = 0xA;
 /// RFC 6455 header of an unmasked, final server frame of `len` payload
 /// bytes. [`Frame`]s are built with theirs in front (session/frame.rs).
 pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, len: usize) {
-    buf.put_u8(0x80 | opcode);
+    put_first_and_length(buf, 0x80 | opcode, len);
+}
+
+/// The same with RSV1 set: a compressed message (RFC 7692 §6).
+fn put_header_rsv1(buf: &mut BytesMut, opcode: u8, len: usize) {
+    put_first_and_length(buf, 0xC0 | opcode, len);
+}
+
+fn put_first_and_length(buf: &mut BytesMut, first: u8, len: usize) {
+    buf.put_u8(first);
     if len < 126 {
         buf.put_u8(len as u8);
     } else if len <= u16::MAX as usize {
@@ -152,6 +168,7 @@ impl WsSink {
         WsSink {
             id: NEXT_WS_ID.fetch_add(1, Ordering::Relaxed),
             limits,
+            deflate_at: usize::MAX,
             out: Arc::new(Mutex::new(Outbound {
                 fd: None,
                 chunks: VecDeque::new(),
@@ -180,6 +197,12 @@ impl WsSink {
         self.out.lock().bytes
     }
 
+    /// permessage-deflate was negotiated: the client's messages may come
+    /// compressed.
+    pub(crate) fn deflates(&self) -> bool {
+        self.deflate_at != usize::MAX
+    }
+
     pub fn is_full(&self) -> bool {
         self.out.lock().frames >= self.limits.max_frames
     }
@@ -195,7 +218,11 @@ impl WsSink {
         if volatile && out.frames >= self.limits.max_frames {
             return SendOutcome::DroppedVolatile;
         }
-        let wire = frame.wire().clone();
+        let wire = if frame.len() >= self.deflate_at {
+            frame.deflated_wire().clone()
+        } else {
+            frame.wire().clone()
+        };
         out.bytes += wire.len();
         out.chunks.push_back(wire);
         out.frames += 1;
@@ -523,7 +550,20 @@ pub fn accept(
     limits: WsLimits,
 ) -> Result<(HttpResponse, WsSink), actix_web_actors::ws::HandshakeError> {
     let mut builder = actix_web_actors::ws::handshake(req)?;
-    let sink = WsSink::new(limits);
+    let mut sink = WsSink::new(limits);
+    let offers = req
+        .headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_EXTENSIONS)
+        .map(|v| v.as_bytes());
+    if let Some(at) = limits.deflate_threshold {
+        if deflate::accepts_offer(offers) {
+            builder.insert_header((
+                actix_web::http::header::SEC_WEBSOCKET_EXTENSIONS,
+                deflate::ACCEPTED,
+            ));
+            sink.deflate_at = at.max(deflate::MIN_DEFLATE);
+        }
+    }
     sink.out.lock().fd = req.conn_data::<ConnFd>().copied();
     if req.extensions().contains::<TakeoverOffer>() {
         // Riptide's upgrade service runs the WebSocket on the raw
@@ -615,7 +655,7 @@ async fn read_loop(
         sink.close(CloseCode::Away, "session closed");
         return;
     }
-    let mut reader = reader::FrameReader::new(max);
+    let mut reader = reader::FrameReader::new(max, sink.deflates());
     let mut buf = BytesMut::new();
     let mut packets: Vec<Packet> = Vec::new();
     loop {

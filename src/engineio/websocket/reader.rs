@@ -4,8 +4,9 @@
 
 use actix_codec::Decoder;
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame as WsFrame, Item};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
+use super::deflate::{inflate, InflateError};
 use super::WsSink;
 use crate::engineio::packet::Packet;
 
@@ -27,16 +28,38 @@ pub(super) enum Step {
 /// put together.
 pub(super) struct FrameReader {
     codec: Codec,
-    partial: Option<(bool, BytesMut)>,
+    /// A fragmented message: text or binary, compressed or not, its bytes.
+    partial: Option<(bool, bool, BytesMut)>,
     max: usize,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    inflate: bool,
+    /// The frame at the front of the buffer had RSV1 set (cleared there for
+    /// actix-http's codec, which refuses it: it knows no extension).
+    rsv1: bool,
 }
 
 impl FrameReader {
-    pub(super) fn new(max: usize) -> FrameReader {
+    pub(super) fn new(max: usize, inflate: bool) -> FrameReader {
         FrameReader {
             codec: Codec::new().max_size(max),
             partial: None,
             max,
+            inflate,
+            rsv1: false,
+        }
+    }
+
+    /// Take RSV1 off the frame at the front of `buf`, remembering it, when
+    /// it may carry it: the first frame of a data message, with deflate
+    /// negotiated. Anywhere else the codec refuses the frame.
+    fn take_rsv1(&mut self, buf: &mut BytesMut) {
+        let Some(first) = buf.first_mut() else {
+            return;
+        };
+        let opcode = *first & 0x0f;
+        if self.inflate && *first & 0x40 != 0 && (opcode == 0x1 || opcode == 0x2) {
+            *first &= !0x40;
+            self.rsv1 = true;
         }
     }
 
@@ -50,6 +73,7 @@ impl FrameReader {
         sink: &WsSink,
     ) -> Step {
         loop {
+            self.take_rsv1(buf);
             let frame = match self.codec.decode(buf) {
                 Ok(Some(f)) => f,
                 Ok(None) => return Step::More,
@@ -58,9 +82,10 @@ impl FrameReader {
                 }
                 Err(_) => return Step::Fail("bad_frame", CloseCode::Protocol),
             };
-            let (text, data) = match frame {
-                WsFrame::Text(b) => (true, b),
-                WsFrame::Binary(b) => (false, b),
+            let rsv1 = std::mem::take(&mut self.rsv1);
+            let (text, compressed, data) = match frame {
+                WsFrame::Text(b) => (true, rsv1, b),
+                WsFrame::Binary(b) => (false, rsv1, b),
                 WsFrame::Continuation(item) => {
                     let (first, chunk, last) = match item {
                         Item::FirstText(b) => (Some(true), b, false),
@@ -70,15 +95,15 @@ impl FrameReader {
                     };
                     match (first, &mut self.partial) {
                         (Some(text), None) => {
-                            self.partial = Some((text, BytesMut::from(&chunk[..])));
+                            self.partial = Some((text, rsv1, BytesMut::from(&chunk[..])));
                         }
-                        (None, Some((_, acc))) => acc.extend_from_slice(&chunk),
+                        (None, Some((_, _, acc))) => acc.extend_from_slice(&chunk),
                         _ => return Step::Fail("bad_frame", CloseCode::Protocol),
                     }
                     if self
                         .partial
                         .as_ref()
-                        .is_some_and(|(_, acc)| acc.len() > self.max)
+                        .is_some_and(|(_, _, acc)| acc.len() > self.max)
                     {
                         return Step::Fail("oversized", CloseCode::Size);
                     }
@@ -86,7 +111,7 @@ impl FrameReader {
                         continue;
                     }
                     match self.partial.take() {
-                        Some((text, acc)) => (text, acc.freeze()),
+                        Some((text, compressed, acc)) => (text, compressed, acc.freeze()),
                         None => continue,
                     }
                 }
@@ -98,6 +123,17 @@ impl FrameReader {
                 WsFrame::Close(reason) => {
                     return Step::Close(reason.map_or(CloseCode::Normal, |r: CloseReason| r.code));
                 }
+            };
+            let data = if compressed {
+                match inflate(&data, self.max) {
+                    Ok(d) => Bytes::from(d),
+                    Err(InflateError::TooLarge) => return Step::Fail("oversized", CloseCode::Size),
+                    Err(InflateError::Corrupt) => {
+                        return Step::Fail("bad_deflate", CloseCode::Invalid)
+                    }
+                }
+            } else {
+                data
             };
             let packet = if text {
                 match std::str::from_utf8(&data) {

@@ -38,6 +38,14 @@ pub struct EngineSettings {
     pub transports: Vec<Transport>,
     /// Binary attachments allowed in one Socket.IO packet.
     pub max_attachments: usize,
+    /// WebSocket permessage-deflate (RFC 7692), when the client offers it.
+    pub per_message_deflate: bool,
+    /// Bytes; smaller messages go uncompressed.
+    pub per_message_deflate_threshold: usize,
+    /// gzip / deflate of polling responses, when the client accepts it.
+    pub http_compression: bool,
+    /// Bytes; smaller responses go uncompressed.
+    pub http_compression_threshold: usize,
 }
 
 impl EngineSettings {
@@ -51,6 +59,18 @@ impl EngineSettings {
 
     pub fn upgrade_timeout(&self) -> Duration {
         Duration::from_millis(self.upgrade_timeout_ms)
+    }
+
+    /// The permessage-deflate threshold, when deflate is on.
+    pub fn deflate_threshold(&self) -> Option<usize> {
+        self.per_message_deflate
+            .then_some(self.per_message_deflate_threshold)
+    }
+
+    /// The polling responses' compression threshold, when it is on.
+    pub fn http_compression_threshold(&self) -> Option<usize> {
+        self.http_compression
+            .then_some(self.http_compression_threshold)
     }
 
     pub fn allows(&self, transport: Transport) -> bool {
@@ -69,6 +89,26 @@ impl EngineSettings {
                     self.max_payload
                 ),
             ));
+        }
+        for (key, value) in [
+            (
+                "engine.per_message_deflate_threshold",
+                self.per_message_deflate_threshold,
+            ),
+            (
+                "engine.http_compression_threshold",
+                self.http_compression_threshold,
+            ),
+        ] {
+            if value > self.max_payload {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "{value} is above engine.max_payload ({}): nothing would be compressed",
+                        self.max_payload
+                    ),
+                ));
+            }
         }
         if self.transports.is_empty() {
             return Err(ConfigError::invalid(

@@ -303,6 +303,12 @@ fn validation_errors_name_their_key() {
     assert_invalid("engine.max_payload", |s| {
         s.engine.max_payload = MAX_PAYLOAD + 1
     });
+    assert_invalid("engine.per_message_deflate_threshold", |s| {
+        s.engine.per_message_deflate_threshold = s.engine.max_payload + 1
+    });
+    assert_invalid("engine.http_compression_threshold", |s| {
+        s.engine.http_compression_threshold = s.engine.max_payload + 1
+    });
     assert_invalid("engine.transports", |s| s.engine.transports.clear());
     assert_invalid("engine.transports", |s| {
         s.engine.transports = vec![Transport::Polling, Transport::Polling]
