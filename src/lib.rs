@@ -142,7 +142,7 @@ pub use adapter::{AdapterKind, NodeId, RemoteSocket};
 pub use api::{
     spawn, spawn_then, HandlerActor, HandlerContext, Namespace, NamespaceHandler, ServerHandle,
 };
-pub use engineio::{Handshake, Headers};
+pub use engineio::{Handshake, Headers, Protocol};
 pub use node::fanout::{Affected, BroadcastAcks, BroadcastOperator, FetchedSockets, UserOperator};
 pub use node::metrics::Metrics;
 pub use node::namespace::{ConnectError, ConnectRequest, EventRefused, Preface};

@@ -40,6 +40,7 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         upgrade_timeout: ms(s.engine.upgrade_timeout_ms),
         allow_polling: s.engine.transports.iter().any(|t| t == "polling"),
         allow_websocket: s.engine.transports.iter().any(|t| t == "websocket"),
+        allow_eio3: s.engine.allow_eio3,
         cors_origins: s.cors.allowed_origins.clone(),
         cors_credentials: s.cors.allow_credentials,
         max_queued_frames: s.limits.max_queued_frames,

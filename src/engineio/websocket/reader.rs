@@ -7,7 +7,7 @@ use actix_http::ws::{CloseCode, CloseReason, Codec, Frame as WsFrame, Item};
 use bytes::BytesMut;
 
 use super::WsSink;
-use crate::engineio::packet::Packet;
+use crate::engineio::packet::{Packet, Protocol};
 
 /// What a call to [`FrameReader::decode`] ended on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,14 +29,16 @@ pub(super) struct FrameReader {
     codec: Codec,
     partial: Option<(bool, BytesMut)>,
     max: usize,
+    protocol: Protocol,
 }
 
 impl FrameReader {
-    pub(super) fn new(max: usize) -> FrameReader {
+    pub(super) fn new(max: usize, protocol: Protocol) -> FrameReader {
         FrameReader {
             codec: Codec::new().max_size(max),
             partial: None,
             max,
+            protocol,
         }
     }
 
@@ -101,14 +103,17 @@ impl FrameReader {
             };
             let packet = if text {
                 match std::str::from_utf8(&data) {
-                    Ok(s) => match Packet::decode_text(s) {
+                    Ok(s) => match Packet::decode_text_in(s, self.protocol) {
                         Ok(p) => p,
                         Err(_) => return Step::Fail("engine_decode", CloseCode::Invalid),
                     },
                     Err(_) => return Step::Fail("invalid_utf8", CloseCode::Invalid),
                 }
             } else {
-                Packet::decode_ws_binary(data)
+                match Packet::decode_binary_in(data, self.protocol) {
+                    Ok(p) => p,
+                    Err(_) => return Step::Fail("engine_decode", CloseCode::Invalid),
+                }
             };
             packets.push(packet);
         }

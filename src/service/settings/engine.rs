@@ -38,6 +38,8 @@ pub struct EngineSettings {
     pub transports: Vec<Transport>,
     /// Binary attachments allowed in one Socket.IO packet.
     pub max_attachments: usize,
+    /// Accept Engine.IO v3 / Socket.IO v2 clients (Node's `allowEIO3`).
+    pub allow_eio3: bool,
 }
 
 impl EngineSettings {
