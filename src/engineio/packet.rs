@@ -612,7 +612,8 @@ mod tests {
         push_v3_binary_head(&mut head, true, 3);
         push_v3_binary_head(&mut head, false, 12);
         assert_eq!(head, [0, 3, 0xFF, 1, 1, 2, 0xFF]);
-        let e = |b: &'static [u8]| decode_payload_v3_binary(&Bytes::from_static(b), 16).unwrap_err();
+        let e =
+            |b: &'static [u8]| decode_payload_v3_binary(&Bytes::from_static(b), 16).unwrap_err();
         assert_eq!(e(&[]), DecodeError::Empty);
         assert_eq!(e(&[0, 0xFF]), DecodeError::InvalidLength);
         assert_eq!(e(&[0, 10, 0xFF]), DecodeError::InvalidLength);
@@ -621,8 +622,11 @@ mod tests {
         assert_eq!(e(&[0, 2, 0xFF, b'4', 0xC3]), DecodeError::InvalidUtf8);
         assert_eq!(e(&[1, 2, 0xFF, 2, 1]), DecodeError::BinaryNotMessage(2));
         assert_eq!(
-            decode_payload_v3_binary(&Bytes::from_static(&[0, 1, 0xFF, b'6', 0, 1, 0xFF, b'6']), 1)
-                .unwrap_err(),
+            decode_payload_v3_binary(
+                &Bytes::from_static(&[0, 1, 0xFF, b'6', 0, 1, 0xFF, b'6']),
+                1
+            )
+            .unwrap_err(),
             DecodeError::TooManyPackets(1)
         );
     }

@@ -20,8 +20,8 @@ use super::metrics::EngineMetrics as Metrics;
 use super::packet::{decode_payload, decode_payload_v3, decode_payload_v3_binary, Protocol};
 use super::session::{
     new_core, take_closed_poll, url_query_pairs, CloseReason, CloseSession, ClosedPolls,
-    EngineAppFactory, Handshake, Headers, Poll, PollAborted, PollBody, Post, PostError, SessionActor,
-    SessionHandle, SessionRegistry, CLOSED_POLL_GRACE,
+    EngineAppFactory, Handshake, Headers, Poll, PollAborted, PollBody, Post, PostError,
+    SessionActor, SessionHandle, SessionRegistry, CLOSED_POLL_GRACE,
 };
 use super::sid::Sid;
 
@@ -445,7 +445,15 @@ async fn handle_request<F: EngineAppFactory>(
                     if req.method() != Method::GET {
                         return engine.error(&req, EngineError::BadRequest);
                     }
-                    websocket(&engine, &req, payload, handle.ws.clone(), true, protocol, base64)
+                    websocket(
+                        &engine,
+                        &req,
+                        payload,
+                        handle.ws.clone(),
+                        true,
+                        protocol,
+                        base64,
+                    )
                 }
             }
         }

@@ -3,7 +3,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::engineio::packet::{push_v3_base64, push_v3_binary_head, push_v3_record, Packet, Protocol};
+use crate::engineio::packet::{
+    push_v3_base64, push_v3_binary_head, push_v3_record, Packet, Protocol,
+};
 use crate::engineio::websocket::{put_header, MAX_HEADER, OP_BINARY, OP_TEXT};
 
 /// One outbound Engine.IO message, encoded once and shared by every receiver
@@ -276,7 +278,13 @@ mod tests {
 
     #[test]
     fn v3_poll_bodies() {
-        let frames = || vec![Frame::text("4h€"), Frame::binary(&[1, 2, 3]), Frame::text("3")];
+        let frames = || {
+            vec![
+                Frame::text("4h€"),
+                Frame::binary(&[1, 2, 3]),
+                Frame::text("3"),
+            ]
+        };
         assert_eq!(
             encode_poll_body(&mut frames(), PollFraming::V3Text),
             PollBody::Text("3:4h€6:b4AQID1:3".into())
@@ -306,7 +314,10 @@ mod tests {
     fn v3_websocket_frames() {
         assert_eq!(Frame::text("4x").for_v3_websocket(false), None);
         let b = Frame::binary(&[1, 2]);
-        assert_eq!(&b.for_v3_websocket(false).unwrap().wire()[..], &[0x82, 3, 4, 1, 2]);
+        assert_eq!(
+            &b.for_v3_websocket(false).unwrap().wire()[..],
+            &[0x82, 3, 4, 1, 2]
+        );
         assert_eq!(b.for_v3_websocket(true).unwrap().as_str(), Some("b4AQI="));
     }
 

@@ -9,8 +9,7 @@ use slog::debug;
 use tokio::sync::oneshot;
 
 use super::{
-    after_flush, encode_poll_body, CloseReason, EngineApp, Frame, PollBody, SessionActor,
-    Transport,
+    after_flush, encode_poll_body, CloseReason, EngineApp, Frame, PollBody, SessionActor, Transport,
 };
 use crate::engineio::errors::EngineError;
 use crate::engineio::packet::Packet;
