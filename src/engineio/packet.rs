@@ -148,6 +148,7 @@ impl Packet {
     }
 
     /// A WebSocket binary frame is always a binary message in v4 (no type byte).
+    #[cfg(any(test, feature = "internals"))]
     pub fn decode_ws_binary(b: Bytes) -> Packet {
         Packet::Binary(b)
     }

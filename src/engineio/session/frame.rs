@@ -159,6 +159,7 @@ impl PollBody {
         }
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
