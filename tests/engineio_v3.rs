@@ -576,6 +576,12 @@ async fn a_namespace_connect_query_is_its_auth() {
         ws.recv_text().await,
         format!("43/private,1[[\"/private#{sid}\",{{\"token\":\"secret\"}}]]")
     );
+    // Its id is a room on this node too, as any socket's.
+    ws.send(&format!(
+        "42/private,[\"publish\",\"/private#{sid}\",\"to me\"]"
+    ))
+    .await;
+    assert_eq!(ws.recv_text().await, "42/private,[\"msg\",\"to me\"]");
     // An unknown namespace, as a v2 client sees it.
     ws.send("40/nope,").await;
     assert_eq!(ws.recv_text().await, "44/nope,\"Invalid namespace\"");
@@ -599,5 +605,57 @@ async fn v4_clients_work_beside_v3_ones() {
             .metric("riptide_engine_sessions_opened_total{protocol=\"4\"}")
             .await,
         1.0
+    );
+}
+
+// ---- across nodes ----------------------------------------------------------
+
+/// A v2 socket id is no 20-character id: a broadcast to it still reaches
+/// the node its socket is on (`/` and `/nsp#sid`, behind the node's sid
+/// prefix in a cluster that forwards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_socket_id_is_reached_from_another_node() {
+    use common::brokers::{Broker, NatsServer};
+    let broker = NatsServer::start();
+    let node = || {
+        let mut s = settings(true);
+        s.adapter = broker.adapter_settings("eio3");
+        TestServer::start(s, app)
+    };
+    let (a, b) = (node(), node());
+    for n in [&a, &b] {
+        assert_eq!(n.wait_metric("riptide_adapter_peers", 1.0).await, 1.0);
+    }
+    let mut on_a = v3_ws(&a, "EIO=3&transport=websocket").await;
+    let open = on_a.recv_text().await;
+    let sid = serde_json::from_str::<Value>(&open[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        sid.len() > 20,
+        "a cluster's sid has its node's prefix: {sid}"
+    );
+    assert_eq!(on_a.recv_text().await, "40");
+    on_a.send("40/private?token=secret,").await;
+    assert_eq!(on_a.recv_text().await, "40/private,");
+
+    let mut on_b = v3_ws(&b, "EIO=3&transport=websocket").await;
+    on_b.recv_text().await;
+    assert_eq!(on_b.recv_text().await, "40");
+    on_b.send("40/private?token=secret,").await;
+    assert_eq!(on_b.recv_text().await, "40/private,");
+    // Until A's subscriptions (its namespaces' subjects) are at the broker.
+    assert!(a.handle.synced(WAIT).await);
+    on_b.send(&format!("42[\"publish\",\"{sid}\",\"to /\"]"))
+        .await;
+    assert_eq!(on_a.recv_text().await, "42[\"msg\",\"to /\"]");
+    on_b.send(&format!(
+        "42/private,[\"publish\",\"/private#{sid}\",\"to /private\"]"
+    ))
+    .await;
+    assert_eq!(
+        on_a.recv_text().await,
+        "42/private,[\"msg\",\"to /private\"]"
     );
 }

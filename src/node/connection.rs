@@ -1161,6 +1161,25 @@ fn v2_namespace(ns: &str) -> (&str, Value) {
     (path, Value::Object(auth))
 }
 
+/// Whether room name `s` could be a Socket.IO v2 client's socket id (an
+/// Engine.IO sid, or `/nsp#` and one): a broadcast to it must reach the
+/// other nodes' namespaces too, as one to a v3+ socket id does. A sid is
+/// URL-safe base64, 20 characters behind its node's prefix in a cluster
+/// that forwards (12), so anything of that alphabet from 20 to 32
+/// characters; a false positive only costs a message to the namespace's
+/// nodes.
+pub(crate) fn could_be_v2_socket_id(s: &str) -> bool {
+    let sid = match s.rsplit_once('#') {
+        Some((ns, sid)) if ns.starts_with('/') => sid,
+        Some(_) => return false,
+        None => s,
+    };
+    (20..=32).contains(&sid.len())
+        && sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 // ---- what handlers ask of a socket -------------------------------------------
 
 /// An operation on one socket of this connection, from a [`Socket`] handle.
@@ -1385,5 +1404,18 @@ mod v2_tests {
             ("/chat", json!({"token": "a b", "x": "2"}))
         );
         assert_eq!(v2_namespace("/chat?"), ("/chat", json!({})));
+    }
+
+    #[test]
+    fn v2_socket_ids_are_recognised() {
+        use super::could_be_v2_socket_id as v2;
+        let sid = "AbCdEfGhIjKlMnOpQr_-";
+        assert!(v2(sid));
+        assert!(v2(&format!("a1b2c3d4e5f6{sid}")));
+        assert!(v2(&format!("/chat#{sid}")));
+        assert!(!v2("lobby"));
+        assert!(!v2(&format!("chat#{sid}")));
+        assert!(!v2(&format!("/chat#{sid}!")));
+        assert!(!v2(&"x".repeat(40)));
     }
 }

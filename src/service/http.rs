@@ -141,6 +141,7 @@ impl Riptide {
             event_rate: s.limits.event_rate,
             event_burst: s.limits.event_burst,
             event_abuse_close_after: s.limits.event_abuse_close_after,
+            v2_clients: s.engine.allow_eio3,
         };
         let shared = ServerShared::new(
             config,
