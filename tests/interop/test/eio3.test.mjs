@@ -155,6 +155,14 @@ for (const [variant, opts, finalTransport] of [
       assert.equal(socket.id, `/private#${socket.io.engine.id}`);
       assert.deepEqual(welcome, { sid: socket.id, nsp: "/private", auth: { token: "secret" } });
       assert.deepEqual(await v2Ack(socket, "echo", ["in /private"]), ["in /private"]);
+      // Its id is a room, as any socket's: another v2 client reaches it.
+      const { socket: other } = await v2Connect(ctx, "/private", {
+        ...opts,
+        query: { token: "secret" },
+      });
+      const direct = waitFor(socket, "msg");
+      other.emit("publish", socket.id, "to you");
+      assert.deepEqual(await direct, ["to you"]);
 
       // Refused: v2's ERROR packet, with the middleware's data.
       const refused = v2Client(ctx, "/private", { ...opts, query: { token: "wrong" } });
