@@ -303,13 +303,14 @@ pub fn decode_payload_v3_binary(
     while at < body.len() {
         let is_string = body[at] == 0;
         at += 1;
-        let mut len: usize = 0;
+        // Ten digits fit a u64 (not every usize): converted below.
+        let mut len: u64 = 0;
         let mut digits = 0;
         loop {
             match body.get(at) {
                 Some(0xFF) if digits > 0 => break,
                 Some(&d) if d <= 9 && digits < V3_MAX_LENGTH_DIGITS => {
-                    len = len * 10 + usize::from(d);
+                    len = len * 10 + u64::from(d);
                     digits += 1;
                     at += 1;
                 }
@@ -317,7 +318,10 @@ pub fn decode_payload_v3_binary(
             }
         }
         at += 1; // the 0xFF
-        let end = at.checked_add(len).ok_or(DecodeError::LengthMismatch)?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| at.checked_add(len))
+            .ok_or(DecodeError::LengthMismatch)?;
         if end > body.len() {
             return Err(DecodeError::LengthMismatch);
         }
