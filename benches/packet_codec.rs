@@ -10,7 +10,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use riptide::engineio::packet as eio;
-use riptide::engineio::session::encode_poll_body;
+use riptide::engineio::session::{encode_poll_body, PollBody, PollFraming};
 use riptide::engineio::websocket::{detached, detached_conn, WsLimits};
 use riptide::engineio::Frame;
 use riptide::socketio::encode::encode_event;
@@ -76,12 +76,14 @@ fn engineio(c: &mut Criterion) {
                 }
             })
             .collect();
-        let body = encode_poll_body(&mut frames.clone());
+        let PollBody::Text(body) = encode_poll_body(&mut frames.clone(), PollFraming::V4) else {
+            unreachable!("v4 bodies are text");
+        };
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_with_input(BenchmarkId::new("encode_poll_body", n), &frames, |b, f| {
             b.iter_batched(
                 || f.clone(),
-                |mut f| encode_poll_body(black_box(&mut f)),
+                |mut f| encode_poll_body(black_box(&mut f), PollFraming::V4),
                 BatchSize::SmallInput,
             )
         });

@@ -22,7 +22,9 @@
 //!   admission limits (per node, per IP;
 //!   the client's address behind `server.trusted_proxies` in `proxy`),
 //!   its own configuration and figures (the per-frame counters sharded per
-//!   thread). It knows nothing of Socket.IO.
+//!   thread), the packet codec (`packet`: v4, and v3 beside it for
+//!   Socket.IO v2 clients, `engine.allow_eio3`, chosen per session). It
+//!   knows nothing of Socket.IO.
 //! - `socketio`: the protocol. The packet codec (binary attachments
 //!   included), event and ack encoding done once per emit, payloads and
 //!   their typed (serde) conversion.
@@ -34,7 +36,7 @@
 //!   messages, in memory, JetStream or Redis Streams). It imports nothing
 //!   else of the crate.
 //! - `node`: the actors and what they share. `connection` (a session's
-//!   sockets, rooms and acks), `room` (batches the broadcasts waiting in its
+//!   sockets, rooms and acks; Socket.IO v2's semantics for a v3 session), `room` (batches the broadcasts waiting in its
 //!   mailbox into one `delivery::Deliver` per member) and `user` actors,
 //!   `interest` (the one
 //!   owner of record of who is interested in what), `supervisor` (restarts
@@ -144,7 +146,7 @@ pub use adapter::{AdapterKind, NodeId, RemoteSocket};
 pub use api::{
     spawn, spawn_then, HandlerActor, HandlerContext, Namespace, NamespaceHandler, ServerHandle,
 };
-pub use engineio::{Handshake, Headers};
+pub use engineio::{Handshake, Headers, Protocol};
 pub use node::fanout::{Affected, BroadcastAcks, BroadcastOperator, FetchedSockets, UserOperator};
 pub use node::metrics::Metrics;
 pub use node::namespace::{ConnectError, ConnectRequest, EventRefused, Preface};

@@ -235,6 +235,58 @@ proptest! {
     }
 
     #[test]
+    fn eio_v3_decode_never_panics(
+        s in ".{0,64}",
+        body in "[0-9:b4 A-Za-z+/=é😀]{0,64}",
+        b in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        use eio::Protocol::V3;
+        for text in [&s, &body] {
+            let _ = eio::Packet::decode_text_in(text, V3);
+            let _ = eio::decode_payload_v3(text, 4);
+        }
+        let bytes = Bytes::from(b);
+        let _ = eio::Packet::decode_binary_in(bytes.clone(), V3);
+        let _ = eio::decode_payload_v3_binary(&bytes, 4);
+    }
+
+    /// What a v3 session's poll body carries decodes back to the same
+    /// packets, in both framings, whatever the text (a length prefix, not a
+    /// separator, bounds each record).
+    #[test]
+    fn eio_v3_poll_body_round_trip(
+        packets in prop::collection::vec(
+            prop_oneof![
+                ".{0,24}".prop_map(eio::Packet::Message),
+                ".{0,24}".prop_map(eio::Packet::Open),
+                Just(eio::Packet::Pong(String::new())),
+                Just(eio::Packet::Noop),
+                prop::collection::vec(any::<u8>(), 0..48)
+                    .prop_map(|b| eio::Packet::Binary(Bytes::from(b))),
+            ],
+            1..12,
+        )
+    ) {
+        use riptide::engineio::session::{encode_poll_body, Frame as EFrame, PollBody, PollFraming};
+        let frames: Vec<EFrame> = packets
+            .iter()
+            .map(|p| match p {
+                eio::Packet::Binary(b) => EFrame::binary(b),
+                p => EFrame::text(&p.to_text()),
+            })
+            .collect();
+        for framing in [PollFraming::V3Text, PollFraming::V3Binary] {
+            let decoded = match encode_poll_body(&mut frames.clone(), framing) {
+                PollBody::Text(t) => eio::decode_payload_v3(&t, packets.len()),
+                PollBody::Binary(b) => {
+                    eio::decode_payload_v3_binary(&Bytes::from(b), packets.len())
+                }
+            };
+            prop_assert_eq!(decoded, Ok(packets.clone()));
+        }
+    }
+
+    #[test]
     fn sio_decode_never_panics_on_strings(s in ".{0,64}", t in sio_like_text()) {
         for input in [&s, &t] {
             let mut d = sio::Decoder::new(MAX_ATTACHMENTS);

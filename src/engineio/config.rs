@@ -15,6 +15,9 @@ pub struct EngineConfig {
     pub upgrade_timeout: Duration,
     pub allow_polling: bool,
     pub allow_websocket: bool,
+    /// Accept Engine.IO v3 clients (Socket.IO v2), as the reference
+    /// server's `allowEIO3`.
+    pub allow_eio3: bool,
     /// Allowed CORS origins; empty sends no CORS headers, `*` allows any.
     pub cors_origins: Vec<String>,
     pub cors_credentials: bool,

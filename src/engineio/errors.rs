@@ -32,6 +32,9 @@ pub enum EngineError {
     /// New sessions from the client's address come too fast.
     #[error("Connection rate limit exceeded")]
     ConnectionRateLimited,
+    /// Engine.IO v3 JSONP polling (`j=`), which this server does not serve.
+    #[error("JSONP polling is not supported")]
+    JsonpUnsupported,
 }
 
 impl EngineError {
@@ -41,7 +44,7 @@ impl EngineError {
             EngineError::UnknownTransport => 0,
             EngineError::UnknownSid => 1,
             EngineError::BadHandshakeMethod => 2,
-            EngineError::BadRequest => 3,
+            EngineError::BadRequest | EngineError::JsonpUnsupported => 3,
             EngineError::UnsupportedProtocolVersion => 5,
             EngineError::PayloadTooLarge => 3,
             EngineError::ServerFull | EngineError::ShuttingDown => 4,
@@ -62,6 +65,7 @@ impl EngineError {
             EngineError::ShuttingDown => "shutting_down",
             EngineError::TooManyConnectionsFromIp => "ip_concurrency",
             EngineError::ConnectionRateLimited => "ip_rate",
+            EngineError::JsonpUnsupported => "jsonp",
         }
     }
 

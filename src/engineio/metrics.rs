@@ -22,6 +22,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
+use super::packet::Protocol;
+
 /// Upper bounds (seconds) of `riptide_engine_session_duration_seconds`:
 /// from a client that left at once to one that stayed a day.
 pub const SESSION_DURATION_BUCKETS: [f64; 13] = [
@@ -95,6 +97,12 @@ struct TransportLabel {
     transport: &'static str,
 }
 
+/// A `protocol` label: the Engine.IO revision ("3", "4").
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ProtocolLabel {
+    pub protocol: &'static str,
+}
+
 /// A `reason` label (close and disconnect reasons, refusals); shared with
 /// the node's figures.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -127,6 +135,7 @@ struct Instruments {
     polling_sessions: Gauge,
     websocket_sessions: Gauge,
     sessions_closed: Family<ReasonLabel, Counter>,
+    sessions_opened: Family<ProtocolLabel, Counter>,
     packets_in: ShardedCounter,
     packets_out: ShardedCounter,
     bytes_in: ShardedCounter,
@@ -185,6 +194,12 @@ impl EngineMetrics {
             r,
             "engine_sessions_closed",
             "Engine.IO sessions closed, by reason",
+            Family::default(),
+        );
+        let sessions_opened = register(
+            r,
+            "engine_sessions_opened",
+            "Engine.IO sessions opened, by protocol revision (3: Socket.IO v2 clients, engine.allow_eio3)",
             Family::default(),
         );
         let packets: Family<DirectionLabel, ShardedCounter> = register(
@@ -273,6 +288,16 @@ impl EngineMetrics {
                 compressed_before: compressed.get_or_create_owned(&StageLabel { stage: "before" }),
                 compressed_after: compressed.get_or_create_owned(&StageLabel { stage: "after" }),
                 sessions_closed,
+                sessions_opened: {
+                    // Both series from the first scrape, as the others.
+                    let family: Family<ProtocolLabel, Counter> = sessions_opened;
+                    for protocol in [Protocol::V3, Protocol::V4] {
+                        drop(family.get_or_create(&ProtocolLabel {
+                            protocol: protocol.as_str(),
+                        }));
+                    }
+                    family
+                },
                 bad_input,
                 slow_consumers,
                 forwarded,
@@ -321,8 +346,14 @@ impl EngineMetrics {
 
     /// A session opened on `transport` (`"polling"` or `"websocket"`). Pair it
     /// with [`EngineMetrics::session_closed`] on the transport it has when it closes.
-    pub fn session_opened(&self, transport: &str) {
+    pub fn session_opened(&self, transport: &str, protocol: Protocol) {
         self.session_gauge(transport).inc();
+        self.inner
+            .sessions_opened
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.as_str(),
+            })
+            .inc();
         self.inner.opened.fetch_add(1, Ordering::Relaxed);
     }
 

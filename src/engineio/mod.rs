@@ -24,6 +24,7 @@ pub mod websocket;
 pub use config::EngineConfig;
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use errors::EngineError;
+pub use packet::Protocol;
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use routes::Engine;
 pub(crate) use session::url_query_pairs;

@@ -17,11 +17,11 @@ use super::config::EngineConfig;
 use super::errors::EngineError;
 use super::forward::{self, Forwarder, FORWARDED_HEADER};
 use super::metrics::EngineMetrics as Metrics;
-use super::packet::decode_payload;
+use super::packet::{decode_payload, decode_payload_v3, decode_payload_v3_binary, Protocol};
 use super::session::{
     new_core, take_closed_poll, url_query_pairs, CloseReason, CloseSession, ClosedPolls,
-    EngineAppFactory, Handshake, Headers, Poll, PollAborted, Post, PostError, SessionActor,
-    SessionHandle, SessionRegistry, CLOSED_POLL_GRACE,
+    EngineAppFactory, Handshake, Headers, Poll, PollAborted, PollBody, Post, PostError,
+    SessionActor, SessionHandle, SessionRegistry, CLOSED_POLL_GRACE,
 };
 use super::sid::Sid;
 
@@ -240,9 +240,9 @@ impl<F: EngineAppFactory> Engine<F> {
     }
 
     /// The 200 answer of a polling GET.
-    fn poll_answer(&self, req: &HttpRequest, body: String) -> HttpResponse {
+    fn poll_answer(&self, req: &HttpRequest, body: PollBody) -> HttpResponse {
         self.inner.metrics.bytes_out(body.len());
-        let mut answer = self.ok(req, "text/plain; charset=UTF-8");
+        let mut answer = self.ok(req, body.content_type());
         let coding = match self.inner.config.http_compression {
             Some(at) if body.len() >= at => req
                 .headers()
@@ -251,9 +251,10 @@ impl<F: EngineAppFactory> Engine<F> {
                 .and_then(super::compression::negotiate),
             _ => None,
         };
+        let body = body.into_bytes();
         match coding {
             Some(coding) => {
-                let z = coding.encode(body.as_bytes());
+                let z = coding.encode(&body);
                 self.inner.metrics.compressed(body.len(), z.len());
                 answer
                     .insert_header((header::CONTENT_ENCODING, coding.name()))
@@ -277,6 +278,7 @@ impl<F: EngineAppFactory> Engine<F> {
         &self,
         req: &HttpRequest,
         kind: TransportKind,
+        protocol: Protocol,
     ) -> Result<Addr<SessionActor<F::App>>, EngineError> {
         if self
             .inner
@@ -337,6 +339,7 @@ impl<F: EngineAppFactory> Engine<F> {
                 TransportKind::Polling => "polling",
                 TransportKind::WebSocket => "websocket",
             },
+            protocol,
         });
         let app = self.inner.factory.create(&handshake);
         let mut core = new_core(
@@ -348,10 +351,13 @@ impl<F: EngineAppFactory> Engine<F> {
             self.inner.closed_polls.clone(),
             kind == TransportKind::Polling,
         );
-        self.inner.metrics.session_opened(match kind {
-            TransportKind::Polling => "polling",
-            TransportKind::WebSocket => "websocket",
-        });
+        self.inner.metrics.session_opened(
+            match kind {
+                TransportKind::Polling => "polling",
+                TransportKind::WebSocket => "websocket",
+            },
+            protocol,
+        );
         core.hold_ip_slot(super::admission::SessionSlot {
             capacity,
             ip: ip_slot,
@@ -364,6 +370,10 @@ struct Query {
     eio: Option<String>,
     transport: Option<String>,
     sid: Option<String>,
+    /// Engine.IO v3 JSONP polling's callback index.
+    jsonp: Option<String>,
+    /// Engine.IO v3: binary as base64 on this transport.
+    b64: Option<String>,
 }
 
 fn parse_query(q: &str) -> Query {
@@ -371,12 +381,16 @@ fn parse_query(q: &str) -> Query {
         eio: None,
         transport: None,
         sid: None,
+        jsonp: None,
+        b64: None,
     };
     for (k, v) in url_query_pairs(q) {
         let slot = match k.as_str() {
             "EIO" => &mut out.eio,
             "transport" => &mut out.transport,
             "sid" => &mut out.sid,
+            "j" => &mut out.jsonp,
+            "b64" => &mut out.b64,
             _ => continue,
         };
         // A repeated parameter is not guessed at: like the reference
@@ -404,12 +418,24 @@ async fn handle_request<F: EngineAppFactory>(
         Some("websocket") if engine.inner.config.allow_websocket => TransportKind::WebSocket,
         _ => return engine.error(&req, EngineError::UnknownTransport),
     };
-    match q.eio.as_deref() {
-        Some("4") => {}
+    // Only the two revisions by name: the reference server takes anything
+    // but "4" (even none) for v3, which would let a typo through as v3.
+    let protocol = match q.eio.as_deref() {
+        Some("4") => Protocol::V4,
+        Some("3") if engine.inner.config.allow_eio3 => Protocol::V3,
         _ => return engine.error(&req, EngineError::UnsupportedProtocolVersion),
+    };
+    if protocol == Protocol::V3 && kind == TransportKind::Polling && q.jsonp.is_some() {
+        // JSONP is for browsers without XHR (IE 9 and older); Socket.IO v2
+        // clients use it only then or when forced. Refused rather than
+        // served: answering with script the page evaluates, and
+        // form-encoded POSTs, are a second polling transport for clients
+        // an old-mobile-fleet migration does not have.
+        return engine.error(&req, EngineError::JsonpUnsupported);
     }
+    let base64 = q.b64.is_some();
     match q.sid {
-        None => handshake(engine, req, payload, kind).await,
+        None => handshake(engine, req, payload, kind, protocol, base64).await,
         Some(sid) => {
             let handle = engine.inner.registry.read().get(sid.as_str()).cloned();
             let Some(handle) = handle else {
@@ -423,6 +449,10 @@ async fn handle_request<F: EngineAppFactory>(
                 }
                 return engine.error(&req, EngineError::UnknownSid);
             };
+            if handle.protocol != protocol {
+                // A session speaks the revision it was opened with.
+                return engine.error(&req, EngineError::BadRequest);
+            }
             match kind {
                 TransportKind::Polling if req.method() == Method::GET => {
                     poll(&engine, &req, &handle, Some(&sid)).await
@@ -435,7 +465,15 @@ async fn handle_request<F: EngineAppFactory>(
                     if req.method() != Method::GET {
                         return engine.error(&req, EngineError::BadRequest);
                     }
-                    websocket(&engine, &req, payload, handle.ws.clone(), true)
+                    websocket(
+                        &engine,
+                        &req,
+                        payload,
+                        handle.ws.clone(),
+                        true,
+                        protocol,
+                        base64,
+                    )
                 }
             }
         }
@@ -473,6 +511,8 @@ async fn handshake<F: EngineAppFactory>(
     req: HttpRequest,
     payload: web::Payload,
     kind: TransportKind,
+    protocol: Protocol,
+    base64: bool,
 ) -> HttpResponse {
     if req.method() != Method::GET {
         return engine.error(&req, EngineError::BadHandshakeMethod);
@@ -480,13 +520,14 @@ async fn handshake<F: EngineAppFactory>(
     if kind == TransportKind::WebSocket && ws::handshake(&req).is_err() {
         return engine.error(&req, EngineError::BadRequest);
     }
-    let session = match engine.start_session(&req, kind) {
+    let session = match engine.start_session(&req, kind, protocol) {
         Ok(s) => s,
         Err(e) => return engine.error(&req, e),
     };
     match kind {
         TransportKind::Polling => {
             let handle = SessionHandle {
+                protocol,
                 poll: session.clone().recipient(),
                 poll_aborted: session.clone().recipient(),
                 post: session.clone().recipient(),
@@ -496,7 +537,15 @@ async fn handshake<F: EngineAppFactory>(
             poll(&engine, &req, &handle, None).await
         }
         TransportKind::WebSocket => {
-            let resp = websocket(&engine, &req, payload, session.clone().recipient(), false);
+            let resp = websocket(
+                &engine,
+                &req,
+                payload,
+                session.clone().recipient(),
+                false,
+                protocol,
+                base64,
+            );
             if !resp.status().is_informational() {
                 session.do_send(CloseSession(CloseReason::TransportError));
             }
@@ -592,12 +641,24 @@ async fn post<F: EngineAppFactory>(
         }
     }
     engine.inner.metrics.bytes_in(body.len());
+    let max_packets = engine.inner.config.max_packets_per_payload();
+    // A v3 client sends a payload holding binary in the XHR2 binary form,
+    // and says so by its content type.
+    let binary = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
     let packets = if too_large {
         Err(PostError::TooLarge)
+    } else if handle.protocol == Protocol::V3 && binary {
+        decode_payload_v3_binary(&body.freeze(), max_packets).map_err(|_| PostError::Decode)
     } else {
         match std::str::from_utf8(&body) {
-            Ok(text) => decode_payload(text, engine.inner.config.max_packets_per_payload())
-                .map_err(|_| PostError::Decode),
+            Ok(text) => match handle.protocol {
+                Protocol::V4 => decode_payload(text, max_packets),
+                Protocol::V3 => decode_payload_v3(text, max_packets),
+            }
+            .map_err(|_| PostError::Decode),
             Err(_) => Err(PostError::InvalidUtf8),
         }
     };
@@ -625,12 +686,18 @@ fn websocket<F: EngineAppFactory>(
     payload: web::Payload,
     session: Recipient<super::session::WsEvent>,
     upgrade: bool,
+    protocol: Protocol,
+    base64: bool,
 ) -> HttpResponse {
     match super::websocket::accept(
         req,
         payload,
         session,
-        upgrade,
+        super::websocket::Opening {
+            upgrade,
+            protocol,
+            base64,
+        },
         engine.inner.config.ws_limits(),
     ) {
         Ok((resp, _sink)) => resp,

@@ -36,7 +36,9 @@ use super::socket::{
 };
 use crate::adapter::store::Token;
 use crate::engineio::session::Message as EngineMessage;
-use crate::engineio::{CloseReason, EngineApp, EngineCore, Handshake, SessionActor, Sid};
+use crate::engineio::{
+    url_query_pairs, CloseReason, EngineApp, EngineCore, Handshake, Protocol, SessionActor, Sid,
+};
 use crate::socketio::encode::{encode_ack, encode_event, encode_packet};
 use crate::socketio::packet::{is_reserved_event, Decoder, Packet, PacketData};
 use crate::socketio::payload::Payload;
@@ -273,15 +275,30 @@ impl Connection {
         }
     }
 
+    /// Whether the client speaks Socket.IO v2 (Engine.IO v3).
+    fn is_v2(&self) -> bool {
+        self.handshake.protocol == Protocol::V3
+    }
+
     fn connect_error(&self, core: &mut EngineCore, ns: &str, err: ConnectError) {
-        let mut body = serde_json::Map::new();
-        body.insert("message".into(), Value::String(err.message));
-        if let Some(data) = err.data {
-            body.insert("data".into(), data);
-        }
+        let data = if self.is_v2() {
+            // v2's ERROR packet carries the error's data, else its message,
+            // as the reference server writes it for v2 clients.
+            match err.data {
+                Some(data) if !data.is_null() => data,
+                _ => Value::String(err.message),
+            }
+        } else {
+            let mut body = serde_json::Map::new();
+            body.insert("message".into(), Value::String(err.message));
+            if let Some(data) = err.data {
+                body.insert("data".into(), data);
+            }
+            Value::Object(body)
+        };
         let packet = Packet {
             ns: ns.to_string(),
-            data: PacketData::ConnectError(Value::Object(body)),
+            data: PacketData::ConnectError(data),
         };
         Self::send(core, &encode_packet(&packet));
     }
@@ -296,6 +313,14 @@ impl Connection {
 
     fn on_packet(&mut self, packet: Packet, core: &mut EngineCore, ctx: &mut Ctx) {
         let ns = packet.ns;
+        if let (true, PacketData::Connect(_)) = (self.is_v2(), &packet.data) {
+            // A v2 CONNECT has no auth: its namespace may carry a query.
+            let (ns, auth) = v2_namespace(&ns);
+            if self.sockets.contains_key(ns) || self.connecting.contains(ns) {
+                return self.invalid("duplicate_connect", ns, core, ctx);
+            }
+            return self.on_connect(ns.to_string(), Some(auth), core, ctx);
+        }
         let connected =
             self.sockets.contains_key(ns.as_str()) || self.connecting.contains(ns.as_str());
         match packet.data {
@@ -356,8 +381,14 @@ impl Connection {
         // The reference server hands handlers `{}` when the client sent no auth.
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
         let ns_name: Arc<str> = ns.as_str().into();
-        let cluster = server.cluster_recovery.get().cloned();
-        let recovery = server.recovery.as_ref().filter(|_| cluster.is_none());
+        // Connection state recovery is a v3+ client's (it sends the pid and
+        // offset back): a v2 client's socket is never parked nor recovered.
+        let v2 = self.is_v2();
+        let cluster = server.cluster_recovery.get().cloned().filter(|_| !v2);
+        let recovery = server
+            .recovery
+            .as_ref()
+            .filter(|_| cluster.is_none() && !v2);
         let config = cluster
             .as_ref()
             .map(|c| &c.config)
@@ -397,10 +428,19 @@ impl Connection {
             }
         }
         let max_rooms = server.config.max_rooms_per_socket;
-        let start = match restored {
+        let mut start = match restored {
             Some(r) => Start::recovered(r),
             None => Start::fresh(recovery, admitted, max_rooms),
         };
+        if v2 {
+            // The id a v2 client computes for itself, as the reference
+            // server gives it: the Engine.IO sid on `/`, `/nsp#sid` elsewhere.
+            start.sid = if ns == "/" {
+                self.handshake.sid.clone()
+            } else {
+                Sid::from(format!("{ns}#{}", self.handshake.sid).as_str())
+            };
+        }
         self.open(ns_name, auth, start, core, ctx);
     }
 
@@ -736,17 +776,25 @@ impl Connection {
         for frames in &missed {
             Self::send(core, frames);
         }
-        let mut body = serde_json::Map::new();
-        body.insert(
-            "sid".into(),
-            Value::String(socket.inner.id.as_str().to_owned()),
-        );
-        if let Some(pid) = &socket.inner.pid {
-            body.insert("pid".into(), Value::String(pid.to_string()));
-        }
-        let reply = Packet {
-            ns: ns.to_string(),
-            data: PacketData::Connect(Some(Value::Object(body))),
+        let reply = if self.is_v2() {
+            // v2's CONNECT reply carries nothing: the client knows its id.
+            Packet {
+                ns: ns.to_string(),
+                data: PacketData::Connect(None),
+            }
+        } else {
+            let mut body = serde_json::Map::new();
+            body.insert(
+                "sid".into(),
+                Value::String(socket.inner.id.as_str().to_owned()),
+            );
+            if let Some(pid) = &socket.inner.pid {
+                body.insert("pid".into(), Value::String(pid.to_string()));
+            }
+            Packet {
+                ns: ns.to_string(),
+                data: PacketData::Connect(Some(Value::Object(body))),
+            }
         };
         Self::send(core, &encode_packet(&reply));
     }
@@ -1036,13 +1084,22 @@ impl Connection {
 }
 
 impl EngineApp for Connection {
-    fn on_open(&mut self, _core: &mut EngineCore, ctx: &mut Ctx) {
+    fn on_open(&mut self, core: &mut EngineCore, ctx: &mut Ctx) {
         self.me = Some(ctx.address());
         let timeout = self.server.config.connect_timeout;
         self.connect_timer = Some(ctx.run_later(timeout, |act, ctx| {
             act.app.connect_timer = None;
             act.core.close(CloseReason::ConnectTimeout, ctx);
         }));
+        if self.is_v2() && self.server.spec("/").is_some() {
+            // A v2 client sends no CONNECT for `/`: the server connects it
+            // at the handshake (its `0` follows the open packet), as the
+            // reference server does for v2 clients. A node without `/`
+            // has nothing to connect it to (a v2 client of `/chat` only
+            // needs its own CONNECT).
+            let auth = Value::Object(Default::default());
+            self.on_connect("/".to_string(), Some(auth), core, ctx);
+        }
     }
 
     fn on_message(&mut self, msg: EngineMessage, core: &mut EngineCore, ctx: &mut Ctx) {
@@ -1090,6 +1147,37 @@ impl EngineApp for Connection {
             }
         }
     }
+}
+
+/// A Socket.IO v2 CONNECT's namespace and the auth it stands for: the path
+/// before any `?`, and the query after it as an object of strings (the last
+/// of a repeated key wins, as `Object.fromEntries` of the reference server's
+/// `URLSearchParams`).
+fn v2_namespace(ns: &str) -> (&str, Value) {
+    let (path, query) = ns.split_once('?').unwrap_or((ns, ""));
+    let auth = url_query_pairs(query)
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect::<serde_json::Map<_, _>>();
+    (path, Value::Object(auth))
+}
+
+/// Whether room name `s` could be a Socket.IO v2 client's socket id (an
+/// Engine.IO sid, or `/nsp#` and one): a broadcast to it must reach the
+/// other nodes' namespaces too, as one to a v3+ socket id does. A sid is
+/// URL-safe base64, 20 characters behind its node's prefix in a cluster
+/// that forwards (12), so anything of that alphabet from 20 to 32
+/// characters; a false positive only costs a message to the namespace's
+/// nodes.
+pub(crate) fn could_be_v2_socket_id(s: &str) -> bool {
+    let sid = match s.rsplit_once('#') {
+        Some((ns, sid)) if ns.starts_with('/') => sid,
+        Some(_) => return false,
+        None => s,
+    };
+    (20..=32).contains(&sid.len())
+        && sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 // ---- what handlers ask of a socket -------------------------------------------
@@ -1299,5 +1387,35 @@ impl Handler<DisconnectSocket> for SessionActor<Connection> {
                 ctx,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod v2_tests {
+    use super::v2_namespace;
+    use serde_json::json;
+
+    #[test]
+    fn a_v2_namespace_query_is_its_auth() {
+        assert_eq!(v2_namespace("/"), ("/", json!({})));
+        assert_eq!(v2_namespace("/chat"), ("/chat", json!({})));
+        assert_eq!(
+            v2_namespace("/chat?token=a%20b&x=1&x=2"),
+            ("/chat", json!({"token": "a b", "x": "2"}))
+        );
+        assert_eq!(v2_namespace("/chat?"), ("/chat", json!({})));
+    }
+
+    #[test]
+    fn v2_socket_ids_are_recognised() {
+        use super::could_be_v2_socket_id as v2;
+        let sid = "AbCdEfGhIjKlMnOpQr_-";
+        assert!(v2(sid));
+        assert!(v2(&format!("a1b2c3d4e5f6{sid}")));
+        assert!(v2(&format!("/chat#{sid}")));
+        assert!(!v2("lobby"));
+        assert!(!v2(&format!("chat#{sid}")));
+        assert!(!v2(&format!("/chat#{sid}!")));
+        assert!(!v2(&"x".repeat(40)));
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::connection::could_be_v2_socket_id;
 use super::delivery::{Deliver, Encoded, Filter, Mode};
 use super::recovery::Target;
 use super::room::{Broadcast, RoomKey};
@@ -297,7 +298,11 @@ impl BroadcastOperator {
         // namespace's nodes, which hand it to that socket if it is theirs.
         // The receivers' filter keeps delivery exactly-once (a socket takes
         // it through the first target it is in).
-        if rooms.iter().any(|r| Sid::could_be(r)) {
+        let v2 = self.server.config.v2_clients;
+        if rooms
+            .iter()
+            .any(|r| Sid::could_be(r) || (v2 && could_be_v2_socket_id(r)))
+        {
             topics.push(Topic::namespace(ns.clone()));
         }
         let broadcast = ClusterBroadcast {

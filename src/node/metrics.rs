@@ -527,15 +527,15 @@ mod tests {
         // A clone shares the instruments, as actors holding one will.
         let engine = metrics.clone().engine().clone();
 
-        engine.session_opened("polling");
-        engine.session_opened("polling");
+        engine.session_opened("polling", crate::engineio::Protocol::V4);
+        engine.session_opened("polling", crate::engineio::Protocol::V4);
         engine.session_upgraded();
         engine.packet_in(10);
         engine.packet_in(20);
         engine.packet_out(7);
         engine.bytes_in(33);
         engine.bytes_out(9);
-        engine.session_opened("websocket");
+        engine.session_opened("websocket", crate::engineio::Protocol::V4);
         engine.session_closed("websocket", "ping timeout", Duration::from_secs(90));
         engine.bad_input("engine_decode");
         engine.bad_input("engine_decode");

@@ -51,6 +51,9 @@ pub struct SioConfig {
     pub event_rate: f64,
     pub event_burst: u32,
     pub event_abuse_close_after: u32,
+    /// Socket.IO v2 clients may connect (`engine.allow_eio3`): socket ids
+    /// of their shape (see `connection::could_be_v2_socket_id`) exist.
+    pub v2_clients: bool,
 }
 
 /// A namespace with sockets on this node: every registered namespace, and each
@@ -367,8 +370,10 @@ impl ServerShared {
 
     /// The connection of local socket `sid` in `ns`, if `sid` is one.
     pub fn local_socket(&self, ns: &str, sid: &str) -> Option<Recipient<Deliver>> {
-        // Socket ids have one length: most room names are ruled out for free.
-        if sid.len() != 20 {
+        // Socket ids have one length: most room names are ruled out for
+        // free. A Socket.IO v2 client's has another shape.
+        let v2 = || self.config.v2_clients && super::connection::could_be_v2_socket_id(sid);
+        if sid.len() != 20 && !v2() {
             return None;
         }
         let namespaces = self.namespaces.read();

@@ -277,7 +277,12 @@ impl Socket {
     }
 
     /// The CONNECT packet's auth payload (`{}` when none was sent, as in
-    /// the reference server).
+    /// the reference server). A Socket.IO v2 client (Engine.IO v3,
+    /// `engine.allow_eio3`) sends no auth: as Node's `socket.handshake.auth`
+    /// for it, this is the query string of its namespace's CONNECT
+    /// (`/chat?token=x` gives `{"token": "x"}`, each value a string), `{}` on
+    /// `/`, which the server connects at the handshake. Its handshake query
+    /// ([`Handshake::query_param`]) carries the client's `query` option too.
     pub fn auth(&self) -> &Value {
         &self.inner.auth
     }

@@ -40,6 +40,7 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         upgrade_timeout: ms(s.engine.upgrade_timeout_ms),
         allow_polling: s.engine.transports.iter().any(|t| t == "polling"),
         allow_websocket: s.engine.transports.iter().any(|t| t == "websocket"),
+        allow_eio3: s.engine.allow_eio3,
         cors_origins: s.cors.allowed_origins.clone(),
         cors_credentials: s.cors.allow_credentials,
         max_queued_frames: s.limits.max_queued_frames,
@@ -142,6 +143,7 @@ impl Riptide {
             event_rate: s.limits.event_rate,
             event_burst: s.limits.event_burst,
             event_abuse_close_after: s.limits.event_abuse_close_after,
+            v2_clients: s.engine.allow_eio3,
         };
         let shared = ServerShared::new(
             config,

@@ -5,10 +5,11 @@ use slog::debug;
 use tokio::sync::oneshot;
 
 use super::{
-    encode_poll_body, CloseReason, EngineApp, EngineCore, Frame, PollReply, SessionActor, Transport,
+    encode_poll_body, CloseReason, EngineApp, EngineCore, Frame, PollBody, PollReply, SessionActor,
+    Transport,
 };
-use crate::engineio::packet::Packet;
-use crate::engineio::websocket::SendOutcome;
+use crate::engineio::packet::{Packet, Protocol};
+use crate::engineio::websocket::{SendOutcome, WsSink};
 
 impl EngineCore {
     /// Queue or write one frame (a WebSocket queues a reference to its bytes).
@@ -18,7 +19,8 @@ impl EngineCore {
         }
         self.metrics.packet_out(frame.len());
         if let Transport::WebSocket { ws, .. } = &self.transport {
-            match ws.send(frame, false) {
+            let v3 = self.v3_ws_frame(frame, self.ws_base64);
+            match ws.send(v3.as_ref().unwrap_or(frame), false) {
                 SendOutcome::Queued { depth } => self.metrics.queue_depth(depth),
                 SendOutcome::QueuedFull { depth } => {
                     self.metrics.queue_depth(depth);
@@ -74,8 +76,32 @@ impl EngineCore {
             return;
         }
         if let Some(tx) = self.take_waiting() {
-            let _ = tx.send(Ok(encode_poll_body(&mut self.buffer)));
+            let _ = tx.send(Ok(encode_poll_body(&mut self.buffer, self.framing)));
         }
+    }
+
+    /// `frame` as a v3 WebSocket carries it, when that differs (a binary
+    /// message); `None` for v4 and for text.
+    pub(super) fn v3_ws_frame(&self, frame: &Frame, base64: bool) -> Option<Frame> {
+        match self.protocol {
+            Protocol::V3 => frame.for_v3_websocket(base64),
+            Protocol::V4 => None,
+        }
+    }
+
+    /// Write every frame waiting in the buffer to WebSocket `ws` (opened
+    /// with `b64=1` when `base64`), in order.
+    pub(super) fn drain_to(&mut self, ws: &WsSink, base64: bool) {
+        for frame in std::mem::take(&mut self.buffer) {
+            let v3 = self.v3_ws_frame(&frame, base64);
+            ws.send(v3.as_ref().unwrap_or(&frame), false);
+        }
+        self.buffer_bytes = 0;
+    }
+
+    /// The body of a GET answered with the one control packet `p`.
+    pub(super) fn control_body(&self, p: &Packet) -> PollBody {
+        self.framing.control(p)
     }
 
     /// Whether a frame sent now would leave at once rather than wait in a

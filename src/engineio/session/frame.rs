@@ -5,7 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::engineio::packet::Packet;
+use crate::engineio::packet::{
+    push_v3_base64, push_v3_binary_head, push_v3_record, Packet, Protocol,
+};
 use crate::engineio::websocket::deflate::{deflate_frame, MIN_DEFLATE};
 use crate::engineio::websocket::{put_header, MAX_HEADER, OP_BINARY, OP_TEXT};
 
@@ -144,30 +146,150 @@ pub enum Message {
     Binary(Bytes),
 }
 
-impl Frame {
-    pub(super) fn as_text(&self) -> String {
-        self.as_str().unwrap_or_default().to_string()
+/// How a session's polling bodies are framed, fixed at its handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollFraming {
+    /// v4: records joined by the record separator, binary as `b` + base64.
+    #[default]
+    V4,
+    /// v3 with `b64=1`: `<length>:<record>` text, binary as `b4` + base64.
+    V3Text,
+    /// v3 from a client that takes binary: text as `V3Text` while no binary
+    /// message is queued, else the XHR2 binary form (`application/octet-stream`).
+    V3Binary,
+}
+
+impl PollFraming {
+    /// The framing of a session speaking `protocol`, whose handshake asked
+    /// for base64 (`b64=1`) or not.
+    pub fn of(protocol: Protocol, base64: bool) -> PollFraming {
+        match (protocol, base64) {
+            (Protocol::V4, _) => PollFraming::V4,
+            (Protocol::V3, true) => PollFraming::V3Text,
+            (Protocol::V3, false) => PollFraming::V3Binary,
+        }
+    }
+
+    /// The body holding the one control packet `p` (a noop, a close).
+    pub fn control(self, p: &Packet) -> PollBody {
+        encode_poll_body(&mut vec![Frame::control(p)], self)
     }
 }
 
-/// Body of a polling GET response: records joined by the record separator,
-/// binary as `b` + base64.
-pub fn encode_poll_body(buffer: &mut Vec<Frame>) -> String {
-    use base64::Engine as _;
-    let mut out = String::with_capacity(buffer.iter().map(|f| f.len() + 1).sum());
-    for (i, f) in buffer.drain(..).enumerate() {
-        if i > 0 {
-            out.push('\x1e');
-        }
-        match f.view() {
-            FrameRef::Text(t) => out.push_str(t),
-            FrameRef::Binary(b) => {
-                out.push('b');
-                base64::engine::general_purpose::STANDARD.encode_string(b, &mut out);
-            }
+/// A polling GET response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollBody {
+    Text(String),
+    /// v3's binary payload.
+    Binary(Vec<u8>),
+}
+
+impl PollBody {
+    pub fn len(&self) -> usize {
+        match self {
+            PollBody::Text(t) => t.len(),
+            PollBody::Binary(b) => b.len(),
         }
     }
-    out
+
+    #[cfg(any(test, feature = "internals"))]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the reference server answers it as.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            PollBody::Text(_) => "text/plain; charset=UTF-8",
+            PollBody::Binary(_) => "application/octet-stream",
+        }
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            PollBody::Text(t) => Bytes::from(t),
+            PollBody::Binary(b) => Bytes::from(b),
+        }
+    }
+}
+
+/// Body of a polling GET response, draining `buffer`: v4 records joined by
+/// the record separator, binary as `b` + base64; v3 as [`PollFraming`] says.
+pub fn encode_poll_body(buffer: &mut Vec<Frame>, framing: PollFraming) -> PollBody {
+    use base64::Engine as _;
+    match framing {
+        PollFraming::V4 => {
+            let mut out = String::with_capacity(buffer.iter().map(|f| f.len() + 1).sum());
+            for (i, f) in buffer.drain(..).enumerate() {
+                if i > 0 {
+                    out.push('\x1e');
+                }
+                match f.view() {
+                    FrameRef::Text(t) => out.push_str(t),
+                    FrameRef::Binary(b) => {
+                        out.push('b');
+                        base64::engine::general_purpose::STANDARD.encode_string(b, &mut out);
+                    }
+                }
+            }
+            PollBody::Text(out)
+        }
+        PollFraming::V3Binary if buffer.iter().any(|f| f.binary) => {
+            let mut out = Vec::with_capacity(buffer.iter().map(|f| f.len() + 8).sum());
+            for f in buffer.drain(..) {
+                match f.view() {
+                    FrameRef::Text(t) => {
+                        push_v3_binary_head(&mut out, true, t.len());
+                        out.extend_from_slice(t.as_bytes());
+                    }
+                    FrameRef::Binary(b) => {
+                        push_v3_binary_head(&mut out, false, b.len() + 1);
+                        out.push(4);
+                        out.extend_from_slice(b);
+                    }
+                }
+            }
+            PollBody::Binary(out)
+        }
+        PollFraming::V3Text | PollFraming::V3Binary => {
+            if buffer.is_empty() {
+                return PollBody::Text("0:".into());
+            }
+            let mut out = String::with_capacity(buffer.iter().map(|f| f.len() + 6).sum());
+            let mut record = String::new();
+            for f in buffer.drain(..) {
+                match f.view() {
+                    FrameRef::Text(t) => push_v3_record(&mut out, t),
+                    FrameRef::Binary(b) => {
+                        record.clear();
+                        push_v3_base64(&mut record, b);
+                        push_v3_record(&mut out, &record);
+                    }
+                }
+            }
+            PollBody::Text(out)
+        }
+    }
+}
+
+impl Frame {
+    /// This frame as a v3 WebSocket carries it: a binary message gets its
+    /// type byte in front (`0x04` + data), or becomes a `b4` + base64 text
+    /// frame for a WebSocket opened with `b64=1`. `None`: the frame goes as
+    /// it is (text is the same in both protocols). Made per receiver: only
+    /// v3 sessions pay for it.
+    pub fn for_v3_websocket(&self, base64: bool) -> Option<Frame> {
+        let FrameRef::Binary(b) = self.view() else {
+            return None;
+        };
+        Some(if base64 {
+            let mut s = String::with_capacity(2 + b.len().div_ceil(3) * 4);
+            push_v3_base64(&mut s, b);
+            Frame::text(&s)
+        } else {
+            Frame::build(true, &[&[4], b])
+        })
+    }
 }
 
 #[cfg(test)]
@@ -181,7 +303,10 @@ mod tests {
             Frame::binary(&[1, 2, 3]),
             Frame::text("2"),
         ];
-        assert_eq!(encode_poll_body(&mut buf), "4hello\x1ebAQID\x1e2");
+        assert_eq!(
+            encode_poll_body(&mut buf, PollFraming::V4),
+            PollBody::Text("4hello\x1ebAQID\x1e2".into())
+        );
         assert!(buf.is_empty());
     }
 
@@ -210,6 +335,51 @@ mod tests {
             .collect();
         let b = Frame::binary(&noise);
         assert_eq!(b.deflated_wire(), b.wire());
+    }
+
+    #[test]
+    fn v3_poll_bodies() {
+        let frames = || {
+            vec![
+                Frame::text("4h€"),
+                Frame::binary(&[1, 2, 3]),
+                Frame::text("3"),
+            ]
+        };
+        assert_eq!(
+            encode_poll_body(&mut frames(), PollFraming::V3Text),
+            PollBody::Text("3:4h€6:b4AQID1:3".into())
+        );
+        let mut expected = vec![0, 5, 0xFF];
+        expected.extend_from_slice("4h€".as_bytes());
+        expected.extend_from_slice(&[1, 4, 0xFF, 4, 1, 2, 3, 0, 1, 0xFF, b'3']);
+        let body = encode_poll_body(&mut frames(), PollFraming::V3Binary);
+        assert_eq!(body.content_type(), "application/octet-stream");
+        assert_eq!(body, PollBody::Binary(expected));
+        // Text only: text framing even for a client that takes binary.
+        assert_eq!(
+            encode_poll_body(&mut vec![Frame::text("6")], PollFraming::V3Binary),
+            PollBody::Text("1:6".into())
+        );
+        assert_eq!(
+            encode_poll_body(&mut Vec::new(), PollFraming::V3Text),
+            PollBody::Text("0:".into())
+        );
+        assert_eq!(
+            PollFraming::V3Binary.control(&Packet::Noop),
+            PollBody::Text("1:6".into())
+        );
+    }
+
+    #[test]
+    fn v3_websocket_frames() {
+        assert_eq!(Frame::text("4x").for_v3_websocket(false), None);
+        let b = Frame::binary(&[1, 2]);
+        assert_eq!(
+            &b.for_v3_websocket(false).unwrap().wire()[..],
+            &[0x82, 3, 4, 1, 2]
+        );
+        assert_eq!(b.for_v3_websocket(true).unwrap().as_str(), Some("b4AQI="));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::engineio::packet::Protocol;
 use crate::engineio::sid::Sid;
 
 /// What the transport layer knows about the client at handshake time.
@@ -22,6 +23,9 @@ pub struct Handshake {
     pub client_ip: Option<IpAddr>,
     pub issued: SystemTime,
     pub transport: &'static str,
+    /// The Engine.IO revision the client speaks: v3 for Socket.IO v2
+    /// clients (`engine.allow_eio3`), v4 otherwise.
+    pub protocol: Protocol,
 }
 
 impl Handshake {

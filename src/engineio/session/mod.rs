@@ -32,12 +32,12 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_http::ws::CloseCode;
 use parking_lot::RwLock;
-use slog::{o, Logger};
+use slog::{debug, o, Logger};
 use tokio::sync::oneshot;
 
 pub use backpressure::Backpressure;
 pub use frame::encode_poll_body;
-pub use frame::{Frame, FrameRef, Message};
+pub use frame::{Frame, FrameRef, Message, PollBody, PollFraming};
 pub(crate) use handshake::url_query_pairs;
 pub use handshake::{Handshake, Headers};
 pub(crate) use polling::take_closed_poll;
@@ -48,7 +48,7 @@ use upgrade::{after_flush, close_now};
 
 use crate::engineio::config::EngineConfig;
 use crate::engineio::metrics::EngineMetrics as Metrics;
-use crate::engineio::packet::Packet;
+use crate::engineio::packet::{Packet, Protocol};
 use crate::engineio::sid::Sid;
 use crate::engineio::websocket::WsSink;
 
@@ -95,6 +95,14 @@ enum Transport {
 /// The engine half of a session, lent to the app on every call.
 pub struct EngineCore {
     pub sid: Sid,
+    /// The Engine.IO revision the client speaks (its handshake's `EIO`).
+    pub protocol: Protocol,
+    /// How its polling bodies are framed.
+    framing: PollFraming,
+    /// v3: the active WebSocket, and the probe, were opened with `b64=1`
+    /// (binary messages go as `b4` + base64 text frames).
+    ws_base64: bool,
+    probe_base64: bool,
     pub config: Arc<EngineConfig>,
     pub metrics: Metrics,
     pub log: Logger,
@@ -144,6 +152,22 @@ pub struct SessionActor<A: EngineApp> {
 
 impl<A: EngineApp> SessionActor<A> {
     fn on_packet(&mut self, packet: Packet, from_ws: Option<u64>, ctx: &mut Context<Self>) {
+        if self.core.protocol == Protocol::V3 {
+            match packet {
+                // v3: the client pings, on its current transport (a probe's
+                // `2probe` is answered by the upgrade, not here).
+                Packet::Ping(_) if !self.core.is_probe(from_ws) => {
+                    return self.core.on_client_ping(ctx)
+                }
+                Packet::Pong(_) => {
+                    // As the reference server: "invalid heartbeat direction".
+                    self.core.metrics.bad_input("heartbeat_direction");
+                    debug!(self.core.log, "pong from an Engine.IO v3 client");
+                    return self.core.close(CloseReason::TransportError, ctx);
+                }
+                _ => {}
+            }
+        }
         match packet {
             Packet::Message(text) => {
                 self.core.metrics.packet_in(text.len() + 1);
@@ -173,6 +197,7 @@ impl<A: EngineApp> Actor for SessionActor<A> {
         self.core.registry.write().insert(
             self.core.sid.clone(),
             SessionHandle {
+                protocol: self.core.protocol,
                 poll: me.clone().recipient(),
                 poll_aborted: me.clone().recipient(),
                 post: me.clone().recipient(),
@@ -189,12 +214,17 @@ impl<A: EngineApp> Actor for SessionActor<A> {
             },
             "pingInterval": self.core.config.ping_interval.as_millis() as u64,
             "pingTimeout": self.core.config.ping_timeout.as_millis() as u64,
+            // Sent to v3 clients too, as the reference server does; they
+            // ignore it.
             "maxPayload": self.core.config.max_payload,
         });
         self.core
             .buffer
             .push(Frame::control(&Packet::Open(open.to_string())));
-        self.core.schedule_ping(ctx);
+        match self.core.protocol {
+            Protocol::V4 => self.core.schedule_ping(ctx),
+            Protocol::V3 => self.core.await_client_ping(ctx),
+        }
         self.app.on_open(&mut self.core, ctx);
     }
 
@@ -218,12 +248,13 @@ impl<A: EngineApp> Actor for SessionActor<A> {
                     // it); a client that closed itself gets a noop (its
                     // close packet needs no answer); any other end (ping
                     // timeout, parse or transport error) a close packet.
+                    let framing = self.core.framing;
                     let body = if !self.core.buffer.is_empty() {
-                        encode_poll_body(&mut self.core.buffer)
+                        encode_poll_body(&mut self.core.buffer, framing)
                     } else if reason == CloseReason::TransportClose {
-                        Frame::control(&Packet::Noop).as_text()
+                        framing.control(&Packet::Noop)
                     } else {
-                        Frame::control(&Packet::Close).as_text()
+                        framing.control(&Packet::Close)
                     };
                     let _ = tx.send(Ok(body));
                 }
@@ -257,6 +288,8 @@ impl<A: EngineApp> Handler<CloseSession> for SessionActor<A> {
 /// How the HTTP routes reach a session, whatever its app type.
 #[derive(Clone)]
 pub struct SessionHandle {
+    /// What the session speaks: its POST bodies are decoded by it.
+    pub protocol: Protocol,
     pub poll: Recipient<Poll>,
     pub poll_aborted: Recipient<PollAborted>,
     pub post: Recipient<Post>,
@@ -278,6 +311,12 @@ pub(crate) fn new_core(
 ) -> EngineCore {
     EngineCore {
         sid: handshake.sid.clone(),
+        protocol: handshake.protocol,
+        // As the reference server, the handshake's `b64` decides for the
+        // polling transport it opens.
+        framing: PollFraming::of(handshake.protocol, handshake.query_param("b64").is_some()),
+        ws_base64: false,
+        probe_base64: false,
         log: log.new(o!("sid" => handshake.sid.to_string())),
         config,
         metrics,

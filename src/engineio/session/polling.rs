@@ -9,7 +9,7 @@ use slog::debug;
 use tokio::sync::oneshot;
 
 use super::{
-    after_flush, encode_poll_body, CloseReason, EngineApp, Frame, SessionActor, Transport,
+    after_flush, encode_poll_body, CloseReason, EngineApp, Frame, PollBody, SessionActor, Transport,
 };
 use crate::engineio::errors::EngineError;
 use crate::engineio::packet::Packet;
@@ -37,19 +37,19 @@ pub const CLOSED_POLL_GRACE: std::time::Duration = std::time::Duration::from_mil
 pub type ClosedPolls = Arc<parking_lot::Mutex<HashMap<Sid, ClosedPoll>>>;
 
 pub struct ClosedPoll {
-    body: String,
+    body: PollBody,
     taken: oneshot::Sender<()>,
 }
 
 /// The answer owed to a GET of closed session `sid`, if there is one (it is
 /// given once).
-pub(crate) fn take_closed_poll(polls: &ClosedPolls, sid: &str) -> Option<String> {
+pub(crate) fn take_closed_poll(polls: &ClosedPolls, sid: &str) -> Option<PollBody> {
     let slot = polls.lock().remove(sid)?;
     let _ = slot.taken.send(());
     Some(slot.body)
 }
 
-pub type PollReply = Result<String, EngineError>;
+pub type PollReply = Result<PollBody, EngineError>;
 
 /// A polling GET: answered once data is queued.
 pub struct Poll(pub oneshot::Sender<PollReply>);
@@ -98,12 +98,13 @@ impl<A: EngineApp> Handler<Poll> for SessionActor<A> {
                     ctx.run_later(UPGRADE_NOOP_DELAY, |act, _| {
                         if act.core.probe.is_some() {
                             if let Some(tx) = act.core.take_waiting() {
-                                let _ = tx.send(Ok(Frame::control(&Packet::Noop).as_text()));
+                                let _ = tx.send(Ok(act.core.control_body(&Packet::Noop)));
                             }
                         }
                     });
                 } else if !self.core.buffer.is_empty() {
-                    let _ = tx.send(Ok(encode_poll_body(&mut self.core.buffer)));
+                    let framing = self.core.framing;
+                    let _ = tx.send(Ok(encode_poll_body(&mut self.core.buffer, framing)));
                 } else {
                     *waiting = Some(tx);
                 }
@@ -199,9 +200,10 @@ impl<A: EngineApp> Handler<Post> for SessionActor<A> {
                     return Ok(None);
                 }
                 let body = if self.core.buffer.is_empty() {
-                    Frame::control(&Packet::Noop).as_text()
+                    self.core.control_body(&Packet::Noop)
                 } else {
-                    encode_poll_body(&mut self.core.buffer)
+                    let framing = self.core.framing;
+                    encode_poll_body(&mut self.core.buffer, framing)
                 };
                 let (taken, rx) = oneshot::channel();
                 self.core

@@ -38,6 +38,11 @@ pub(super) fn after_flush(ws: &WsSink, then: impl FnOnce() + 'static) {
 }
 
 impl EngineCore {
+    /// Whether a packet from WebSocket `from_ws` came from the probe.
+    pub(super) fn is_probe(&self, from_ws: Option<u64>) -> bool {
+        matches!((from_ws, &self.probe), (Some(id), Some((p, _))) if id == *p)
+    }
+
     /// Abandon the upgrade attempt of WebSocket `id`, if it is the current
     /// one: close it and cancel its timer (so the timer cannot cut a later
     /// attempt short). The session stays on polling.
@@ -73,7 +78,7 @@ impl<A: EngineApp> SessionActor<A> {
                 // first) and gets its answer from the upgrade.
                 if !self.core.waiting_since_probe {
                     if let Some(tx) = self.core.take_waiting() {
-                        let _ = tx.send(Ok(Frame::control(&Packet::Noop).as_text()));
+                        let _ = tx.send(Ok(self.core.control_body(&Packet::Noop)));
                     }
                 }
             }
@@ -99,10 +104,10 @@ impl<A: EngineApp> SessionActor<A> {
                         let _ = tx.send(Err(EngineError::BadRequest));
                     });
                 }
-                for frame in self.core.buffer.drain(..) {
-                    ws.send(&frame, false);
-                }
+                let base64 = self.core.probe_base64;
+                self.core.drain_to(&ws, base64);
                 close_after(&ws, std::mem::take(&mut self.core.refused_ws));
+                self.core.ws_base64 = base64;
                 self.core.transport = Transport::WebSocket { id, ws };
                 self.core.metrics.session_upgraded();
                 self.app.on_upgrade(&mut self.core);
@@ -121,6 +126,8 @@ pub enum WsEvent {
         id: u64,
         ws: WsSink,
         upgrade: bool,
+        /// Opened with `b64=1` (Engine.IO v3: binary as base64 text).
+        base64: bool,
     },
     Packet {
         id: u64,
@@ -145,11 +152,15 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
     type Result = ();
     fn handle(&mut self, ev: WsEvent, ctx: &mut Context<Self>) {
         match ev {
-            WsEvent::Attach { id, ws, upgrade } => {
+            WsEvent::Attach {
+                id,
+                ws,
+                upgrade,
+                base64,
+            } => {
                 if !upgrade {
-                    for frame in self.core.buffer.drain(..) {
-                        ws.send(&frame, false);
-                    }
+                    self.core.drain_to(&ws, base64);
+                    self.core.ws_base64 = base64;
                     self.core.transport = Transport::WebSocket { id, ws };
                 } else if let Some((_, probe)) = &self.core.probe {
                     // Only one upgrade at a time. The client may have sent
@@ -174,6 +185,7 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                     ws.close(CloseCode::Normal, "");
                 } else {
                     self.core.probe = Some((id, ws));
+                    self.core.probe_base64 = base64;
                     self.core.probe_answered = false;
                     let timeout = self.core.config.upgrade_timeout;
                     self.core.upgrade_timer = Some(ctx.run_later(timeout, move |act, ctx| {

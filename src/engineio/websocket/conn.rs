@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::reader::{FrameReader, Step};
 use super::{fail, State, WsSink};
-use crate::engineio::packet::Packet;
+use crate::engineio::packet::{Packet, Protocol};
 use crate::engineio::session::WsEvent;
 
 /// A frame at least this long is written from its own buffer; shorter ones
@@ -72,6 +72,8 @@ pub(crate) enum Takeover {
         sink: WsSink,
         session: Recipient<WsEvent>,
         max_payload: usize,
+        /// How its frames decode (Engine.IO v3 binary frames carry a type byte).
+        protocol: Protocol,
     },
     /// A WebSocket forwarded to the node that owns its session
     /// (engineio/forward.rs): bytes copied both ways, frames untouched (the
@@ -95,7 +97,8 @@ impl Takeover {
                 sink,
                 session,
                 max_payload,
-            } => run_session(io, read_buf, sink, session, max_payload).await,
+                protocol,
+            } => run_session(io, read_buf, sink, session, max_payload, protocol).await,
             Takeover::Pipe { upstream, leftover } => pipe(io, read_buf, upstream, leftover).await,
         }
     }
@@ -144,17 +147,18 @@ async fn run_session<T>(
     sink: WsSink,
     session: Recipient<WsEvent>,
     max: usize,
+    protocol: Protocol,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let id = sink.id;
     // The dispatcher's read buffer is not kept: only what it holds.
     let first = !read_buf.is_empty();
-    let reader = FrameReader::new(max, sink.deflates());
+    let reader = FrameReader::new(max, protocol, sink.deflates());
     let mut c = Conn {
         io,
         sink,
-        reader,
+reader,
         pending: if first {
             BytesMut::from(&read_buf[..])
         } else {
@@ -450,7 +454,7 @@ impl Writer {
     pub(super) fn new(sink: WsSink) -> Writer {
         Writer(Conn {
             io: NullIo(0),
-            reader: FrameReader::new(sink.limits.max_payload, sink.deflates()),
+            reader: FrameReader::new(sink.limits.max_payload, Protocol::V4, sink.deflates()),
             sink,
             pending: BytesMut::new(),
             packets: Vec::new(),

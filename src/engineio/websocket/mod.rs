@@ -26,7 +26,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 
-use super::packet::Packet;
+use super::packet::{Packet, Protocol};
 use super::session::{Frame, WsEvent};
 
 mod conn;
@@ -539,6 +539,17 @@ impl Stream for Body {
     }
 }
 
+/// What a WebSocket is opened as.
+#[derive(Debug, Clone, Copy)]
+pub struct Opening {
+    /// Opened with the sid of a polling session: the probe phase begins.
+    pub upgrade: bool,
+    /// The session's Engine.IO revision: how binary frames decode.
+    pub protocol: Protocol,
+    /// Engine.IO v3 `b64=1`: binary messages as base64 text frames.
+    pub base64: bool,
+}
+
 /// Accept a WebSocket request for a session: the response to return, and the
 /// sink the session writes to. Inbound frames go to `session` as
 /// [`WsEvent`]s from a task on the current worker.
@@ -546,9 +557,14 @@ pub fn accept(
     req: &HttpRequest,
     payload: web::Payload,
     session: Recipient<WsEvent>,
-    upgrade: bool,
+    opening: Opening,
     limits: WsLimits,
 ) -> Result<(HttpResponse, WsSink), actix_web_actors::ws::HandshakeError> {
+    let Opening {
+        upgrade,
+        protocol,
+        base64,
+    } = opening;
     let mut builder = actix_web_actors::ws::handshake(req)?;
     let mut sink = WsSink::new(limits);
     let offers = req
@@ -572,12 +588,14 @@ pub fn accept(
             id: sink.id,
             ws: sink.clone(),
             upgrade,
+            base64,
         });
         let mut resp = builder.finish();
         resp.extensions_mut().insert(Takeover::Session {
             sink: sink.clone(),
             session,
             max_payload: limits.max_payload,
+            protocol,
         });
         return Ok((resp, sink));
     }
@@ -588,12 +606,14 @@ pub fn accept(
         id: sink.id,
         ws: sink.clone(),
         upgrade,
+        base64,
     });
     actix_rt::spawn(read_loop(
         payload,
         session,
         sink.clone(),
         limits.max_payload,
+        protocol,
     ));
     Ok((builder.streaming(body), sink))
 }
@@ -647,6 +667,7 @@ async fn read_loop(
     session: Recipient<WsEvent>,
     sink: WsSink,
     max: usize,
+    protocol: Protocol,
 ) {
     let id = sink.id;
     // Queued behind `Attach`: if it cannot be delivered the session is gone,
@@ -655,7 +676,7 @@ async fn read_loop(
         sink.close(CloseCode::Away, "session closed");
         return;
     }
-    let mut reader = reader::FrameReader::new(max, sink.deflates());
+    let mut reader = reader::FrameReader::new(max, protocol, sink.deflates());
     let mut buf = BytesMut::new();
     let mut packets: Vec<Packet> = Vec::new();
     loop {

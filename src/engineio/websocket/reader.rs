@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::deflate::{inflate, InflateError};
 use super::WsSink;
-use crate::engineio::packet::Packet;
+use crate::engineio::packet::{Packet, Protocol};
 
 /// What a call to [`FrameReader::decode`] ended on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,7 @@ pub(super) struct FrameReader {
     /// A fragmented message: text or binary, compressed or not, its bytes.
     partial: Option<(bool, bool, BytesMut)>,
     max: usize,
+    protocol: Protocol,
     /// permessage-deflate was negotiated: RSV1 marks a compressed message.
     inflate: bool,
     /// The frame at the front of the buffer had RSV1 set (cleared there for
@@ -39,11 +40,12 @@ pub(super) struct FrameReader {
 }
 
 impl FrameReader {
-    pub(super) fn new(max: usize, inflate: bool) -> FrameReader {
+    pub(super) fn new(max: usize, protocol: Protocol, inflate: bool) -> FrameReader {
         FrameReader {
             codec: Codec::new().max_size(max),
             partial: None,
             max,
+            protocol,
             inflate,
             rsv1: false,
         }
@@ -137,14 +139,17 @@ impl FrameReader {
             };
             let packet = if text {
                 match std::str::from_utf8(&data) {
-                    Ok(s) => match Packet::decode_text(s) {
+                    Ok(s) => match Packet::decode_text_in(s, self.protocol) {
                         Ok(p) => p,
                         Err(_) => return Step::Fail("engine_decode", CloseCode::Invalid),
                     },
                     Err(_) => return Step::Fail("invalid_utf8", CloseCode::Invalid),
                 }
             } else {
-                Packet::decode_ws_binary(data)
+                match Packet::decode_binary_in(data, self.protocol) {
+                    Ok(p) => p,
+                    Err(_) => return Step::Fail("engine_decode", CloseCode::Invalid),
+                }
             };
             packets.push(packet);
         }

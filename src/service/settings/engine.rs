@@ -46,6 +46,8 @@ pub struct EngineSettings {
     pub http_compression: bool,
     /// Bytes; smaller responses go uncompressed.
     pub http_compression_threshold: usize,
+    /// Accept Engine.IO v3 / Socket.IO v2 clients (Node's `allowEIO3`).
+    pub allow_eio3: bool,
 }
 
 impl EngineSettings {

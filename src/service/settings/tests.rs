@@ -813,3 +813,12 @@ fn a_broker_ca_file_must_hold_certificates() {
         Some("adapter.tls_ca_file")
     );
 }
+
+#[test]
+fn allow_eio3_is_off_by_default_and_a_bad_value_names_the_key() {
+    assert!(!Settings::default().engine.allow_eio3);
+    let settings = load_with(&[], &[("RIPTIDE__ENGINE__ALLOW_EIO3", "true")]).unwrap();
+    assert!(settings.engine.allow_eio3);
+    let error = error_with(&[], &[("RIPTIDE__ENGINE__ALLOW_EIO3", "maybe")]);
+    assert!(error.starts_with("engine.allow_eio3: "), "{error}");
+}
