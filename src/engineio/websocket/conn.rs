@@ -158,7 +158,7 @@ async fn run_session<T>(
     let mut c = Conn {
         io,
         sink,
-reader,
+        reader,
         pending: if first {
             BytesMut::from(&read_buf[..])
         } else {

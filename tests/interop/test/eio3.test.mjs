@@ -199,6 +199,17 @@ describe("socket.io-client v2: the heartbeat and the v4 client beside it", () =>
     assert.deepEqual(await emitAck(socket, "echo", [Buffer.from([1, 2])]), [Buffer.from([1, 2])]);
   });
 
+  itest("permessage-deflate with a v2 client: negotiated, text and binary both ways", async (ctx) => {
+    await ctx.server({ env: { ...EIO3, RIPTIDE__ENGINE__PER_MESSAGE_DEFLATE: "true" } });
+    const { socket } = await v2Connect(ctx, "/", VARIANTS.websocket);
+    const ws = socket.io.engine.transport.ws;
+    assert.match(ws.extensions, /permessage-deflate/, "negotiated");
+    const big = { text: "riptide ".repeat(500), bin: Buffer.alloc(4000, 7) };
+    const [back] = await new Promise((resolve) => socket.emit("echo", big, (...a) => resolve(a)));
+    assert.equal(back.text, big.text);
+    assert.deepEqual(Buffer.from(back.bin), big.bin);
+  });
+
   itest("with allow_eio3 off the v2 client is refused", async (ctx) => {
     await ctx.server();
     const socket = v2Client(ctx, "/", VARIANTS.polling);
