@@ -21,8 +21,10 @@
 //!   the client's address behind `server.trusted_proxies` in `proxy`),
 //!   its own configuration and figures (the per-frame counters sharded per
 //!   thread). It knows nothing of Socket.IO.
-//! - `socketio`: the protocol. The packet codec (binary attachments
-//!   included), event and ack encoding done once per emit, payloads and
+//! - `socketio`: the protocol. The packet codecs (the JSON parser's, binary
+//!   attachments included, and the msgpack parser's, `msgpack`), the
+//!   server's parser (`parser`: its session decoder, frames of either made
+//!   its own), event and ack encoding done once per emit, payloads and
 //!   their typed (serde) conversion.
 //! - `adapter`: everything that crosses nodes, beside the protocol and below
 //!   the actors: the `Bus` (memory | NATS | Redis), the subject mapping, the

@@ -850,8 +850,11 @@ mod tests {
         assert_eq!(decode10(&encode(&p)), Ok(p));
     }
 
+    /// Writes one value of a test packet.
+    type Write<'a> = &'a dyn Fn(&mut Vec<u8>);
+
     /// One packet map from `fields` (key, value written by the closure).
-    fn packet(fields: &[(&str, &dyn Fn(&mut Vec<u8>))]) -> Vec<u8> {
+    fn packet(fields: &[(&str, Write<'_>)]) -> Vec<u8> {
         let mut buf = Vec::new();
         mp::write_map_len(&mut buf, fields.len() as u32).unwrap();
         for (k, write) in fields {

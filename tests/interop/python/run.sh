@@ -26,4 +26,4 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
 fi
 cd "$here"
 export PYTHONDONTWRITEBYTECODE=1
-exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" test_service.py
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" test_service.py test_msgpack.py
