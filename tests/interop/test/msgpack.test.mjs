@@ -1,4 +1,5 @@
-// The main interop suites once more with the msgpack parser: servers started
+// The main interop suites (and recovery, the cluster and its recovery) once
+// more with the msgpack parser: servers started
 // with RIPTIDE__SOCKETIO__PARSER=msgpack (the harness passes the environment
 // on to every server it starts) and clients created with
 // `parser: require("socket.io-msgpack-parser")` (the harness's
@@ -20,6 +21,11 @@ await import("./rooms.test.mjs");
 await import("./namespaces.test.mjs");
 await import("./disconnect.test.mjs");
 await import("./transports.test.mjs");
+// Connection state recovery appends its offset to events already encoded,
+// in this parser's encoding too; in a cluster through NATS and Redis.
+await import("./recovery.test.mjs");
+await import("./cluster.test.mjs");
+await import("./cluster_recovery.test.mjs");
 
 describe("msgpack parser on the wire", () => {
   itest("every packet is one binary WebSocket message, binary values inline", async (ctx) => {
