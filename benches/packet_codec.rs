@@ -15,6 +15,7 @@ use riptide::engineio::websocket::{detached, detached_conn, WsLimits};
 use riptide::engineio::Frame;
 use riptide::socketio::encode::encode_event;
 use riptide::socketio::packet as sio;
+use riptide::socketio::parser::Parser;
 use riptide::socketio::payload::Payload;
 use serde_json::json;
 
@@ -142,8 +143,14 @@ fn socketio(c: &mut Criterion) {
     ];
     for (name, ns, event, payload) in &emits {
         g.bench_with_input(BenchmarkId::new("encode_event", name), payload, |b, p| {
-            b.iter(|| encode_event(ns, event, black_box(p), None).unwrap())
+            b.iter(|| encode_event(Parser::Json, ns, event, black_box(p), None).unwrap())
         });
+        // The same emit for a server on the msgpack parser.
+        g.bench_with_input(
+            BenchmarkId::new("encode_event_msgpack", name),
+            payload,
+            |b, p| b.iter(|| encode_event(Parser::Msgpack, ns, event, black_box(p), None).unwrap()),
+        );
     }
     g.finish();
 }

@@ -25,8 +25,10 @@
 //!   thread), the packet codec (`packet`: v4, and v3 beside it for
 //!   Socket.IO v2 clients, `engine.allow_eio3`, chosen per session). It
 //!   knows nothing of Socket.IO.
-//! - `socketio`: the protocol. The packet codec (binary attachments
-//!   included), event and ack encoding done once per emit, payloads and
+//! - `socketio`: the protocol. The packet codecs (the JSON parser's, binary
+//!   attachments included, and the msgpack parser's, `msgpack`), the
+//!   server's parser (`parser`: its session decoder, frames of either made
+//!   its own), event and ack encoding done once per emit, payloads and
 //!   their typed (serde) conversion.
 //! - `adapter`: everything that crosses nodes, beside the protocol and below
 //!   the actors: the `Bus` (memory | NATS | Redis), the subject mapping, the

@@ -40,7 +40,8 @@ use crate::engineio::{
     url_query_pairs, CloseReason, EngineApp, EngineCore, Handshake, Protocol, SessionActor, Sid,
 };
 use crate::socketio::encode::{encode_ack, encode_event, encode_packet};
-use crate::socketio::packet::{is_reserved_event, Decoder, Packet, PacketData};
+use crate::socketio::packet::{is_reserved_event, Packet, PacketData};
+use crate::socketio::parser::Decoder;
 use crate::socketio::payload::Payload;
 
 type Ctx = Context<SessionActor<Connection>>;
@@ -252,7 +253,7 @@ pub struct Connection {
 
 impl Connection {
     pub(crate) fn new(server: Arc<ServerShared>, handshake: Arc<Handshake>) -> Connection {
-        let decoder = Decoder::new(server.config.max_attachments);
+        let decoder = server.config.parser.decoder(server.config.max_attachments);
         Connection {
             server,
             handshake,
@@ -300,7 +301,7 @@ impl Connection {
             ns: ns.to_string(),
             data: PacketData::ConnectError(data),
         };
-        Self::send(core, &encode_packet(&packet));
+        Self::send(core, &encode_packet(self.server.config.parser, &packet));
     }
 
     /// A packet that is well formed but makes no sense now: like the
@@ -700,11 +701,12 @@ impl Connection {
         preface: Preface,
         core: &mut EngineCore,
     ) {
+        let parser = self.server.config.parser;
         let Some((state, Buffered { mut missed, buffer })) = self.waiting(ns, sid) else {
             return;
         };
         for (event, payload) in &preface.events {
-            match encode_event(ns, event, payload, None) {
+            match encode_event(parser, ns, event, payload, None) {
                 Ok(frames) => missed.push(frames),
                 Err(e) => warn!(core.log, "preface event not sent"; "event" => event.as_str(),
                     "error" => %e),
@@ -796,7 +798,7 @@ impl Connection {
                 data: PacketData::Connect(Some(Value::Object(body))),
             }
         };
-        Self::send(core, &encode_packet(&reply));
+        Self::send(core, &encode_packet(self.server.config.parser, &reply));
     }
 
     /// Run the namespace's connect middlewares: the user they
@@ -889,7 +891,7 @@ impl Connection {
             EventVerdict::Accept => {}
             EventVerdict::Refuse => {
                 self.server.metrics.event_refused("rate_limit");
-                return Self::refuse(core, ns, id, &name, "rate limit exceeded");
+                return self.refuse(core, ns, id, &name, "rate limit exceeded");
             }
             EventVerdict::Close => {
                 self.server.metrics.event_refused("abuse");
@@ -926,7 +928,7 @@ impl Connection {
             if let Err(refused) = verdict {
                 self.server.metrics.event_refused("middleware");
                 let id = event.ack.as_ref().map(|a| a.id);
-                return Self::refuse(core, ns, id, &event.name, &refused.message);
+                return self.refuse(core, ns, id, &event.name, &refused.message);
             }
         }
         if let Some(observer) = self.server.observer.get() {
@@ -937,15 +939,17 @@ impl Connection {
 
     /// Tell the client its event was refused: in its ack if it asked for
     /// one (`[{"error": {...}}]`), otherwise as an `error` event.
-    fn refuse(core: &mut EngineCore, ns: &str, id: Option<u64>, event: &str, message: &str) {
+    fn refuse(&self, core: &mut EngineCore, ns: &str, id: Option<u64>, event: &str, message: &str) {
+        let parser = self.server.config.parser;
         let body = serde_json::json!({ "message": message, "event": event });
         let frames = match id {
             Some(id) => encode_ack(
+                parser,
                 ns,
                 id,
                 &Payload::new(vec![serde_json::json!({ "error": body })]),
             ),
-            None => match encode_event(ns, "error", &Payload::new(vec![body]), None) {
+            None => match encode_event(parser, ns, "error", &Payload::new(vec![body]), None) {
                 Ok(f) => f,
                 Err(_) => return,
             },
@@ -988,7 +992,7 @@ impl Connection {
                 ns: state.socket.inner.ns.to_string(),
                 data: PacketData::Disconnect,
             };
-            Self::send(core, &encode_packet(&packet));
+            Self::send(core, &encode_packet(self.server.config.parser, &packet));
         }
         let name = state.socket.inner.ns.clone();
         self.left.retain(|l| *l != name);
@@ -1257,7 +1261,10 @@ impl Handler<Command> for SessionActor<Connection> {
                 payload,
             } => {
                 if live(&ns, &sid) {
-                    Connection::send(core, &encode_ack(&ns, id, &payload));
+                    Connection::send(
+                        core,
+                        &encode_ack(app.server.config.parser, &ns, id, &payload),
+                    );
                 }
             }
             Command::EmitWithAck {
@@ -1275,7 +1282,9 @@ impl Handler<Command> for SessionActor<Connection> {
                 let state = app.sockets.get_mut(&ns).expect("checked live");
                 let id = state.next_ack;
                 state.next_ack += 1;
-                let Ok(frames) = encode_event(&ns, &event, &payload, Some(id)) else {
+                let Ok(frames) =
+                    encode_event(app.server.config.parser, &ns, &event, &payload, Some(id))
+                else {
                     return;
                 };
                 let ns2 = ns.clone();

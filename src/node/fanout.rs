@@ -16,6 +16,7 @@ use crate::adapter::{
 };
 use crate::engineio::{Frame, FrameRef, Sid};
 use crate::socketio::encode::check_event_name;
+use crate::socketio::parser::Parser;
 use crate::socketio::payload::{payload_from_json, payload_to_wire, IntoArgs, Payload};
 
 /// A broadcast being described: `to`, `except` and `volatile` narrow it,
@@ -513,8 +514,12 @@ pub(crate) fn wire_frames(frames: &Encoded) -> Vec<WireFrame> {
         .collect()
 }
 
-/// Frames from another node.
-pub(crate) fn local_frames(frames: Vec<WireFrame>) -> Encoded {
+/// Frames from another node (or a recovery stream), in this node's parser's
+/// encoding: each node encodes with its own parser, so a node that speaks
+/// another one (a cluster moving from one parser to the other) has its
+/// packets decoded and encoded again, once per broadcast. `None` if they
+/// do not decode.
+pub(crate) fn local_frames(frames: Vec<WireFrame>, parser: Parser) -> Option<Encoded> {
     let frames: Vec<Frame> = frames
         .into_iter()
         .map(|f| match f {
@@ -522,7 +527,7 @@ pub(crate) fn local_frames(frames: Vec<WireFrame>) -> Encoded {
             WireFrame::Binary(b) => Frame::binary(&b),
         })
         .collect();
-    frames.into()
+    parser.adopt(frames.into())
 }
 
 /// How long past the ack timeout the emitter waits for the other nodes'

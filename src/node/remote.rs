@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use slog::{info, Logger};
+use slog::{debug, info, Logger};
 
 use super::delivery::{Deliver, Filter, Mode};
 use super::dispatch::Dispatch;
@@ -67,7 +67,12 @@ impl ServerShared {
                     .collect(),
             }))
         };
-        let frames = local_frames(broadcast.frames);
+        let Some(frames) = local_frames(broadcast.frames, self.config.parser) else {
+            self.metrics.bad_input("cluster_frames");
+            debug!(self.log, "dropping a broadcast from another node that does not decode";
+                "ns" => &*key.ns);
+            return;
+        };
         let Some(actor) = actor else {
             for room in &broadcast.rooms {
                 if let Some(conn) = self.local_socket(&key.ns, room) {
@@ -197,12 +202,13 @@ impl ServerShared {
                 frames,
                 volatile,
             } => {
-                self.user_emit(
-                    &ns.into(),
-                    &user,
-                    local_frames(frames),
-                    Mode::volatile(volatile),
-                );
+                let Some(frames) = local_frames(frames, self.config.parser) else {
+                    self.metrics.bad_input("cluster_frames");
+                    debug!(self.log, "dropping a user emit from another node that does not decode";
+                        "ns" => &ns);
+                    return;
+                };
+                self.user_emit(&ns.into(), &user, frames, Mode::volatile(volatile));
                 return;
             }
             RequestOp::DisconnectUser { user } => {

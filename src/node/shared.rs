@@ -27,6 +27,7 @@ use super::user::{UserActor, UserEmit};
 use crate::adapter::Cluster;
 use crate::engineio::{EngineAppFactory, Handshake, SessionActor, Sid};
 use crate::socketio::encode::{encode_event, ReservedEvent};
+use crate::socketio::parser::Parser;
 use crate::socketio::payload::Payload;
 
 /// What [`ServerShared::encode_emit`] made of an event.
@@ -41,6 +42,8 @@ pub(crate) enum Emit {
 /// The Socket.IO layer's bounds (the service resolves them from its settings).
 #[derive(Debug, Clone)]
 pub struct SioConfig {
+    /// The packet format every client of this server speaks.
+    pub parser: Parser,
     /// Connection state recovery; `None` when off.
     pub recovery: Option<RecoveryConfig>,
     pub connect_timeout: Duration,
@@ -185,12 +188,12 @@ impl ServerShared {
         let cluster = self.cluster_recovery.get();
         if cluster.is_none() && self.recovery.is_none() {
             return Ok(Emit::Now(
-                encode_event(ns, event, &payload, None)?,
+                encode_event(self.config.parser, ns, event, &payload, None)?,
                 Mode::volatile(volatile),
             ));
         }
         if volatile {
-            let frames = encode_event(ns, event, &payload, None)?;
+            let frames = encode_event(self.config.parser, ns, event, &payload, None)?;
             let mode = match payload.args.last() {
                 Some(serde_json::Value::String(tail)) => Mode::VolatileTail(tail.as_str().into()),
                 _ => Mode::Volatile,
@@ -198,7 +201,7 @@ impl ServerShared {
             return Ok(Emit::Now(frames, mode));
         }
         if let Some(cluster) = cluster {
-            let frames = encode_event(ns, event, &payload, None)?;
+            let frames = encode_event(self.config.parser, ns, event, &payload, None)?;
             return Ok(match cluster.record(ns, target(), frames) {
                 Ok(()) => Emit::Recorded,
                 // Not recorded: delivered at once, without an offset.
@@ -210,7 +213,7 @@ impl ServerShared {
             payload
                 .args
                 .push(serde_json::Value::String(offset.to_owned()));
-            encode_event(ns, event, &payload, None)
+            encode_event(self.config.parser, ns, event, &payload, None)
         })?;
         self.metrics.recovery_stored(dropped);
         Ok(Emit::Now(frames, Mode::Stored(seq)))

@@ -128,6 +128,7 @@ impl Riptide {
         let metrics = self.metrics.clone();
         let log = self.log.clone();
         let config = SioConfig {
+            parser: s.socketio.parser,
             recovery: s.recovery.enabled.then(|| RecoveryConfig {
                 max_disconnection: s.recovery.max_disconnection(),
                 skip_middlewares: s.recovery.skip_middlewares,

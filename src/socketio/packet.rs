@@ -13,9 +13,7 @@
 //! server policy, see [`is_reserved_event`].
 
 use bytes::Bytes;
-#[cfg(any(test, feature = "internals"))]
-use serde_json::Map;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Event names a server must not dispatch to user handlers, because
 /// Socket.IO or the Node.js EventEmitter give them a meaning of their own.
@@ -34,12 +32,22 @@ pub fn is_reserved_event(name: &str) -> bool {
 }
 
 /// The JSON object that stands for attachment `num` in a binary packet.
-#[cfg(any(test, feature = "internals"))]
 pub fn placeholder(num: usize) -> Value {
     let mut m = Map::new();
     m.insert("_placeholder".to_owned(), Value::Bool(true));
     m.insert("num".to_owned(), Value::from(num));
     Value::Object(m)
+}
+
+/// The attachment an object stands for, if it is a placeholder (as the
+/// reference parser reads one: `"_placeholder": true` and an integer `num`).
+pub fn placeholder_num(m: &Map<String, Value>) -> Option<usize> {
+    if m.get("_placeholder") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    m.get("num")
+        .and_then(Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +125,25 @@ pub enum DecodeError {
     UnexpectedBinary,
     #[error("text packet received while a binary packet still awaits attachments")]
     UnexpectedText,
+    // The msgpack parser's (`super::msgpack`).
+    #[error(
+        "text message on a server speaking the msgpack parser (each packet is one binary message)"
+    )]
+    TextOnMsgpack,
+    #[error("packet is not valid MessagePack: {0}")]
+    InvalidMsgpack(String),
+    #[error("MessagePack packet is not a map")]
+    NotAMap,
+    #[error("MessagePack packet has the key `{0}` twice")]
+    DuplicateKey(String),
+    #[error("packet type is missing or not an integer from 0 to 4")]
+    InvalidPacketType,
+    #[error("namespace is missing, not a string, does not start with '/' or holds a ','")]
+    InvalidNamespace,
+    #[error("ack id is not a non-negative integer")]
+    AckIdNotInteger,
+    #[error("MessagePack extension type {0} has no meaning in a Socket.IO packet")]
+    UnsupportedExt(i8),
 }
 
 const CONNECT: u8 = b'0';

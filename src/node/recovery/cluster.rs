@@ -66,12 +66,14 @@ use crate::adapter::codec::{
 };
 use crate::adapter::store::{ns_hash, RecoveryStore, StoreError, Token};
 use crate::adapter::NodeId;
-use crate::engineio::{Frame, Sid};
+use crate::engineio::Sid;
 use crate::node::delivery::{Deliver, Encoded, Mode};
 use crate::node::fanout::{local_frames, wire_frames};
 use crate::node::metrics::Metrics;
 use crate::node::shared::ServerShared;
 use crate::node::socket::Socket;
+use crate::socketio::encode::with_last_arg;
+use crate::socketio::parser::Parser;
 
 use super::RecoveryConfig;
 
@@ -156,6 +158,9 @@ pub(crate) struct ClusterRecovery {
     /// after its answer was lost) is delivered once, whichever path meets
     /// which copy (a recovery's reads and the buffer its tail filled).
     copies: Mutex<FirstCopies>,
+    /// The node's parser: stored events from a node that speaks another
+    /// are encoded again in it.
+    parser: Parser,
     metrics: Metrics,
     log: Logger,
 }
@@ -206,18 +211,6 @@ impl Target {
     }
 }
 
-/// `frames` with `offset` as the event's last argument: the text frame is
-/// `4<packet>` and the packet's data a JSON array, so the offset goes
-/// before its closing bracket.
-fn with_offset(frames: &Encoded, offset: &str) -> Option<Encoded> {
-    let mut out: Vec<Frame> = frames.iter().cloned().collect();
-    let text = out.first()?.as_str()?;
-    let body = text.strip_suffix(']')?;
-    let sep = if body.ends_with('[') { "" } else { "," };
-    out[0] = Frame::text(&format!("{body}{sep}\"{offset}\"]"));
-    Some(out.into())
-}
-
 impl ClusterRecovery {
     /// Start the recorder and the session writer on the current Tokio
     /// runtime (the actix system's), which the tails use too.
@@ -247,6 +240,7 @@ impl ClusterRecovery {
             live: Arc::new(Mutex::new(HashMap::new())),
             dirty: Arc::new(Mutex::new(HashSet::new())),
             copies: Mutex::new(FirstCopies::default()),
+            parser: server.config.parser,
             metrics: server.metrics.clone(),
             log: server.log.new(slog::o!("recovery" => "cluster")),
         });
@@ -352,7 +346,9 @@ impl ClusterRecovery {
             return;
         }
         let target = Target::from_stored(event.target);
-        let Some(frames) = with_offset(&local_frames(event.frames), &self.offset(seq)) else {
+        let frames = local_frames(event.frames, self.parser)
+            .and_then(|frames| with_last_arg(&frames, &self.offset(seq)));
+        let Some(frames) = frames else {
             self.metrics.bad_input("recovery_record");
             return;
         };
@@ -584,7 +580,8 @@ impl ClusterRecovery {
                 {
                     return None;
                 }
-                let frames = with_offset(&local_frames(event.frames), &self.offset(r.seq))?;
+                let frames = local_frames(event.frames, self.parser)?;
+                let frames = with_last_arg(&frames, &self.offset(r.seq))?;
                 Some((r.seq, frames))
             })
             .collect()

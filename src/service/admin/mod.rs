@@ -363,11 +363,12 @@ impl AdminState {
         let Some(handle) = self.handle() else {
             return;
         };
-        let frames = match encode_event(&self.ns, event, &payload, None) {
+        let to = handle.of(&self.ns);
+        let frames = match encode_event(to.server.config.parser, &self.ns, event, &payload, None) {
             Ok(frames) => frames,
             Err(e) => return debug!(self.log, "admin event not encoded"; "error" => %e),
         };
-        if let Err(e) = handle.of(&self.ns).send_encoded(frames, Mode::Normal) {
+        if let Err(e) = to.send_encoded(frames, Mode::Normal) {
             debug!(self.log, "admin event not sent to every node"; "event" => event, "error" => %e);
         }
     }

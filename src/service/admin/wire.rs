@@ -8,9 +8,11 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::adapter::RemoteSocket;
-use crate::engineio::{url_query_pairs, CloseReason, FrameRef, Handshake};
+use crate::engineio::{url_query_pairs, CloseReason, Handshake};
 use crate::node::socket::{room_list, DisconnectReason, Socket};
 use crate::socketio::encode::Encoded;
+use crate::socketio::packet::PacketData;
+use crate::socketio::parser::decode_frames;
 
 /// How the node's sockets are reached: the parts of `handshake.url` and
 /// `handshake.secure` the handshake itself does not carry.
@@ -146,34 +148,12 @@ fn serialized(
 /// them, as they did in the packet); `None` for anything but an event
 /// (acks are not reported, as in the reference).
 pub(super) fn sent_event(frames: &Encoded) -> Option<(Value, Vec<Bytes>)> {
-    let FrameRef::Text(text) = frames.first()?.view() else {
-        return None;
-    };
-    let attachments = frames[1..]
-        .iter()
-        .filter_map(|f| match f.view() {
-            FrameRef::Binary(b) => Some(Bytes::copy_from_slice(b)),
-            FrameRef::Text(_) => None,
-        })
-        .collect();
-    // `4` (Engine.IO message), then `2` (event) or `5<n>-` (binary event).
-    let rest = text.strip_prefix('4')?;
-    let rest = match rest.as_bytes().first()? {
-        b'2' => &rest[1..],
-        b'5' => {
-            let dash = rest.find('-')?;
-            &rest[dash + 1..]
-        }
-        _ => return None,
-    };
-    // An optional `/ns,`, then an optional ack id.
-    let rest = match rest.strip_prefix('/') {
-        Some(_) => &rest[rest.find(',')? + 1..],
-        None => rest,
-    };
-    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-    match serde_json::from_str(rest).ok()? {
-        v @ Value::Array(_) => Some((v, attachments)),
+    // Either parser's frames: the node's own.
+    match decode_frames(frames)?.data {
+        PacketData::Event { data, .. } => Some((data, Vec::new())),
+        PacketData::BinaryEvent {
+            data, attachments, ..
+        } => Some((data, attachments)),
         _ => None,
     }
 }

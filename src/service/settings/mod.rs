@@ -74,7 +74,7 @@ pub use self::load::{load, load_from, DEFAULT_ENVIRONMENT, DEFAULT_TOML, ENVIRON
 pub use self::log::{LogFormat, LogLevel, LogSettings};
 pub use self::recovery::RecoverySettings;
 pub use self::server::{ServerSettings, MAX_WORKERS};
-pub use self::socketio::SocketIoSettings;
+pub use self::socketio::{Parser, SocketIoSettings};
 pub use crate::adapter::{AdapterKind, AdapterSettings};
 
 /// The whole configuration. See `config/default.toml` for every default and why.

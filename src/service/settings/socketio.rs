@@ -5,11 +5,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{positive, ConfigError};
+pub use crate::socketio::parser::Parser;
 
 /// `[socketio]`: Socket.IO namespaces, rooms and acks.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SocketIoSettings {
+    /// The packet format every client speaks: `json` (the clients' default
+    /// parser) or `msgpack` (`socket.io-msgpack-parser`).
+    pub parser: Parser,
     /// A connection that never sends CONNECT is closed after this long.
     pub connect_timeout_ms: u64,
     /// Default timeout of a server -> client ack.

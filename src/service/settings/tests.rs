@@ -101,6 +101,13 @@ fn env_overrides_a_bool_and_a_string() {
 }
 
 #[test]
+fn the_parser_is_json_unless_set() {
+    assert_eq!(Settings::default().socketio.parser, Parser::Json);
+    let settings = load_with(&[], &[("RIPTIDE__SOCKETIO__PARSER", "msgpack")]).unwrap();
+    assert_eq!(settings.socketio.parser, Parser::Msgpack);
+}
+
+#[test]
 fn env_overrides_a_list_with_comma_separated_values() {
     let settings = load_with(
         &[],
@@ -266,6 +273,7 @@ fn unknown_names_in_closed_sets_name_the_key() {
         ("RIPTIDE__LOG__LEVEL", "loud", "log.level: "),
         ("RIPTIDE__LOG__FORMAT", "xml", "log.format: "),
         ("RIPTIDE__ADAPTER__KIND", "kafka", "adapter.kind: "),
+        ("RIPTIDE__SOCKETIO__PARSER", "protobuf", "socketio.parser: "),
         (
             "RIPTIDE__ENGINE__TRANSPORTS",
             "polling,flash",

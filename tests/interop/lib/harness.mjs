@@ -4,6 +4,7 @@
 
 import { test } from "node:test";
 import { io } from "socket.io-client";
+import msgpackParser from "socket.io-msgpack-parser";
 import { startServer, startService, tail } from "./server.mjs";
 
 /** Client transport settings the transport-sensitive tests run under. */
@@ -15,6 +16,16 @@ export const VARIANTS = {
 };
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The client options that pick the parser the servers of this process speak:
+ * with RIPTIDE__SOCKETIO__PARSER=msgpack (inherited by every server the
+ * harness starts) the clients use socket.io-msgpack-parser, otherwise the
+ * default parser. test/msgpack.test.mjs sets it and runs the main suites again.
+ */
+export function parserOptions() {
+  return process.env.RIPTIDE__SOCKETIO__PARSER === "msgpack" ? { parser: msgpackParser } : {};
+}
 
 // ---------------------------------------------------------------------------
 // Waiting helpers
@@ -221,6 +232,7 @@ export class Ctx {
       reconnection: false,
       timeout: 5_000,
       autoUnref: true,
+      ...parserOptions(),
       ...opts,
     });
     this.sockets.push(socket);

@@ -37,5 +37,6 @@ export PYTHONDONTWRITEBYTECODE=1
 tests=(
   test_service.py
   test_interop.py
+  test_msgpack.py
 )
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" "${tests[@]}"

@@ -4,14 +4,20 @@
 
 import assert from "node:assert/strict";
 import { describe } from "node:test";
-import { VARIANTS, emitAck, itest, waitFor } from "../lib/harness.mjs";
+import { VARIANTS, emitAck, itest, parserOptions, waitFor } from "../lib/harness.mjs";
+
+// notepack.io 2.2.0 (socket.io-msgpack-parser's encoder) writes an integral
+// number of 2^64 or more as a wrapped uint64: `decode(encode(1e21))` is
+// 3875820019684212700 in the client alone, whatever the server. So with that
+// parser the large integer is one that fits.
+const LARGE = parserOptions().parser ? 2 ** 63 : 1e21;
 
 const CASES = [
   ["a string", ["hello"]],
   ["an empty string", [""]],
   ["a unicode string", ["ünïcödé ✓ 日本語 🚀"]],
   ["a string with protocol-looking content", ['2["fake",1]', "4{}", "42/x,"]],
-  ["integers and floats", [0, 1, -1, 42, 3.5, -0.25, 1e21, Number.MAX_SAFE_INTEGER]],
+  ["integers and floats", [0, 1, -1, 42, 3.5, -0.25, LARGE, Number.MAX_SAFE_INTEGER]],
   ["booleans", [true, false]],
   ["null", [null]],
   ["an object", [{ a: 1, b: "two", c: [1, 2, { d: null }], e: { f: { g: true } } }]],

@@ -5,7 +5,15 @@
 import assert from "node:assert/strict";
 import { describe } from "node:test";
 import { io } from "socket.io-client";
-import { VARIANTS, emitAck, itest, waitConnect, waitConnectError, waitFor } from "../lib/harness.mjs";
+import {
+  VARIANTS,
+  emitAck,
+  itest,
+  parserOptions,
+  waitConnect,
+  waitConnectError,
+  waitFor,
+} from "../lib/harness.mjs";
 
 for (const [variant, opts] of [
   ["websocket", VARIANTS.websocket],
@@ -77,7 +85,7 @@ for (const [variant, opts] of [
 
     itest("multiplexing: /, /private and a dynamic namespace share one engine connection", async (ctx) => {
       const srv = await ctx.server();
-      const base = { ...opts, reconnection: false, autoUnref: true, timeout: 5_000 };
+      const base = { ...parserOptions(), ...opts, reconnection: false, autoUnref: true, timeout: 5_000 };
       // io() caches one Manager per origin: these three share it (no forceNew)
       const main = io(srv.url, base);
       const priv = io(srv.url + "/private", { ...base, auth: { token: "secret" } });
