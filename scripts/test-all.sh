@@ -68,11 +68,19 @@ stage "interop (official socket.io-client)"
 stage "interop (python-socketio, service mode and examples/interop)"
 tests/interop/python/run.sh
 
-# socket.io-client-cpp is third-party code, not committed: this stage fails,
-# saying how to get it, when neither SIO_CPP_SRC nor SIO_CPP_GIT has it (see
-# tests/interop/README.md).
+# socket.io-client-cpp is third-party code, not committed: without its sources
+# (neither SIO_CPP_SRC nor SIO_CPP_GIT has them, see tests/interop/README.md)
+# the runner says how to get them and exits 3, and this stage is reported as
+# SKIPPED, never as passed, as the conformance suites are; any other failure
+# fails the run.
 stage "interop (socket.io-client-cpp, the official C++ client)"
-tests/interop/cpp/run.sh
+cpp_rc=0
+tests/interop/cpp/run.sh || cpp_rc=$?
+if [ "$cpp_rc" -eq 3 ]; then
+  echo "==> SKIPPED: socket.io-client-cpp's sources are missing (above: how to get them)"
+elif [ "$cpp_rc" -ne 0 ]; then
+  exit "$cpp_rc"
+fi
 
 stage "deploy recipes (systemd unit, Dockerfile, Kubernetes manifests)"
 tests/deploy/run.sh
