@@ -115,6 +115,8 @@ where
     if !read_buf.is_empty() && upstream.write_all(&read_buf).await.is_err() {
         return;
     }
+    // Not kept for the pipe's life (see run_session).
+    drop((read_buf, leftover));
     let _ = tokio::io::copy_bidirectional(&mut io, &mut upstream).await;
 }
 
@@ -169,6 +171,10 @@ async fn run_session<T>(
         offset: 0,
         unflushed: false,
     };
+    // An async fn's arguments live as long as its future: without this the
+    // dispatcher's 8 kB read buffer stayed with every connection (dhat:
+    // 7.9 kB of 16.4 kB per idle WebSocket).
+    drop(read_buf);
     let mut reported = false;
     let mut unread = first;
     let end = 'run: {
