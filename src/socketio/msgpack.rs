@@ -599,26 +599,31 @@ pub fn decode(frame: &Bytes, max_attachments: usize) -> Result<Packet, DecodeErr
     Ok(Packet { ns, data })
 }
 
+/// Days since the epoch as a UTC (year, month, day): Howard Hinnant's
+/// days-to-civil algorithm, for any day (negative ones too). Also the admin
+/// UI's dates (service/admin/wire.rs).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// Milliseconds since the epoch as JavaScript's `Date.prototype.toJSON`
-/// writes them (`2026-12-02T16:28:27.123Z`), within the range a `Date` can
-/// hold (±8.64e15 ms).
-fn iso_date(ms: i64) -> Result<String, DecodeError> {
+/// (and `toISOString`) writes them (`2026-12-02T16:28:27.123Z`), within the
+/// range a `Date` can hold (±8.64e15 ms).
+pub(crate) fn iso_date(ms: i64) -> Result<String, DecodeError> {
     const MAX_MS: i64 = 8_640_000_000_000_000;
     if !(-MAX_MS..=MAX_MS).contains(&ms) {
         return Err(invalid("a Date out of JavaScript's range"));
     }
-    let days = ms.div_euclid(86_400_000);
     let in_day = ms.rem_euclid(86_400_000);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(ms.div_euclid(86_400_000));
     let (h, m, s, milli) = (
         in_day / 3_600_000,
         in_day / 60_000 % 60,

@@ -11,6 +11,7 @@ use crate::adapter::RemoteSocket;
 use crate::engineio::{url_query_pairs, CloseReason, Handshake};
 use crate::node::socket::{room_list, DisconnectReason, Socket};
 use crate::socketio::encode::Encoded;
+use crate::socketio::msgpack::{civil_from_days, iso_date};
 use crate::socketio::packet::PacketData;
 use crate::socketio::parser::decode_frames;
 
@@ -197,12 +198,8 @@ pub(super) fn millis(t: SystemTime) -> u64 {
 
 /// `Date#toISOString()`: `2026-12-02T06:58:23.687Z`.
 pub(super) fn iso(t: SystemTime) -> String {
-    let ms = millis(t);
-    let (y, mo, d, h, mi, s) = civil(ms / 1000);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
-        ms % 1000
-    )
+    // Any SystemTime after the epoch is within a Date's range.
+    iso_date(millis(t) as i64).unwrap_or_default()
 }
 
 /// `Date#toString()` in UTC: `Wed Dec 02 2026 06:57:59 GMT+0000 (Coordinated Universal Time)`.
@@ -212,27 +209,11 @@ fn date_string(t: SystemTime) -> String {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let secs = millis(t) / 1000;
-    let (y, mo, d, h, mi, s) = civil(secs);
+    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+    let (h, mi, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
     let weekday = DAYS[((secs / 86_400) % 7) as usize];
     let month = MONTHS[(mo - 1) as usize];
     format!("{weekday} {month} {d:02} {y:04} {h:02}:{mi:02}:{s:02} GMT+0000 (Coordinated Universal Time)")
-}
-
-/// Seconds since the epoch as (year, month, day, hour, minute, second),
-/// UTC (Howard Hinnant's days-to-civil).
-fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
