@@ -70,6 +70,9 @@ impl<F: EngineAppFactory> Engine<F> {
         log: Logger,
         max_sessions: usize,
     ) -> Self {
+        if let Some(at) = config.deflate_threshold {
+            super::websocket::deflate::enable(at);
+        }
         let ip_limiter = super::admission::IpLimiter::new(
             config.max_connections_per_ip,
             config.connection_rate_per_ip,

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use crate::engineio::packet::{
     push_v3_base64, push_v3_binary_head, push_v3_record, Packet, Protocol,
 };
-use crate::engineio::websocket::deflate::{deflate_frame, MIN_DEFLATE};
+use crate::engineio::websocket::deflate::{deflate_frame, may_compress};
 use crate::engineio::websocket::{put_header, MAX_HEADER, OP_BINARY, OP_TEXT};
 
 /// One outbound Engine.IO message, encoded once and shared by every receiver
@@ -24,7 +24,8 @@ pub struct Frame {
     binary: bool,
     /// The frame compressed (permessage-deflate), made by the first
     /// receiver that negotiated it and shared with the others; only for
-    /// payloads that may be compressed at all.
+    /// payloads that may be compressed at all (`deflate::may_compress`:
+    /// never while no engine of the process has deflate on).
     deflated: Option<Arc<OnceLock<Bytes>>>,
 }
 
@@ -57,7 +58,7 @@ impl Frame {
             wire: buf.freeze(),
             head,
             binary,
-            deflated: (len >= MIN_DEFLATE).then(Default::default),
+            deflated: may_compress(len).then(Default::default),
         }
     }
 
@@ -119,8 +120,9 @@ impl Frame {
     /// The whole WebSocket frame compressed (RSV1 set), for a receiver that
     /// negotiated permessage-deflate: compressed by the first receiver
     /// that asks, then shared like [`Frame::wire`], so a broadcast is
-    /// compressed once. A payload under [`MIN_DEFLATE`] bytes, or one that
-    /// deflate does not shrink, is sent as it is.
+    /// compressed once. A payload too short to compress (see
+    /// `deflate::may_compress`), or one that deflate does not shrink, is
+    /// sent as it is.
     pub(crate) fn deflated_wire(&self) -> &Bytes {
         let Some(cell) = &self.deflated else {
             return &self.wire;
@@ -295,6 +297,7 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engineio::websocket::deflate;
 
     #[test]
     fn poll_body_joins_records_and_base64s_binary() {
@@ -312,6 +315,8 @@ mod tests {
 
     #[test]
     fn a_frame_is_compressed_once_for_every_receiver() {
+        // As an engine with deflate on does when it is made.
+        deflate::enable(64);
         let text = "42[\"msg\",\"riptide riptide riptide\"]".repeat(50);
         let f = Frame::message(&text);
         let copy = f.clone();
@@ -324,16 +329,7 @@ mod tests {
         // Too short to compress, or not shrunk by it: the frame as it is.
         let short = Frame::message("hi");
         assert_eq!(short.deflated_wire(), short.wire());
-        let mut x: u32 = 7;
-        let noise: Vec<u8> = (0..500)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
-        let b = Frame::binary(&noise);
+        let b = Frame::binary(&deflate::noise(500));
         assert_eq!(b.deflated_wire(), b.wire());
     }
 

@@ -19,6 +19,7 @@
 //! [`Frame::deflated_wire`]: crate::engineio::Frame::deflated_wire
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -36,6 +37,25 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Payloads shorter than this are never compressed, whatever the threshold:
 /// deflate's framing costs more than such a payload can save.
 pub const MIN_DEFLATE: usize = 64;
+
+/// The smallest payload any engine of this process compresses
+/// ([`enable`]); `usize::MAX` while none has deflate on, so that a frame
+/// gets its shared compressed-form cell ([`Frame::deflated_wire`]) only
+/// where it may be used, not on every emit of a node with deflate off.
+///
+/// [`Frame::deflated_wire`]: crate::engineio::Frame::deflated_wire
+static COMPRESS_FROM: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// An engine with permessage-deflate on at `threshold` exists: frames of
+/// that size and more may be sent compressed from now on.
+pub(crate) fn enable(threshold: usize) {
+    COMPRESS_FROM.fetch_min(threshold.max(MIN_DEFLATE), Ordering::Relaxed);
+}
+
+/// Whether a payload of `len` bytes may ever be sent compressed.
+pub(crate) fn may_compress(len: usize) -> bool {
+    len >= COMPRESS_FROM.load(Ordering::Relaxed)
+}
 
 thread_local! {
     static COMPRESSOR: RefCell<Compress> = RefCell::new(Compress::new(Compression::default(), false));
@@ -175,6 +195,20 @@ pub(crate) fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, InflateError> 
     })
 }
 
+/// `len` bytes that deflate cannot shrink (xorshift), for tests.
+#[cfg(test)]
+pub(crate) fn noise(len: usize) -> Vec<u8> {
+    let mut x: u32 = 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,15 +265,7 @@ mod tests {
 
     #[test]
     fn large_and_incompressible_payloads_round_trip() {
-        let mut x: u32 = 1;
-        let noise: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
+        let noise = noise(200_000);
         let frame = deflate_frame(true, &noise);
         assert_eq!(inflate(payload_of(&frame), 1 << 20).unwrap(), noise);
     }
