@@ -400,20 +400,8 @@ async fn each_malformed_packet_closes_the_connection_and_is_counted() {
             counts[kind],
             "{what}: {series}"
         );
-        loop {
-            match rec.next().await {
-                Seen::Connect { .. } => {}
-                Seen::Event { sid: s, name, .. } => {
-                    assert_eq!(s, healthy_sid, "{what} reached the handler as {name}");
-                }
-                Seen::Disconnect { sid: s, reason, .. } => {
-                    assert_eq!(s, sid, "{what}");
-                    assert_eq!(reason, "parse error", "{what}");
-                    break;
-                }
-                other => panic!("{what}: unexpected {other:?}"),
-            }
-        }
+        rec.expect_parse_error_disconnect(&sid, &healthy_sid, what)
+            .await;
         healthy.assert_alive(i as u64).await;
     }
     // A JSON client's very first packet is refused the same way.

@@ -152,20 +152,8 @@ async fn each_malformed_packet_closes_the_connection_and_is_counted() {
             "{what}: {series}"
         );
         // The handler heard of the disconnect, and of no bad event.
-        loop {
-            match rec.next().await {
-                Seen::Connect { .. } => {}
-                Seen::Event { sid: s, name, .. } => {
-                    assert_eq!(s, healthy_sid, "{what} reached the handler as {name}");
-                }
-                Seen::Disconnect { sid: s, reason, .. } => {
-                    assert_eq!(s, sid, "{what}");
-                    assert_eq!(reason, "parse error", "{what}");
-                    break;
-                }
-                other => panic!("{what}: unexpected {other:?}"),
-            }
-        }
+        rec.expect_parse_error_disconnect(&sid, &healthy_sid, what)
+            .await;
         healthy.assert_alive("/", i as u64).await;
     }
     server

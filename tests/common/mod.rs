@@ -712,6 +712,31 @@ impl Recorder {
         }
     }
 
+    /// Wait for `sid`'s "parse error" disconnect, asserting on the way that
+    /// every event the handler heard was `healthy_sid`'s: a bad packet
+    /// never reaches the handler (`what` names the case in failures).
+    pub async fn expect_parse_error_disconnect(
+        &mut self,
+        sid: &str,
+        healthy_sid: &str,
+        what: &str,
+    ) {
+        loop {
+            match self.next().await {
+                Seen::Connect { .. } => {}
+                Seen::Event { sid: s, name, .. } => {
+                    assert_eq!(s, healthy_sid, "{what} reached the handler as {name}");
+                }
+                Seen::Disconnect { sid: s, reason, .. } => {
+                    assert_eq!(s, sid, "{what}");
+                    assert_eq!(reason, "parse error", "{what}");
+                    return;
+                }
+                other => panic!("{what}: unexpected {other:?}"),
+            }
+        }
+    }
+
     /// Assert nothing is recorded for `wait`.
     pub async fn expect_none(&mut self, wait: Duration) {
         if let Ok(Some(s)) = tokio::time::timeout(wait, self.rx.recv()).await {
