@@ -45,7 +45,21 @@ class Inbox:
         raise AssertionError(f"unexpected {self.what}: {got!r}")
 
 
-class SyncDriver:
+class _Driver:
+    """What both drivers read straight off their client (`self.sio`)."""
+
+    @property
+    def connected(self):
+        return self.sio.connected
+
+    def sid(self, namespace="/"):
+        return self.sio.get_sid(namespace)
+
+    def transport(self):
+        return self.sio.transport()
+
+
+class SyncDriver(_Driver):
     kind = "sync"
 
     def __init__(self, **options):
@@ -66,22 +80,12 @@ class SyncDriver:
     def disconnect(self):
         self.sio.disconnect()
 
-    @property
-    def connected(self):
-        return self.sio.connected
-
-    def sid(self, namespace="/"):
-        return self.sio.get_sid(namespace)
-
-    def transport(self):
-        return self.sio.transport()
-
     def close(self):
         # Disconnects, or stops (and waits for) a reconnection loop.
         self.sio.shutdown()
 
 
-class AsyncDriver:
+class AsyncDriver(_Driver):
     kind = "async"
 
     def __init__(self, **options):
@@ -114,16 +118,6 @@ class AsyncDriver:
 
     def disconnect(self):
         self._run(self.sio.disconnect())
-
-    @property
-    def connected(self):
-        return self.sio.connected
-
-    def sid(self, namespace="/"):
-        return self.sio.get_sid(namespace)
-
-    def transport(self):
-        return self.sio.transport()
 
     def close(self):
         try:
