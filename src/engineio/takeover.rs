@@ -154,11 +154,10 @@ where
             match takeover {
                 Some(takeover) => {
                     // Its own task: the dispatcher's (and its memory) ends.
+                    // Spawned as it is, not awaited in an async block that
+                    // would keep it twice (Takeover::run).
                     let live = Live::new(&live);
-                    actix_rt::spawn(async move {
-                        takeover.run(parts.io, parts.read_buf).await;
-                        drop(live);
-                    });
+                    actix_rt::spawn(takeover.run(parts.io, parts.read_buf, live));
                 }
                 None => {
                     let mut io = parts.io;

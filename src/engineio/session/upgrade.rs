@@ -5,6 +5,7 @@
 use actix::prelude::*;
 use actix_http::ws::CloseCode;
 use slog::debug;
+use tokio::sync::oneshot;
 
 use super::{CloseReason, EngineApp, EngineCore, Frame, SessionActor, Transport};
 use crate::engineio::errors::EngineError;
@@ -141,8 +142,25 @@ pub enum WsEvent {
     Closed {
         id: u64,
     },
-    /// Sent behind `Attach`: its failing to arrive means the session is gone.
-    Alive,
+    /// Answered once the session has handled everything sent before it
+    /// (dropped unanswered if the session is gone). Sent behind `Attach`, it
+    /// tells that the session is alive; behind a read's packets, that the
+    /// session has taken them.
+    ///
+    /// Not `Recipient::send`: its request keeps room for a timer and the
+    /// message inline, 224 bytes in every WebSocket's task for its whole
+    /// life, where a receiver is 8.
+    Reached(oneshot::Sender<()>),
+}
+
+impl WsEvent {
+    /// Queue a [`WsEvent::Reached`] behind what was sent to `session`: the
+    /// receiver errs if the session is gone.
+    pub fn reached(session: &Recipient<WsEvent>) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        session.do_send(WsEvent::Reached(tx));
+        rx
+    }
 }
 impl actix::Message for WsEvent {
     type Result = ();
@@ -226,7 +244,9 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                     self.core.end_probe(id, ctx);
                 }
             }
-            WsEvent::Alive => {}
+            WsEvent::Reached(tx) => {
+                let _ = tx.send(());
+            }
             WsEvent::Closed { id } => {
                 if matches!(self.core.transport, Transport::WebSocket { id: a, .. } if a == id) {
                     self.core.close(CloseReason::TransportClose, ctx);

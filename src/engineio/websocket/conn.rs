@@ -26,6 +26,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_http::ws::CloseCode;
 use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::reader::{FrameReader, Step};
@@ -86,11 +87,20 @@ pub(crate) enum Takeover {
 }
 
 impl Takeover {
-    /// Run on `io`; `read_buf` holds what the client sent after its
-    /// handshake request.
-    pub(crate) async fn run<T>(self, io: T, read_buf: BytesMut)
+    /// The task that runs on `io`; `read_buf` holds what the client sent
+    /// after its handshake request, and `guard` is dropped when the task
+    /// ends.
+    ///
+    /// Not an `async fn`, and the session's task not wrapped in another
+    /// async block: a future that awaits a future it owns keeps both (the
+    /// captured one and the one being awaited, rust-lang/rust#62958), and
+    /// the arguments of an async fn stay in its future as long as it runs.
+    /// This future is what every idle WebSocket costs (docs/decisions.md,
+    /// "Idle memory").
+    pub(crate) fn run<T, G>(self, io: T, read_buf: BytesMut, guard: G) -> impl Future<Output = ()>
     where
         T: AsyncRead + AsyncWrite + Unpin + 'static,
+        G: 'static,
     {
         match self {
             Takeover::Session {
@@ -98,8 +108,35 @@ impl Takeover {
                 session,
                 max_payload,
                 protocol,
-            } => run_session(io, read_buf, sink, session, max_payload, protocol).await,
-            Takeover::Pipe { upstream, leftover } => pipe(io, read_buf, upstream, leftover).await,
+            } => {
+                // The dispatcher's read buffer is not kept: only what it
+                // holds (dhat: it was 7.9 kB of 16.4 kB per idle WebSocket
+                // while it lived as long as the task).
+                let unread = !read_buf.is_empty();
+                let c = Conn {
+                    io,
+                    reader: FrameReader::new(max_payload, protocol, sink.deflates()),
+                    sink,
+                    pending: if unread {
+                        BytesMut::from(&read_buf[..])
+                    } else {
+                        BytesMut::new()
+                    },
+                    packets: Vec::new(),
+                    inflight: VecDeque::new(),
+                    offset: 0,
+                    unflushed: false,
+                };
+                drop(read_buf);
+                Either::Left(c.run(session, unread, guard))
+            }
+            // Rare (sticky-free clusters), and its copy buffers are larger
+            // than a session's state: boxed, so it does not set the size of
+            // every session's task.
+            Takeover::Pipe { upstream, leftover } => Either::Right(Box::pin(async move {
+                pipe(io, read_buf, upstream, leftover).await;
+                drop(guard);
+            })),
         }
     }
 }
@@ -143,98 +180,87 @@ struct Conn<T> {
     unflushed: bool,
 }
 
-async fn run_session<T>(
-    io: T,
-    read_buf: BytesMut,
-    sink: WsSink,
-    session: Recipient<WsEvent>,
-    max: usize,
-    protocol: Protocol,
-) where
+impl<T> Conn<T>
+where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let id = sink.id;
-    // The dispatcher's read buffer is not kept: only what it holds.
-    let first = !read_buf.is_empty();
-    let reader = FrameReader::new(max, protocol, sink.deflates());
-    let mut c = Conn {
-        io,
-        sink,
-        reader,
-        pending: if first {
-            BytesMut::from(&read_buf[..])
-        } else {
-            BytesMut::new()
-        },
-        packets: Vec::new(),
-        inflight: VecDeque::new(),
-        offset: 0,
-        unflushed: false,
-    };
-    // An async fn's arguments live as long as its future: without this the
-    // dispatcher's 8 kB read buffer stayed with every connection (dhat:
-    // 7.9 kB of 16.4 kB per idle WebSocket).
-    drop(read_buf);
-    let mut reported = false;
-    let mut unread = first;
-    let end = 'run: {
-        // Queued behind `Attach`: if it cannot be delivered the session is
-        // gone, and the WebSocket must not stay open with nobody behind it.
-        let alive = session.send(WsEvent::Alive);
-        match c.while_writing(alive).await {
-            Err(end) => break 'run end,
-            Ok(Err(_)) => c.sink.close(CloseCode::Away, "session closed"),
-            Ok(Ok(())) => loop {
-                // Whatever was read with the handshake is decoded first.
-                // `None`: the peer closed or the socket failed.
-                let step = if std::mem::take(&mut unread) {
-                    Some(c.decode_pending())
-                } else {
-                    match poll_fn(|cx| c.poll_read_phase(cx)).await {
-                        Ok(step) => step,
-                        Err(end) => break 'run end,
-                    }
-                };
-                match step {
-                    Some(Step::More) => match c.hand_over(&session).await {
-                        Err(end) => break 'run end,
-                        Ok(true) => continue,
-                        Ok(false) => {
-                            c.sink.close(CloseCode::Normal, "");
-                            break;
+    /// Run the WebSocket of `session` until it is closed and written, then
+    /// drop `guard`. `unread`: the pending buffer holds bytes read with the
+    /// handshake, decoded before the first read.
+    ///
+    /// Not an `async fn`: its arguments would be kept twice in the future
+    /// (as captured, and moved into the body), the connection's state too.
+    fn run<G: 'static>(
+        mut self,
+        session: Recipient<WsEvent>,
+        mut unread: bool,
+        guard: G,
+    ) -> impl Future<Output = ()> {
+        async move {
+            let id = self.sink.id;
+            let c = &mut self;
+            let mut reported = false;
+            let end = 'run: {
+                // Queued behind `Attach`: if it cannot be delivered the session is
+                // gone, and the WebSocket must not stay open with nobody behind it.
+                let alive = pin!(WsEvent::reached(&session));
+                match c.while_writing(alive).await {
+                    Err(end) => break 'run end,
+                    Ok(Err(_)) => c.sink.close(CloseCode::Away, "session closed"),
+                    Ok(Ok(())) => loop {
+                        // Whatever was read with the handshake is decoded first.
+                        // `None`: the peer closed or the socket failed.
+                        let step = if std::mem::take(&mut unread) {
+                            Some(c.decode_pending())
+                        } else {
+                            match poll_fn(|cx| c.poll_read_phase(cx)).await {
+                                Ok(step) => step,
+                                Err(end) => break 'run end,
+                            }
+                        };
+                        match step {
+                            Some(Step::More) => match c.hand_over(&session).await {
+                                Err(end) => break 'run end,
+                                Ok(true) => continue,
+                                Ok(false) => {
+                                    c.sink.close(CloseCode::Normal, "");
+                                    break;
+                                }
+                            },
+                            Some(Step::Close(code)) => {
+                                if let Err(end) = c.hand_over(&session).await {
+                                    break 'run end;
+                                }
+                                c.sink.close(code, "");
+                                break;
+                            }
+                            Some(Step::Fail(kind, code)) => {
+                                fail(&session, &c.sink, kind, code, &mut c.packets);
+                                break;
+                            }
+                            None => {
+                                c.sink.close(CloseCode::Normal, "");
+                                break;
+                            }
                         }
                     },
-                    Some(Step::Close(code)) => {
-                        if let Err(end) = c.hand_over(&session).await {
-                            break 'run end;
-                        }
-                        c.sink.close(code, "");
-                        break;
-                    }
-                    Some(Step::Fail(kind, code)) => {
-                        fail(&session, &c.sink, kind, code, &mut c.packets);
-                        break;
-                    }
-                    None => {
-                        c.sink.close(CloseCode::Normal, "");
-                        break;
-                    }
                 }
-            },
+                // The read side is over: the session hears it now, while what is
+                // queued (the close frame last) is still being written.
+                session.do_send(WsEvent::Closed { id });
+                reported = true;
+                poll_fn(|cx| c.poll_write(cx)).await
+            };
+            if let WriteEnd::Closed = end {
+                c.linger().await;
+            }
+            // (`Conn`'s drop detaches the sink before the socket is closed.)
+            drop(self);
+            if !reported {
+                session.do_send(WsEvent::Closed { id });
+            }
+            drop(guard);
         }
-        // The read side is over: the session hears it now, while what is
-        // queued (the close frame last) is still being written.
-        session.do_send(WsEvent::Closed { id });
-        reported = true;
-        poll_fn(|cx| c.poll_write(cx)).await
-    };
-    if let WriteEnd::Closed = end {
-        c.linger().await;
-    }
-    // (`Conn`'s drop detaches the sink before the socket is closed.)
-    drop(c);
-    if !reported {
-        session.do_send(WsEvent::Closed { id });
     }
 }
 
@@ -272,8 +298,13 @@ where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     /// Poll `fut` while writing what the session queues.
-    async fn while_writing<F: Future>(&mut self, fut: F) -> Result<F::Output, WriteEnd> {
-        let mut fut = pin!(fut);
+    ///
+    /// `fut` is pinned by the caller: moved in here, it would be kept twice
+    /// in the task's future.
+    async fn while_writing<F: Future>(
+        &mut self,
+        mut fut: Pin<&mut F>,
+    ) -> Result<F::Output, WriteEnd> {
         poll_fn(|cx| {
             if let Poll::Ready(end) = self.poll_write(cx) {
                 return Poll::Ready(Err(end));
@@ -288,13 +319,13 @@ where
     /// `Ok(false)` when the session is gone.
     async fn hand_over(&mut self, session: &Recipient<WsEvent>) -> Result<bool, WriteEnd> {
         let id = self.sink.id;
-        let Some(last) = self.packets.pop() else {
+        if self.packets.is_empty() {
             return Ok(true);
-        };
+        }
         for packet in self.packets.drain(..) {
             session.do_send(WsEvent::Packet { id, packet });
         }
-        let taken = session.send(WsEvent::Packet { id, packet: last });
+        let taken = pin!(WsEvent::reached(session));
         Ok(self.while_writing(taken).await?.is_ok())
     }
 
@@ -432,7 +463,9 @@ where
     async fn linger(&mut self) {
         use tokio::io::AsyncWriteExt;
         let io = &mut self.io;
-        let _ = tokio::time::timeout(LINGER, async {
+        // Boxed: the timer is only needed at the close, and inline it would
+        // be in every connection's task for its whole life.
+        let _ = Box::pin(tokio::time::timeout(LINGER, async {
             if io.shutdown().await.is_err() {
                 return;
             }
@@ -444,7 +477,7 @@ where
                 }
             })
             .await
-        })
+        }))
         .await;
     }
 }

@@ -641,16 +641,13 @@ fn fail(
 /// last one: inbound backpressure is one read's worth of packets. `false`
 /// when the session is gone.
 async fn hand_over(session: &Recipient<WsEvent>, id: u64, packets: &mut Vec<Packet>) -> bool {
-    let Some(last) = packets.pop() else {
+    if packets.is_empty() {
         return true;
-    };
+    }
     for packet in packets.drain(..) {
         session.do_send(WsEvent::Packet { id, packet });
     }
-    session
-        .send(WsEvent::Packet { id, packet: last })
-        .await
-        .is_ok()
+    WsEvent::reached(session).await.is_ok()
 }
 
 /// Decode inbound frames and hand them to the session, a read's worth at a
@@ -672,7 +669,7 @@ async fn read_loop(
     let id = sink.id;
     // Queued behind `Attach`: if it cannot be delivered the session is gone,
     // and the WebSocket must not stay open with nobody behind it.
-    if session.send(WsEvent::Alive).await.is_err() {
+    if WsEvent::reached(&session).await.is_err() {
         sink.close(CloseCode::Away, "session closed");
         return;
     }
