@@ -190,6 +190,8 @@ where
     ///
     /// Not an `async fn`: its arguments would be kept twice in the future
     /// (as captured, and moved into the body), the connection's state too.
+    // Deliberate (see above): clippy would make it the async fn it was.
+    #[allow(clippy::manual_async_fn)]
     fn run<G: 'static>(
         mut self,
         session: Recipient<WsEvent>,
