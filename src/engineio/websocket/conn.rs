@@ -30,7 +30,7 @@ use futures_util::future::Either;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::reader::{FrameReader, Step};
-use super::{fail, State, WsSink};
+use super::{fail, queue_read, State, WsSink};
 use crate::engineio::packet::{Packet, Protocol};
 use crate::engineio::session::WsEvent;
 
@@ -152,7 +152,7 @@ where
     if !read_buf.is_empty() && upstream.write_all(&read_buf).await.is_err() {
         return;
     }
-    // Not kept for the pipe's life (see run_session).
+    // Not kept for the pipe's life (see Takeover::run).
     drop((read_buf, leftover));
     let _ = tokio::io::copy_bidirectional(&mut io, &mut upstream).await;
 }
@@ -320,15 +320,10 @@ where
     /// has taken the last one (inbound backpressure: one read's worth).
     /// `Ok(false)` when the session is gone.
     async fn hand_over(&mut self, session: &Recipient<WsEvent>) -> Result<bool, WriteEnd> {
-        let id = self.sink.id;
-        if self.packets.is_empty() {
+        let Some(taken) = queue_read(session, self.sink.id, &mut self.packets) else {
             return Ok(true);
-        }
-        for packet in self.packets.drain(..) {
-            session.do_send(WsEvent::Packet { id, packet });
-        }
-        let taken = pin!(WsEvent::reached(session));
-        Ok(self.while_writing(taken).await?.is_ok())
+        };
+        Ok(self.while_writing(pin!(taken)).await?.is_ok())
     }
 
     fn decode_pending(&mut self) -> Step {

@@ -627,27 +627,42 @@ fn fail(
     code: CloseCode,
     packets: &mut Vec<Packet>,
 ) {
-    for packet in packets.drain(..) {
-        session.do_send(WsEvent::Packet {
-            id: sink.id,
-            packet,
-        });
-    }
+    send_packets(session, sink.id, packets);
     session.do_send(WsEvent::Invalid { id: sink.id, kind });
     sink.close(code, kind);
+}
+
+/// Send `packets` to the session in order, leaving the vector empty.
+fn send_packets(session: &Recipient<WsEvent>, id: u64, packets: &mut Vec<Packet>) {
+    for packet in packets.drain(..) {
+        session.do_send(WsEvent::Packet { id, packet });
+    }
+}
+
+/// Send a read's worth of `packets` to the session, with a
+/// [`WsEvent::Reached`] behind them: its receiver answers once the session
+/// has taken the last one (inbound backpressure), and errs if the session
+/// is gone. `None` when there were no packets.
+fn queue_read(
+    session: &Recipient<WsEvent>,
+    id: u64,
+    packets: &mut Vec<Packet>,
+) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    if packets.is_empty() {
+        return None;
+    }
+    send_packets(session, id, packets);
+    Some(WsEvent::reached(session))
 }
 
 /// Hand `packets` to the session in order, waiting until it has taken the
 /// last one: inbound backpressure is one read's worth of packets. `false`
 /// when the session is gone.
 async fn hand_over(session: &Recipient<WsEvent>, id: u64, packets: &mut Vec<Packet>) -> bool {
-    if packets.is_empty() {
-        return true;
+    match queue_read(session, id, packets) {
+        Some(taken) => taken.await.is_ok(),
+        None => true,
     }
-    for packet in packets.drain(..) {
-        session.do_send(WsEvent::Packet { id, packet });
-    }
-    WsEvent::reached(session).await.is_ok()
 }
 
 /// Decode inbound frames and hand them to the session, a read's worth at a
