@@ -87,13 +87,15 @@ pub struct IpLimiter {
 /// Held for the life of a session; releases its address's slot on drop.
 #[derive(Debug)]
 pub struct IpSlot {
-    limiter: IpLimiter,
+    /// The limiter's table only (not a whole limiter: this is kept by every
+    /// session).
+    table: Arc<Mutex<HashMap<IpAddr, IpState>>>,
     ip: IpAddr,
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut map = self.limiter.inner.lock();
+        let mut map = self.table.lock();
         if let Some(state) = map.get_mut(&self.ip) {
             state.active = state.active.saturating_sub(1);
         }
@@ -139,7 +141,7 @@ impl IpLimiter {
         }
         state.active += 1;
         Ok(IpSlot {
-            limiter: self.clone(),
+            table: self.inner.clone(),
             ip,
         })
     }

@@ -20,8 +20,8 @@ use super::metrics::EngineMetrics as Metrics;
 use super::packet::{decode_payload, decode_payload_v3, decode_payload_v3_binary, Protocol};
 use super::session::{
     new_core, take_closed_poll, url_query_pairs, CloseReason, CloseSession, ClosedPolls,
-    EngineAppFactory, Handshake, Headers, Poll, PollAborted, PollBody, Post, PostError,
-    SessionActor, SessionHandle, SessionRegistry, CLOSED_POLL_GRACE,
+    EngineAppFactory, Handshake, Headers, Poll, PollBody, Post, PostError, SessionActor,
+    SessionHandle, SessionRegistry, CLOSED_POLL_GRACE,
 };
 use super::sid::Sid;
 
@@ -137,7 +137,7 @@ impl<F: EngineAppFactory> Engine<F> {
     pub fn close_all(&self, reason: CloseReason) {
         let handles: Vec<SessionHandle> = self.inner.registry.read().values().cloned().collect();
         for h in handles {
-            h.close.do_send(CloseSession(reason));
+            h.close(reason);
         }
     }
 
@@ -161,7 +161,7 @@ impl<F: EngineAppFactory> Engine<F> {
             }
             ticks.tick().await;
             for h in batch {
-                h.close.do_send(CloseSession(reason));
+                h.close(reason);
             }
         }
     }
@@ -468,15 +468,7 @@ async fn handle_request<F: EngineAppFactory>(
                     if req.method() != Method::GET {
                         return engine.error(&req, EngineError::BadRequest);
                     }
-                    websocket(
-                        &engine,
-                        &req,
-                        payload,
-                        handle.ws.clone(),
-                        true,
-                        protocol,
-                        base64,
-                    )
+                    websocket(&engine, &req, payload, handle.ws(), true, protocol, base64)
                 }
             }
         }
@@ -529,14 +521,7 @@ async fn handshake<F: EngineAppFactory>(
     };
     match kind {
         TransportKind::Polling => {
-            let handle = SessionHandle {
-                protocol,
-                poll: session.clone().recipient(),
-                poll_aborted: session.clone().recipient(),
-                post: session.clone().recipient(),
-                ws: session.clone().recipient(),
-                close: session.recipient(),
-            };
+            let handle = SessionHandle::new(protocol, session);
             poll(&engine, &req, &handle, None).await
         }
         TransportKind::WebSocket => {
@@ -575,10 +560,10 @@ async fn poll<F: EngineAppFactory>(
     let (tx, rx) = oneshot::channel();
     // Armed until the GET is answered: if actix drops this future first (the
     // client's connection died), the session hears of it at once.
-    let mut guard = PollGuard(Some(handle.poll_aborted.clone()));
+    let mut guard = PollGuard(Some(handle));
     // `send`, not `try_send`: a busy session's full mailbox is no reason to
     // refuse the poll; only a stopped session is.
-    if handle.poll.send(Poll(tx)).await.is_err() {
+    if handle.poll().send(Poll(tx)).await.is_err() {
         guard.0 = None;
         return gone(engine);
     }
@@ -605,12 +590,12 @@ impl Drop for ClosedPollSlot<'_> {
 }
 
 /// Tells the session when a waiting GET's request is dropped unanswered.
-struct PollGuard(Option<Recipient<PollAborted>>);
+struct PollGuard<'a>(Option<&'a SessionHandle>);
 
-impl Drop for PollGuard {
+impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
         if let Some(session) = self.0.take() {
-            session.do_send(PollAborted);
+            session.poll_aborted();
         }
     }
 }
@@ -665,7 +650,7 @@ async fn post<F: EngineAppFactory>(
             Err(_) => Err(PostError::InvalidUtf8),
         }
     };
-    match handle.post.send(Post(packets)).await {
+    match handle.post().send(Post(packets)).await {
         Ok(Ok(closed)) => {
             if let Some(taken) = closed {
                 // The client closed with no GET waiting: hold the answer for

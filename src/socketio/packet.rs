@@ -438,7 +438,9 @@ enum Parsed {
 /// decoder is left idle (any partly assembled packet is dropped).
 #[derive(Debug)]
 pub struct Decoder {
-    pending: Option<Pending>,
+    /// Boxed: a packet awaiting attachments is rare, and inline it would be
+    /// about 100 bytes in every connection for its whole life.
+    pending: Option<Box<Pending>>,
     max_attachments: usize,
 }
 
@@ -461,7 +463,7 @@ impl Decoder {
             Parsed::Complete(p) => Ok(Some(p)),
             Parsed::Binary(p) if p.expected == 0 => Ok(Some(p.into_packet())),
             Parsed::Binary(p) => {
-                self.pending = Some(p);
+                self.pending = Some(Box::new(p));
                 Ok(None)
             }
         }
@@ -476,7 +478,7 @@ impl Decoder {
         if pending.attachments.len() < pending.expected {
             return Ok(None);
         }
-        Ok(self.pending.take().map(Pending::into_packet))
+        Ok(self.pending.take().map(|p| p.into_packet()))
     }
 
     /// Whether a binary packet is waiting for attachments.

@@ -99,24 +99,20 @@ pub struct EngineCore {
     pub protocol: Protocol,
     /// How its polling bodies are framed.
     framing: PollFraming,
-    /// v3: the active WebSocket, and the probe, were opened with `b64=1`
-    /// (binary messages go as `b4` + base64 text frames).
+    /// v3: the active WebSocket was opened with `b64=1` (binary messages go
+    /// as `b4` + base64 text frames).
     ws_base64: bool,
-    probe_base64: bool,
     pub config: Arc<EngineConfig>,
     pub metrics: Metrics,
     pub log: Logger,
     transport: Transport,
     /// Frames waiting for a poll (polling) or for the WebSocket to attach.
     buffer: Vec<Frame>,
-    /// A WebSocket that sent `2probe` and has not yet sent `5`.
-    probe: Option<(u64, WsSink)>,
-    /// The probe WebSocket's `2probe` has been answered.
-    probe_answered: bool,
-    /// Second upgrade WebSockets refused while the probe has not answered
-    /// `2probe` yet: closed once it has and the `3probe` has left (or the
-    /// probe ended), so the client never sees their close before it.
-    refused_ws: Vec<WsSink>,
+    /// The upgrade in progress: a WebSocket that was opened with the sid of
+    /// this polling session and has not yet sent `5`. Boxed: a session
+    /// upgrades once at most, and inline this would be in every session for
+    /// its whole life.
+    probe: Option<Box<Probe>>,
     closed_polls: ClosedPolls,
     ping_timer: Option<SpawnHandle>,
     pong_timer: Option<SpawnHandle>,
@@ -124,7 +120,6 @@ pub struct EngineCore {
     /// it too, so a timed-out session is refused exactly at the deadline even
     /// if its timer has not fired yet on a busy worker.
     pong_deadline: Option<std::time::Instant>,
-    upgrade_timer: Option<SpawnHandle>,
     close_reason: Option<CloseReason>,
     registry: SessionRegistry,
     /// Bytes in `buffer` (polling).
@@ -142,6 +137,22 @@ pub struct EngineCore {
     /// When the handshake made it: its lifetime is observed at the close
     /// (`riptide_engine_session_duration_seconds`).
     opened: std::time::Instant,
+}
+
+/// An upgrade in progress (see [`EngineCore::probe`]).
+struct Probe {
+    id: u64,
+    ws: WsSink,
+    /// Opened with `b64=1` (v3).
+    base64: bool,
+    /// Its `2probe` has been answered.
+    answered: bool,
+    /// Second upgrade WebSockets refused while the probe has not answered
+    /// `2probe` yet: closed once it has and the `3probe` has left (or the
+    /// probe ended), so the client never sees their close before it.
+    refused: Vec<WsSink>,
+    /// Ends the attempt at the upgrade timeout.
+    timer: Option<SpawnHandle>,
 }
 
 /// The session actor. `A` is the protocol running on top.
@@ -196,14 +207,7 @@ impl<A: EngineApp> Actor for SessionActor<A> {
         self.core.me = Some(me.clone().recipient());
         self.core.registry.write().insert(
             self.core.sid.clone(),
-            SessionHandle {
-                protocol: self.core.protocol,
-                poll: me.clone().recipient(),
-                poll_aborted: me.clone().recipient(),
-                post: me.clone().recipient(),
-                ws: me.clone().recipient(),
-                close: me.recipient(),
-            },
+            SessionHandle::new(self.core.protocol, me),
         );
         let open = serde_json::json!({
             "sid": self.core.sid.as_str(),
@@ -261,10 +265,10 @@ impl<A: EngineApp> Actor for SessionActor<A> {
             }
             Transport::Pending => {}
         }
-        if let Some((_, ws)) = self.core.probe.take() {
-            ws.close(CloseCode::Normal, "");
+        if let Some(probe) = self.core.probe.take() {
+            probe.ws.close(CloseCode::Normal, "");
+            close_now(probe.refused);
         }
-        close_now(self.core.refused_ws.drain(..));
         self.core.close_reason = Some(reason);
         self.app.on_close(reason, &mut self.core);
     }
@@ -285,16 +289,71 @@ impl<A: EngineApp> Handler<CloseSession> for SessionActor<A> {
 
 // ---- the registry of live sessions -----------------------------------------
 
-/// How the HTTP routes reach a session, whatever its app type.
+/// How the HTTP routes reach a session, whatever its app type: its address
+/// behind one shared pointer, a recipient made only when a request needs
+/// one. (Five boxed recipients per session were 240 bytes in the registry,
+/// and five allocations in every request that cloned the handle.)
 #[derive(Clone)]
 pub struct SessionHandle {
     /// What the session speaks: its POST bodies are decoded by it.
     pub protocol: Protocol,
-    pub poll: Recipient<Poll>,
-    pub poll_aborted: Recipient<PollAborted>,
-    pub post: Recipient<Post>,
-    pub ws: Recipient<WsEvent>,
-    pub close: Recipient<CloseSession>,
+    port: Arc<dyn SessionPort>,
+}
+
+/// A session's address, whatever its app type.
+trait SessionPort: Send + Sync {
+    fn poll(&self) -> Recipient<Poll>;
+    fn post(&self) -> Recipient<Post>;
+    fn ws(&self) -> Recipient<WsEvent>;
+    fn poll_aborted(&self);
+    fn close(&self, reason: CloseReason);
+}
+
+impl<A: EngineApp> SessionPort for Addr<SessionActor<A>> {
+    fn poll(&self) -> Recipient<Poll> {
+        self.clone().recipient()
+    }
+    fn post(&self) -> Recipient<Post> {
+        self.clone().recipient()
+    }
+    fn ws(&self) -> Recipient<WsEvent> {
+        self.clone().recipient()
+    }
+    fn poll_aborted(&self) {
+        self.do_send(PollAborted);
+    }
+    fn close(&self, reason: CloseReason) {
+        self.do_send(CloseSession(reason));
+    }
+}
+
+impl SessionHandle {
+    pub fn new<A: EngineApp>(protocol: Protocol, session: Addr<SessionActor<A>>) -> Self {
+        SessionHandle {
+            protocol,
+            port: Arc::new(session),
+        }
+    }
+    /// Where a polling GET goes.
+    pub fn poll(&self) -> Recipient<Poll> {
+        self.port.poll()
+    }
+    /// Where a polling POST goes.
+    pub fn post(&self) -> Recipient<Post> {
+        self.port.post()
+    }
+    /// Where a WebSocket of this session reports.
+    pub fn ws(&self) -> Recipient<WsEvent> {
+        self.port.ws()
+    }
+    /// A waiting GET's request went away unanswered.
+    pub fn poll_aborted(&self) {
+        self.port.poll_aborted()
+    }
+    /// Close the session (from outside: shutdown, administrative close).
+    pub fn close(&self, reason: CloseReason) {
+        self.port.close(reason)
+    }
 }
 
 /// Every live session of one engine, by sid. Written on open and close only.
@@ -316,7 +375,6 @@ pub(crate) fn new_core(
         // polling transport it opens.
         framing: PollFraming::of(handshake.protocol, handshake.query_param("b64").is_some()),
         ws_base64: false,
-        probe_base64: false,
         log: log.new(o!("sid" => handshake.sid.to_string())),
         config,
         metrics,
@@ -327,13 +385,10 @@ pub(crate) fn new_core(
         },
         buffer: Vec::new(),
         probe: None,
-        probe_answered: false,
-        refused_ws: Vec::new(),
         closed_polls,
         ping_timer: None,
         pong_timer: None,
         pong_deadline: None,
-        upgrade_timer: None,
         close_reason: None,
         registry,
         buffer_bytes: 0,

@@ -7,7 +7,7 @@ use actix_http::ws::CloseCode;
 use slog::debug;
 use tokio::sync::oneshot;
 
-use super::{CloseReason, EngineApp, EngineCore, Frame, SessionActor, Transport};
+use super::{CloseReason, EngineApp, EngineCore, Frame, Probe, SessionActor, Transport};
 use crate::engineio::errors::EngineError;
 use crate::engineio::packet::Packet;
 use crate::engineio::websocket::WsSink;
@@ -41,23 +41,23 @@ pub(super) fn after_flush(ws: &WsSink, then: impl FnOnce() + 'static) {
 impl EngineCore {
     /// Whether a packet from WebSocket `from_ws` came from the probe.
     pub(super) fn is_probe(&self, from_ws: Option<u64>) -> bool {
-        matches!((from_ws, &self.probe), (Some(id), Some((p, _))) if id == *p)
+        matches!((from_ws, &self.probe), (Some(id), Some(p)) if id == p.id)
     }
 
     /// Abandon the upgrade attempt of WebSocket `id`, if it is the current
     /// one: close it and cancel its timer (so the timer cannot cut a later
     /// attempt short). The session stays on polling.
     pub(super) fn end_probe<A: EngineApp>(&mut self, id: u64, ctx: &mut Context<SessionActor<A>>) {
-        if !matches!(self.probe, Some((p, _)) if p == id) {
+        if !matches!(&self.probe, Some(p) if p.id == id) {
             return;
         }
-        if let Some((_, ws)) = self.probe.take() {
-            ws.close(CloseCode::Normal, "");
+        if let Some(probe) = self.probe.take() {
+            probe.ws.close(CloseCode::Normal, "");
+            if let Some(h) = probe.timer {
+                ctx.cancel_future(h);
+            }
+            close_now(probe.refused);
         }
-        if let Some(h) = self.upgrade_timer.take() {
-            ctx.cancel_future(h);
-        }
-        close_now(self.refused_ws.drain(..));
     }
 }
 
@@ -67,11 +67,11 @@ impl<A: EngineApp> SessionActor<A> {
         // Only a WebSocket in its probe phase pings: answer on it, and
         // release any waiting poll with a noop so the client can pause
         // polling and finish the upgrade.
-        if let (Some(id), Some((probe_id, ws))) = (from_ws, &self.core.probe) {
-            if id == *probe_id && data == "probe" {
-                ws.send(&Frame::control(&Packet::Pong(data)), false);
-                self.core.probe_answered = true;
-                close_after(ws, std::mem::take(&mut self.core.refused_ws));
+        if let (Some(id), Some(probe)) = (from_ws, &mut self.core.probe) {
+            if id == probe.id && data == "probe" {
+                probe.ws.send(&Frame::control(&Packet::Pong(data)), false);
+                probe.answered = true;
+                close_after(&probe.ws, std::mem::take(&mut probe.refused));
                 // A waiting GET means nothing is queued. Only one
                 // that was waiting before the upgrade WebSocket came
                 // is released now; a later one is the client's after
@@ -90,8 +90,15 @@ impl<A: EngineApp> SessionActor<A> {
     pub(super) fn on_upgrade(&mut self, from_ws: Option<u64>, ctx: &mut Context<Self>) {
         let Some(id) = from_ws else { return };
         match self.core.probe.take() {
-            Some((probe_id, ws)) if probe_id == id => {
-                if let Some(h) = self.core.upgrade_timer.take() {
+            Some(probe) if probe.id == id => {
+                let Probe {
+                    ws,
+                    base64,
+                    refused,
+                    timer,
+                    ..
+                } = *probe;
+                if let Some(h) = timer {
                     ctx.cancel_future(h);
                 }
                 // The GET that was waiting when the probe began was
@@ -105,9 +112,8 @@ impl<A: EngineApp> SessionActor<A> {
                         let _ = tx.send(Err(EngineError::BadRequest));
                     });
                 }
-                let base64 = self.core.probe_base64;
                 self.core.drain_to(&ws, base64);
-                close_after(&ws, std::mem::take(&mut self.core.refused_ws));
+                close_after(&ws, refused);
                 self.core.ws_base64 = base64;
                 self.core.transport = Transport::WebSocket { id, ws };
                 self.core.metrics.session_upgraded();
@@ -180,17 +186,17 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                     self.core.drain_to(&ws, base64);
                     self.core.ws_base64 = base64;
                     self.core.transport = Transport::WebSocket { id, ws };
-                } else if let Some((_, probe)) = &self.core.probe {
+                } else if let Some(probe) = &mut self.core.probe {
                     // Only one upgrade at a time. The client may have sent
                     // `2probe` on the first WebSocket before opening this
                     // one (on another connection, so it may be handled
                     // later), and must see the `3probe` before this close:
                     // it waits for the probe's answer to have left.
                     self.core.metrics.bad_input("bad_request");
-                    if self.core.probe_answered {
-                        close_after(probe, vec![ws]);
+                    if probe.answered {
+                        close_after(&probe.ws, vec![ws]);
                     } else {
-                        self.core.refused_ws.push(ws);
+                        probe.refused.push(ws);
                     }
                 } else if let Transport::WebSocket { ws: active, .. } = &self.core.transport {
                     // Upgraded already: closed after what the active
@@ -202,21 +208,28 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                     self.core.metrics.bad_input("bad_request");
                     ws.close(CloseCode::Normal, "");
                 } else {
-                    self.core.probe = Some((id, ws));
-                    self.core.probe_base64 = base64;
-                    self.core.probe_answered = false;
                     let timeout = self.core.config.upgrade_timeout;
-                    self.core.upgrade_timer = Some(ctx.run_later(timeout, move |act, ctx| {
-                        act.core.upgrade_timer = None;
+                    let timer = ctx.run_later(timeout, move |act, ctx| {
+                        if let Some(probe) = act.core.probe.as_mut().filter(|p| p.id == id) {
+                            probe.timer = None;
+                        }
                         debug!(act.core.log, "upgrade timed out");
                         act.core.end_probe(id, ctx);
+                    });
+                    self.core.probe = Some(Box::new(Probe {
+                        id,
+                        ws,
+                        base64,
+                        answered: false,
+                        refused: Vec::new(),
+                        timer: Some(timer),
                     }));
                 }
             }
             WsEvent::Packet { id, packet } => {
                 let active =
                     matches!(self.core.transport, Transport::WebSocket { id: a, .. } if a == id);
-                let probing = matches!(self.core.probe, Some((p, _)) if p == id);
+                let probing = matches!(&self.core.probe, Some(p) if p.id == id);
                 if active {
                     self.on_packet(packet, Some(id), ctx);
                 } else if probing {

@@ -291,7 +291,7 @@ impl<T> Drop for Conn<T> {
         // Before the socket closes (its fields drop after this): from here
         // on its descriptor number may be reused, and nothing queued will
         // be written.
-        self.sink.out.lock().detach();
+        self.sink.shared.out.lock().detach();
     }
 }
 
@@ -365,7 +365,7 @@ where
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<WriteEnd> {
         loop {
             if self.inflight.is_empty() {
-                let mut out = self.sink.out.lock();
+                let mut out = self.sink.shared.out.lock();
                 // Written and flushed chunks are the kernel's.
                 if !self.unflushed {
                     let sent = out.sent_chunks;
@@ -381,7 +381,7 @@ where
                             Poll::Ready(Ok(())) => self.unflushed = false,
                             Poll::Ready(Err(_)) => return Poll::Ready(WriteEnd::Dropped),
                             Poll::Pending => {
-                                self.sink.out.lock().waker = Some(cx.waker().clone());
+                                self.sink.shared.out.lock().waker = Some(cx.waker().clone());
                                 return Poll::Pending;
                             }
                         }
@@ -420,7 +420,7 @@ where
                 Poll::Ready(Ok(w)) => w,
                 Poll::Pending => {
                     // A kill must still wake this task.
-                    let mut out = self.sink.out.lock();
+                    let mut out = self.sink.shared.out.lock();
                     if out.state == State::Killed {
                         return Poll::Ready(WriteEnd::Dropped);
                     }
@@ -449,7 +449,7 @@ where
             self.inflight.pop_front();
             done += 1;
         }
-        let mut out = self.sink.out.lock();
+        let mut out = self.sink.shared.out.lock();
         out.in_flight = self.inflight.len();
         out.sent(done, written);
     }
@@ -490,7 +490,11 @@ impl Writer {
     pub(super) fn new(sink: WsSink) -> Writer {
         Writer(Conn {
             io: NullIo(0),
-            reader: FrameReader::new(sink.limits.max_payload, Protocol::V4, sink.deflates()),
+            reader: FrameReader::new(
+                sink.shared.limits.max_payload,
+                Protocol::V4,
+                sink.deflates(),
+            ),
             sink,
             pending: BytesMut::new(),
             packets: Vec::new(),
@@ -559,7 +563,7 @@ mod tests {
     /// buffer, and the queue counts them all as written.
     #[test]
     fn writes_everything_queued_and_accounts_for_it() {
-        let sink = WsSink::new(LIMITS);
+        let sink = WsSink::new(LIMITS, usize::MAX);
         let mut w = Writer::new(sink.clone());
         let small = Frame::message("2[\"msg\",1]");
         let large = Frame::message(&"x".repeat(COPY_MAX + 10));
@@ -581,7 +585,7 @@ mod tests {
     /// A close queued behind frames ends the writer once all are written.
     #[test]
     fn a_close_ends_the_writer_after_the_frames() {
-        let sink = WsSink::new(LIMITS);
+        let sink = WsSink::new(LIMITS, usize::MAX);
         let mut w = Writer::new(sink.clone());
         sink.send(&Frame::message("4hi"), false);
         sink.close(CloseCode::Normal, "bye");
@@ -601,7 +605,7 @@ mod tests {
     /// A kill ends the writer at once, whatever is queued.
     #[test]
     fn a_kill_drops_the_connection() {
-        let sink = WsSink::new(LIMITS);
+        let sink = WsSink::new(LIMITS, usize::MAX);
         let mut w = Writer::new(sink.clone());
         sink.send(&Frame::message("4hi"), false);
         sink.kill();

@@ -111,11 +111,18 @@ struct Outbound {
 #[derive(Clone)]
 pub struct WsSink {
     id: u64,
+    /// One allocation with the queue: the session and the connection's task
+    /// each keep a sink, so what is inline here is kept twice.
+    shared: Arc<Shared>,
+}
+
+/// What a WebSocket's holders share.
+struct Shared {
     limits: WsLimits,
     /// Payloads of at least this many bytes are sent compressed
     /// (permessage-deflate negotiated); `usize::MAX` when it is not.
     deflate_at: usize,
-    out: Arc<Mutex<Outbound>>,
+    out: Mutex<Outbound>,
 }
 
 impl std::fmt::Debug for WsSink {
@@ -164,61 +171,64 @@ fn control(opcode: u8, payload: &[u8]) -> Bytes {
 }
 
 impl WsSink {
-    fn new(limits: WsLimits) -> WsSink {
+    /// `deflate_at`: see [`Shared::deflate_at`].
+    fn new(limits: WsLimits, deflate_at: usize) -> WsSink {
         WsSink {
             id: NEXT_WS_ID.fetch_add(1, Ordering::Relaxed),
-            limits,
-            deflate_at: usize::MAX,
-            out: Arc::new(Mutex::new(Outbound {
-                fd: None,
-                chunks: VecDeque::new(),
-                bytes: 0,
-                frames: 0,
-                frame_ends: VecDeque::new(),
-                sent_chunks: 0,
-                in_flight: 0,
-                body_gone: false,
-                settled_chunks: 0,
-                flush_waiters: Vec::new(),
-                state: State::Open,
-                waker: None,
-            })),
+            shared: Arc::new(Shared {
+                limits,
+                deflate_at,
+                out: Mutex::new(Outbound {
+                    fd: None,
+                    chunks: VecDeque::new(),
+                    bytes: 0,
+                    frames: 0,
+                    frame_ends: VecDeque::new(),
+                    sent_chunks: 0,
+                    in_flight: 0,
+                    body_gone: false,
+                    settled_chunks: 0,
+                    flush_waiters: Vec::new(),
+                    state: State::Open,
+                    waker: None,
+                }),
+            }),
         }
     }
 
     /// Frames queued and not yet handed to actix-web.
     #[cfg(any(test, feature = "internals"))]
     pub fn queued_frames(&self) -> usize {
-        self.out.lock().frames
+        self.shared.out.lock().frames
     }
 
     #[cfg(any(test, feature = "internals"))]
     pub fn queued_bytes(&self) -> usize {
-        self.out.lock().bytes
+        self.shared.out.lock().bytes
     }
 
     /// permessage-deflate was negotiated: the client's messages may come
     /// compressed.
     pub(crate) fn deflates(&self) -> bool {
-        self.deflate_at != usize::MAX
+        self.shared.deflate_at != usize::MAX
     }
 
     pub fn is_full(&self) -> bool {
-        self.out.lock().frames >= self.limits.max_frames
+        self.shared.out.lock().frames >= self.shared.limits.max_frames
     }
 
     /// Queue one Engine.IO frame. Nothing is copied: the frame already holds
     /// its WebSocket header, and a broadcast's frame bytes are queued by
     /// reference for every receiver.
     pub fn send(&self, frame: &Frame, volatile: bool) -> SendOutcome {
-        let mut out = self.out.lock();
+        let mut out = self.shared.out.lock();
         if out.state != State::Open {
             return SendOutcome::Closed;
         }
-        if volatile && out.frames >= self.limits.max_frames {
+        if volatile && out.frames >= self.shared.limits.max_frames {
             return SendOutcome::DroppedVolatile;
         }
-        let wire = if frame.len() >= self.deflate_at {
+        let wire = if frame.len() >= self.shared.deflate_at {
             frame.deflated_wire().clone()
         } else {
             frame.wire().clone()
@@ -231,10 +241,10 @@ impl WsSink {
         if let Some(w) = out.waker.take() {
             w.wake();
         }
-        if out.bytes > self.limits.max_bytes {
+        if out.bytes > self.shared.limits.max_bytes {
             out.state = State::Killed;
             SendOutcome::OverBytes
-        } else if out.frames > self.limits.max_frames {
+        } else if out.frames > self.shared.limits.max_frames {
             SendOutcome::QueuedFull { depth: out.frames }
         } else {
             SendOutcome::Queued { depth: out.frames }
@@ -261,7 +271,7 @@ impl WsSink {
     /// buffer when the waiter is released.
     pub fn flushed(&self) -> tokio::sync::oneshot::Receiver<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut out = self.out.lock();
+        let mut out = self.shared.out.lock();
         if out.state == State::Killed || out.body_gone {
             return rx;
         }
@@ -293,7 +303,7 @@ impl WsSink {
     ///   included) for that long, and actix-web then drops it.
     pub fn close(&self, code: CloseCode, reason: &str) {
         {
-            let mut out = self.out.lock();
+            let mut out = self.shared.out.lock();
             if out.state != State::Open {
                 return;
             }
@@ -324,7 +334,7 @@ impl WsSink {
     /// descriptor recorded) and has not ended.
     fn kill_if_stuck(&self) {
         let stuck = {
-            let out = self.out.lock();
+            let out = self.shared.out.lock();
             out.state == State::Closing && out.fd.is_some()
         };
         if stuck {
@@ -345,7 +355,7 @@ impl WsSink {
     /// connection's response before its socket, so it is never a reused
     /// number.
     pub fn kill(&self) {
-        let mut out = self.out.lock();
+        let mut out = self.shared.out.lock();
         if let Some(fd) = out.fd.take() {
             fd.shutdown_now();
         }
@@ -360,7 +370,7 @@ impl WsSink {
     }
 
     fn pong(&self, data: Bytes) {
-        let mut out = self.out.lock();
+        let mut out = self.shared.out.lock();
         if out.state == State::Open {
             out.chunks.push_back(control(OP_PONG, &data));
             if let Some(w) = out.waker.take() {
@@ -374,9 +384,9 @@ impl WsSink {
 /// body does: the production write path without a socket, for benches.
 #[cfg(any(test, feature = "internals"))]
 pub fn detached(limits: WsLimits) -> (WsSink, Drain) {
-    let sink = WsSink::new(limits);
+    let sink = WsSink::new(limits, usize::MAX);
     let body = Body {
-        out: sink.out.clone(),
+        shared: sink.shared.clone(),
     };
     (sink, Drain(body))
 }
@@ -386,7 +396,7 @@ pub fn detached(limits: WsLimits) -> (WsSink, Drain) {
 /// benches.
 #[cfg(any(test, feature = "internals"))]
 pub fn detached_conn(limits: WsLimits) -> (WsSink, conn::Writer) {
-    let sink = WsSink::new(limits);
+    let sink = WsSink::new(limits, usize::MAX);
     let writer = conn::Writer::new(sink.clone());
     (sink, writer)
 }
@@ -409,12 +419,12 @@ impl Drain {
 
 /// The response body: drains the sink's queue into actix-web.
 struct Body {
-    out: Arc<Mutex<Outbound>>,
+    shared: Arc<Shared>,
 }
 
 impl Drop for Body {
     fn drop(&mut self) {
-        self.out.lock().detach();
+        self.shared.out.lock().detach();
     }
 }
 
@@ -512,7 +522,7 @@ impl Stream for Body {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut out = self.out.lock();
+        let mut out = self.shared.out.lock();
         // The chunks handed over before the last `Pending` went through the
         // dispatcher's flush that followed it.
         let settled = out.settled_chunks;
@@ -566,21 +576,22 @@ pub fn accept(
         base64,
     } = opening;
     let mut builder = actix_web_actors::ws::handshake(req)?;
-    let mut sink = WsSink::new(limits);
     let offers = req
         .headers()
         .get_all(actix_web::http::header::SEC_WEBSOCKET_EXTENSIONS)
         .map(|v| v.as_bytes());
+    let mut deflate_at = usize::MAX;
     if let Some(at) = limits.deflate_threshold {
         if deflate::accepts_offer(offers) {
             builder.insert_header((
                 actix_web::http::header::SEC_WEBSOCKET_EXTENSIONS,
                 deflate::ACCEPTED,
             ));
-            sink.deflate_at = at.max(deflate::MIN_DEFLATE);
+            deflate_at = at.max(deflate::MIN_DEFLATE);
         }
     }
-    sink.out.lock().fd = req.conn_data::<ConnFd>().copied();
+    let sink = WsSink::new(limits, deflate_at);
+    sink.shared.out.lock().fd = req.conn_data::<ConnFd>().copied();
     if req.extensions().contains::<TakeoverOffer>() {
         // Riptide's upgrade service runs the WebSocket on the raw
         // connection once this response's head is written (conn.rs).
@@ -600,7 +611,7 @@ pub fn accept(
         return Ok((resp, sink));
     }
     let body = Body {
-        out: sink.out.clone(),
+        shared: sink.shared.clone(),
     };
     session.do_send(WsEvent::Attach {
         id: sink.id,
