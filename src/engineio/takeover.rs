@@ -149,17 +149,22 @@ where
                 Some(_) => BodySize::None,
                 None => BodySize::Stream,
             };
-            let _ = framed.send(h1::Message::Item((head, size))).await;
-            let parts = framed.into_parts();
+            let head = h1::Message::Item((head, size));
             match takeover {
                 Some(takeover) => {
+                    // Encoded, not written: the connection's task writes it
+                    // with the first frames (WsSink::queue_head).
+                    let _ = framed.feed(head).await;
+                    let parts = framed.into_parts();
                     // Its own task: the dispatcher's (and its memory) ends.
                     // Spawned as it is, not awaited in an async block that
                     // would keep it twice (Takeover::run).
                     let live = Live::new(&live);
-                    actix_rt::spawn(takeover.run(parts.io, parts.read_buf, live));
+                    actix_rt::spawn(takeover.run(parts.io, parts.read_buf, parts.write_buf, live));
                 }
                 None => {
+                    let _ = framed.send(head).await;
+                    let parts = framed.into_parts();
                     let mut io = parts.io;
                     if !parts.read_buf.is_empty() {
                         sender.feed_data(parts.read_buf.freeze());

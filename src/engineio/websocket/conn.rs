@@ -88,8 +88,9 @@ pub(crate) enum Takeover {
 
 impl Takeover {
     /// The task that runs on `io`; `read_buf` holds what the client sent
-    /// after its handshake request, and `guard` is dropped when the task
-    /// ends.
+    /// after its handshake request, `head` the encoded `101` (written by
+    /// this task, with the first frames), and `guard` is dropped when the
+    /// task ends.
     ///
     /// Not an `async fn`, and the session's task not wrapped in another
     /// async block: a future that awaits a future it owns keeps both (the
@@ -97,7 +98,13 @@ impl Takeover {
     /// the arguments of an async fn stay in its future as long as it runs.
     /// This future is what every idle WebSocket costs (docs/decisions.md,
     /// "Idle memory").
-    pub(crate) fn run<T, G>(self, io: T, read_buf: BytesMut, guard: G) -> impl Future<Output = ()>
+    pub(crate) fn run<T, G>(
+        self,
+        io: T,
+        read_buf: BytesMut,
+        head: BytesMut,
+        guard: G,
+    ) -> impl Future<Output = ()>
     where
         T: AsyncRead + AsyncWrite + Unpin + 'static,
         G: 'static,
@@ -113,6 +120,13 @@ impl Takeover {
                 // holds (dhat: it was 7.9 kB of 16.4 kB per idle WebSocket
                 // while it lived as long as the task).
                 let unread = !read_buf.is_empty();
+                // The 101 leaves with the session's first frames (its open
+                // packet), in one write: one send and one segment fewer
+                // per connection.
+                // Copied out: the dispatcher's 8 kB write buffer is not
+                // kept until the first write.
+                sink.queue_head(Bytes::copy_from_slice(&head));
+                drop(head);
                 let c = Conn {
                     io,
                     reader: FrameReader::new(max_payload, protocol, sink.deflates()),
@@ -134,21 +148,29 @@ impl Takeover {
             // than a session's state: boxed, so it does not set the size of
             // every session's task.
             Takeover::Pipe { upstream, leftover } => Either::Right(Box::pin(async move {
-                pipe(io, read_buf, upstream, leftover).await;
+                pipe(io, read_buf, head, upstream, leftover).await;
                 drop(guard);
             })),
         }
     }
 }
 
-async fn pipe<T>(mut io: T, read_buf: BytesMut, mut upstream: awc::BoxedSocket, leftover: BytesMut)
-where
+async fn pipe<T>(
+    mut io: T,
+    read_buf: BytesMut,
+    mut head: BytesMut,
+    mut upstream: awc::BoxedSocket,
+    leftover: BytesMut,
+) where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     use tokio::io::AsyncWriteExt;
-    if !leftover.is_empty() && io.write_all(&leftover).await.is_err() {
+    // The 101, then what the owner sent after its own (its open packet).
+    head.extend_from_slice(&leftover);
+    if !head.is_empty() && io.write_all(&head).await.is_err() {
         return;
     }
+    drop(head);
     if !read_buf.is_empty() && upstream.write_all(&read_buf).await.is_err() {
         return;
     }
@@ -390,6 +412,18 @@ where
                     if out.state == State::Closing {
                         return Poll::Ready(WriteEnd::Closed);
                     }
+                    // Idle: one of the two queues keeps its capacity, not
+                    // both. The writer's goes back to the sink when the
+                    // sink's has none (it was taken by the last swap), so
+                    // the next frame is queued without an allocation;
+                    // otherwise it is let go.
+                    if self.inflight.capacity() > 0 {
+                        if out.chunks.capacity() == 0 {
+                            std::mem::swap(&mut self.inflight, &mut out.chunks);
+                        } else {
+                            self.inflight = VecDeque::new();
+                        }
+                    }
                     out.waker = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
@@ -580,6 +614,93 @@ mod tests {
         let mut flushed = sink.flushed();
         assert_eq!(w.write_queued(), expected);
         assert!(flushed.try_recv().is_ok());
+    }
+
+    /// The response head queued after the first frames (the session may
+    /// take its WebSocket before the upgrade service hands over the head)
+    /// still leaves first, in the same write, and the queue's accounting
+    /// counts frames, not the head.
+    #[test]
+    fn the_head_leaves_first_with_the_first_frames() {
+        let sink = WsSink::new(LIMITS, usize::MAX);
+        let open = Frame::message("0{\"sid\":\"x\"}");
+        sink.send(&open, false);
+        let mut flushed = sink.flushed();
+        let head = Bytes::from_static(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        sink.queue_head(head.clone());
+        assert_eq!(sink.queued_frames(), 1);
+        let mut c = Conn {
+            io: CaptureIo(Vec::new(), 0),
+            reader: FrameReader::new(LIMITS.max_payload, Protocol::V4, false),
+            sink: sink.clone(),
+            pending: BytesMut::new(),
+            packets: Vec::new(),
+            inflight: VecDeque::new(),
+            offset: 0,
+            unflushed: false,
+        };
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        assert!(c.poll_write(&mut cx).is_pending());
+        let mut expected = head.to_vec();
+        expected.extend_from_slice(open.wire());
+        assert_eq!(c.io.0, expected);
+        assert_eq!(c.io.1, 1, "one write");
+        assert_eq!(sink.queued_frames(), 0);
+        assert_eq!(sink.queued_bytes(), 0);
+        // The waiter registered before the head was queued waited for the
+        // frame, which has left.
+        assert!(c.poll_write(&mut cx).is_pending());
+        assert!(flushed.try_recv().is_ok());
+    }
+
+    /// An idle writer keeps one queue's capacity, not two.
+    #[test]
+    fn an_idle_connection_keeps_one_queue() {
+        let sink = WsSink::new(LIMITS, usize::MAX);
+        let mut w = Writer::new(sink.clone());
+        for _ in 0..3 {
+            sink.send(&Frame::message("4hi"), false);
+            w.write_queued();
+            let out = sink.shared.out.lock();
+            assert!(
+                out.chunks.capacity() > 0,
+                "the next frame needs no allocation"
+            );
+            assert_eq!(w.0.inflight.capacity(), 0);
+        }
+    }
+
+    /// Records what is written, and how many writes.
+    struct CaptureIo(Vec<u8>, usize);
+
+    impl AsyncRead for CaptureIo {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for CaptureIo {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.0.extend_from_slice(buf);
+            self.1 += 1;
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
     }
 
     /// A close queued behind frames ends the writer once all are written.
