@@ -121,10 +121,9 @@ impl Takeover {
                 // while it lived as long as the task).
                 let unread = !read_buf.is_empty();
                 // The 101 leaves with the session's first frames (its open
-                // packet), in one write: one send and one segment fewer
-                // per connection.
-                // Copied out: the dispatcher's 8 kB write buffer is not
-                // kept until the first write.
+                // packet), in one write: one send and one segment fewer per
+                // connection. Copied out, so the dispatcher's 8 kB write
+                // buffer is not kept until that write.
                 sink.queue_head(Bytes::copy_from_slice(&head));
                 drop(head);
                 let c = Conn {

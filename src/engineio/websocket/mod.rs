@@ -615,7 +615,8 @@ pub fn accept(
     sink.shared.out.lock().fd = req.conn_data::<ConnFd>().copied();
     if req.extensions().contains::<TakeoverOffer>() {
         // Riptide's upgrade service runs the WebSocket on the raw
-        // connection once this response's head is written (conn.rs).
+        // connection, which writes this response's head with the first
+        // frames (conn.rs).
         session.do_send(WsEvent::Attach {
             id: sink.id,
             ws: sink.clone(),
