@@ -272,7 +272,24 @@ async fn every_room_is_left_on_disconnect_and_actors_retired() {
 #[tokio::test]
 async fn a_thousand_publishes_arrive_at_every_member_in_order() {
     let (server, _rec) = start();
-    let mut cs = clients(&server, 3).await;
+    publish_in_order(&server).await;
+}
+
+/// The same with the broadcast window on (`socketio.broadcast_window_us`,
+/// its longest): held and batched, nothing lost or reordered.
+#[tokio::test]
+async fn a_thousand_publishes_arrive_in_order_through_the_broadcast_window() {
+    let mut settings = test_settings();
+    settings.socketio.broadcast_window_us = 100_000;
+    let (tx, _rec) = recorder();
+    let server = TestServer::start(settings, move |r: Riptide| {
+        r.namespace("/", TestApp::namespace(&tx))
+    });
+    publish_in_order(&server).await;
+}
+
+async fn publish_in_order(server: &TestServer) {
+    let mut cs = clients(server, 3).await;
     for (i, (c, sid)) in cs.iter_mut().enumerate() {
         join(c, sid, &["o"], i as u64).await;
     }
@@ -289,7 +306,20 @@ async fn a_thousand_publishes_arrive_at_every_member_in_order() {
 
 #[tokio::test]
 async fn fixture_publish_right_after_the_join_ack_reaches_the_joiner() {
-    let server = TestServer::start(test_settings(), |r: Riptide| {
+    join_then_publish(test_settings()).await;
+}
+
+/// The same with the broadcast window on: a join sends what the room holds
+/// first, so the joiner gets what follows it and nothing before.
+#[tokio::test]
+async fn fixture_publish_right_after_the_join_ack_reaches_the_joiner_through_the_window() {
+    let mut settings = test_settings();
+    settings.socketio.broadcast_window_us = 20_000;
+    join_then_publish(settings).await;
+}
+
+async fn join_then_publish(settings: riptide::Settings) {
+    let server = TestServer::start(settings, |r: Riptide| {
         r.namespace("/", Namespace::new(|| riptide::fixture::FixtureHandler))
     });
     let (mut joiner, _) = WsClient::connect(&server, "/", None).await;

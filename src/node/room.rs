@@ -9,9 +9,18 @@
 //! carrying all of them, in order. A lone broadcast leaves at once (the
 //! mailbox is empty behind it); a burst costs one message per member per
 //! batch instead of one per broadcast (docs/decisions.md).
+//!
+//! A stream is batched too (the broadcast window,
+//! `socketio.broadcast_window_us`): a broadcast that comes less than the
+//! window after the room's last flush waits until the window has passed,
+//! with whatever else comes meanwhile. A room sends at most one batch per
+//! window, so a member busy with a stream gets one write for several
+//! messages; a broadcast to a room quiet for longer than the window leaves
+//! at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use slog::Logger;
@@ -37,8 +46,14 @@ pub struct RoomActor {
     members: HashMap<Sid, Recipient<Deliver>>,
     roster: Roster<RoomKey, RoomActor>,
     /// Broadcasts not yet sent to the members, in order. A [`Flush`] is
-    /// queued whenever the first one is added.
+    /// queued (or timed) whenever one is added and none is.
     pending: Vec<Item>,
+    /// The broadcast window (module doc); zero: off.
+    window: Duration,
+    /// When the last batch left (`None`: never, or the window is off).
+    flushed_at: Option<Instant>,
+    /// A [`Flush`] is queued or timed and has not run yet.
+    flush_queued: bool,
     metrics: Metrics,
     log: Logger,
 }
@@ -59,6 +74,7 @@ impl RoomActor {
     pub fn new(
         key: RoomKey,
         roster: Roster<RoomKey, RoomActor>,
+        window: Duration,
         metrics: Metrics,
         log: Logger,
     ) -> RoomActor {
@@ -67,10 +83,50 @@ impl RoomActor {
             members: HashMap::new(),
             roster,
             pending: Vec::new(),
+            window,
+            flushed_at: None,
+            flush_queued: false,
             metrics,
             log,
         }
     }
+
+    /// Send what is pending now, and start the window.
+    fn flush_now(&mut self, ctx: &mut Context<Self>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if !self.window.is_zero() {
+            self.flushed_at = Some(Instant::now());
+        }
+        guard(ctx, &self.log, "room", |_| {
+            flush(&self.key, &self.members, &mut self.pending)
+        });
+    }
+
+    /// A broadcast was added to `pending`: see that a flush will send it.
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_queued {
+            return;
+        }
+        self.flush_queued = true;
+        // Inside the window: at its end. Otherwise once the mailbox is
+        // drained (a burst already waiting leaves in one batch).
+        match window_wait(self.flushed_at, self.window, Instant::now()) {
+            Some(wait) => {
+                ctx.notify_later(Flush, wait);
+            }
+            None => ctx.notify(Flush),
+        }
+    }
+}
+
+/// How long a broadcast added at `now` waits for the end of the window
+/// opened by the flush at `flushed_at`; `None`: it is not inside one.
+fn window_wait(flushed_at: Option<Instant>, window: Duration, now: Instant) -> Option<Duration> {
+    flushed_at
+        .and_then(|at| (at + window).checked_duration_since(now))
+        .filter(|wait| !wait.is_zero())
 }
 
 /// Send the `pending` broadcasts to every member, one message each. (A
@@ -97,9 +153,11 @@ impl Actor for RoomActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.room_started();
-        // After a restart: a flush queued before the panic went with the
-        // old context.
+        // After a restart: a flush queued or timed before the panic went
+        // with the old context.
+        self.flush_queued = false;
         if !self.pending.is_empty() {
+            self.flush_queued = true;
             ctx.notify(Flush);
         }
     }
@@ -128,9 +186,9 @@ impl Supervised for RoomActor {
 impl Handler<AddMember> for RoomActor {
     type Result = ();
     fn handle(&mut self, m: AddMember, ctx: &mut Context<Self>) {
+        // What was broadcast before the join is not for the new member.
+        self.flush_now(ctx);
         guard(ctx, &self.log, "room", |_| {
-            // What was broadcast before the join is not for the new member.
-            flush(&self.key, &self.members, &mut self.pending);
             self.members.insert(m.sid, m.conn);
         });
     }
@@ -139,8 +197,8 @@ impl Handler<AddMember> for RoomActor {
 impl Handler<RemoveMember> for RoomActor {
     type Result = ();
     fn handle(&mut self, m: RemoveMember, ctx: &mut Context<Self>) {
+        self.flush_now(ctx);
         guard(ctx, &self.log, "room", |_| {
-            flush(&self.key, &self.members, &mut self.pending);
             self.members.remove(&m.sid);
         });
     }
@@ -164,13 +222,11 @@ impl Handler<Broadcast> for RoomActor {
             mode: msg.mode,
         });
         if self.pending.len() >= MAX_BATCH {
-            guard(ctx, &self.log, "room", |_| {
-                flush(&self.key, &self.members, &mut self.pending)
-            });
-        } else if self.pending.len() == 1 {
-            // A flush still queued from an earlier batch (one sent early, at
-            // MAX_BATCH or by a join) finds this one instead: harmless.
-            ctx.notify(Flush);
+            // A flush still queued (or timed) finds the next ones instead,
+            // or nothing: harmless.
+            self.flush_now(ctx);
+        } else {
+            self.schedule_flush(ctx);
         }
     }
 }
@@ -178,9 +234,8 @@ impl Handler<Broadcast> for RoomActor {
 impl Handler<Flush> for RoomActor {
     type Result = ();
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
-        guard(ctx, &self.log, "room", |_| {
-            flush(&self.key, &self.members, &mut self.pending)
-        });
+        self.flush_queued = false;
+        self.flush_now(ctx);
     }
 }
 
@@ -276,7 +331,14 @@ mod tests {
             let log = slog::Logger::root(slog::Discard, slog::o!());
             let rooms: Registry<RoomKey, RoomActor> =
                 Registry::new(move |key: &RoomKey, roster| {
-                    RoomActor::new(key.clone(), roster, Metrics::new(), log.clone()).start()
+                    RoomActor::new(
+                        key.clone(),
+                        roster,
+                        Duration::ZERO,
+                        Metrics::new(),
+                        log.clone(),
+                    )
+                    .start()
                 });
             let join = |seen: &Arc<Mutex<Seen>>| {
                 let m = Member(seen.clone()).start();
@@ -322,5 +384,82 @@ mod tests {
             assert_eq!(leaving.lock().packets, want(0..150));
             assert_eq!(late.lock().packets, want(150..160));
         });
+    }
+
+    /// The window: a broadcast to a room that has not flushed yet leaves at
+    /// once; the ones that follow inside the window wait for its end and
+    /// leave together, in order, although each came alone to an empty
+    /// mailbox.
+    #[test]
+    fn a_stream_inside_the_window_leaves_in_one_batch_at_its_end() {
+        System::new().block_on(async {
+            let key = RoomKey {
+                ns: "/".into(),
+                room: Some("r".into()),
+            };
+            let log = slog::Logger::root(slog::Discard, slog::o!());
+            // Long enough that nothing below reaches its end by accident.
+            let window = Duration::from_secs(1);
+            let rooms: Registry<RoomKey, RoomActor> =
+                Registry::new(move |key: &RoomKey, roster| {
+                    RoomActor::new(key.clone(), roster, window, Metrics::new(), log.clone()).start()
+                });
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let m = Member(seen.clone()).start();
+            rooms.join(
+                &key,
+                AddMember {
+                    sid: Sid::random(),
+                    ns: "/".into(),
+                    conn: m.clone().recipient(),
+                    control: m.recipient(),
+                },
+            );
+            let room = rooms.get(&key).expect("room actor");
+            let started = Instant::now();
+            let arrived = |want: usize| {
+                let seen = seen.clone();
+                async move {
+                    for _ in 0..1000 {
+                        if seen.lock().packets.len() >= want {
+                            return;
+                        }
+                        actix_rt::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    panic!("{want} packets not delivered: {:?}", seen.lock().packets);
+                }
+            };
+            room.do_send(broadcast(0));
+            arrived(1).await;
+            // Each alone in the mailbox: without the window, three batches.
+            for n in 1..4 {
+                room.do_send(broadcast(n));
+                room.send(Members).await.unwrap();
+            }
+            assert_eq!(seen.lock().packets.len(), 1, "held for the window");
+            arrived(4).await;
+            assert!(started.elapsed() >= window, "left at the window's end");
+            let seen: &Seen = &seen.lock();
+            assert_eq!(seen.packets, ["40", "41", "42", "43"]);
+            assert_eq!(seen.batches, [1, 3]);
+        });
+    }
+
+    #[test]
+    fn only_a_broadcast_inside_the_window_waits() {
+        let window = Duration::from_millis(2);
+        let t = Instant::now();
+        // Never flushed, or the window off: at once.
+        assert_eq!(window_wait(None, window, t), None);
+        assert_eq!(window_wait(Some(t), Duration::ZERO, t), None);
+        // Inside: until its end.
+        assert_eq!(window_wait(Some(t), window, t), Some(window));
+        assert_eq!(
+            window_wait(Some(t), window, t + Duration::from_micros(500)),
+            Some(Duration::from_micros(1500))
+        );
+        // At or past its end: at once.
+        assert_eq!(window_wait(Some(t), window, t + window), None);
+        assert_eq!(window_wait(Some(t), window, t + 2 * window), None);
     }
 }

@@ -50,6 +50,9 @@ pub struct SioConfig {
     pub ack_timeout: Duration,
     pub max_namespaces: usize,
     pub max_rooms_per_socket: usize,
+    /// How long a room that just flushed holds the next broadcasts
+    /// (`socketio.broadcast_window_us`; room.rs).
+    pub broadcast_window: Duration,
     pub max_attachments: usize,
     pub event_rate: f64,
     pub event_burst: u32,
@@ -117,6 +120,7 @@ impl ServerShared {
         log: Logger,
     ) -> Arc<ServerShared> {
         let (room_metrics, room_log) = (metrics.clone(), log.new(o!("actor" => "room")));
+        let window = config.broadcast_window;
         let (user_metrics, user_log) = (metrics.clone(), log.new(o!("actor" => "user")));
         let cluster: Arc<OnceLock<Cluster>> = Arc::new(OnceLock::new());
         let interest = cluster.clone();
@@ -142,7 +146,7 @@ impl ServerShared {
             dynamic,
             rooms: Registry::new(move |key: &RoomKey, roster| {
                 let (key, m, l) = (key.clone(), room_metrics.clone(), room_log.clone());
-                Supervisor::start(move |_| RoomActor::new(key, roster, m, l))
+                Supervisor::start(move |_| RoomActor::new(key, roster, window, m, l))
             })
             .with_hook(move |key: &RoomKey, created| {
                 let Some(cluster) = interest.get() else {

@@ -140,6 +140,7 @@ impl Riptide {
             ack_timeout: ms(s.socketio.ack_timeout_ms),
             max_namespaces: s.socketio.max_namespaces_per_connection,
             max_rooms_per_socket: s.socketio.max_rooms_per_socket,
+            broadcast_window: s.socketio.broadcast_window(),
             max_attachments: s.engine.max_attachments,
             event_rate: s.limits.event_rate,
             event_burst: s.limits.event_burst,

@@ -7,6 +7,9 @@ use serde::Deserialize;
 use super::{positive, ConfigError};
 pub use crate::socketio::parser::Parser;
 
+/// The longest `socketio.broadcast_window_us` accepted.
+pub const MAX_BROADCAST_WINDOW_US: u64 = 100_000;
+
 /// `[socketio]`: Socket.IO namespaces, rooms and acks.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +24,9 @@ pub struct SocketIoSettings {
     pub max_namespaces_per_connection: usize,
     /// Counts the socket's own room.
     pub max_rooms_per_socket: usize,
+    /// A room that sent a broadcast less than this long ago holds the next
+    /// ones until this long after it, and sends them together. 0: off.
+    pub broadcast_window_us: u64,
 }
 
 impl SocketIoSettings {
@@ -30,6 +36,10 @@ impl SocketIoSettings {
 
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_millis(self.ack_timeout_ms)
+    }
+
+    pub fn broadcast_window(&self) -> Duration {
+        Duration::from_micros(self.broadcast_window_us)
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -43,6 +53,15 @@ impl SocketIoSettings {
         positive(
             "socketio.max_rooms_per_socket",
             self.max_rooms_per_socket as u64,
-        )
+        )?;
+        // It is added to every broadcast's latency under load: past this it
+        // is a mistake (milliseconds for microseconds), not a tuning.
+        if self.broadcast_window_us > MAX_BROADCAST_WINDOW_US {
+            return Err(ConfigError::invalid(
+                "socketio.broadcast_window_us",
+                format!("must be <= {MAX_BROADCAST_WINDOW_US} (100 ms)"),
+            ));
+        }
+        Ok(())
     }
 }

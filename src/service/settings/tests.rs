@@ -331,6 +331,9 @@ fn validation_errors_name_their_key() {
     assert_invalid("socketio.max_rooms_per_socket", |s| {
         s.socketio.max_rooms_per_socket = 0
     });
+    assert_invalid("socketio.broadcast_window_us", |s| {
+        s.socketio.broadcast_window_us = super::socketio::MAX_BROADCAST_WINDOW_US + 1
+    });
     assert_invalid("cors.allow_credentials", |s| {
         s.cors.allowed_origins = vec!["*".into()];
         s.cors.allow_credentials = true;
