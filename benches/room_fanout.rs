@@ -75,7 +75,14 @@ fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
             // Members join through the interest registry, as on a node.
             let rooms: Registry<RoomKey, RoomActor> =
                 Registry::new(move |key: &RoomKey, roster| {
-                    RoomActor::new(key.clone(), roster, Metrics::new(), log.clone()).start()
+                    RoomActor::new(
+                        key.clone(),
+                        roster,
+                        Duration::ZERO,
+                        Metrics::new(),
+                        log.clone(),
+                    )
+                    .start()
                 });
             let done = Arc::new(Done {
                 count: AtomicUsize::new(0),
@@ -89,8 +96,7 @@ fn start_room(members: usize) -> mpsc::UnboundedSender<Job> {
                     AddMember {
                         sid: Sid::random(),
                         ns: ns.clone(),
-                        conn: m.clone().recipient(),
-                        control: m.recipient(),
+                        conn: Arc::new(m),
                     },
                 );
             }

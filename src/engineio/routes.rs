@@ -521,7 +521,7 @@ async fn handshake<F: EngineAppFactory>(
     };
     match kind {
         TransportKind::Polling => {
-            let handle = SessionHandle::new(protocol, session);
+            let handle = SessionHandle::new(protocol, std::sync::Arc::new(session));
             poll(&engine, &req, &handle, None).await
         }
         TransportKind::WebSocket => {

@@ -31,7 +31,7 @@ use super::recovery::{Recovery, Restored, Resume, Retired};
 use super::room::RoomKey;
 use super::shared::{NamespaceRuntime, ServerShared};
 use super::socket::{
-    room_list, AckError, AckSender, DisconnectReason, Event, Extensions, RoomSet, Socket,
+    room_list, AckError, AckSender, ConnAddr, DisconnectReason, Event, Extensions, RoomSet, Socket,
     SocketInner,
 };
 use crate::adapter::store::Token;
@@ -248,7 +248,7 @@ pub struct Connection {
     connect_timer: Option<SpawnHandle>,
     /// Namespaces whose CONNECT waits for the cluster's recovery store.
     connecting: HashSet<Arc<str>, foldhash::fast::RandomState>,
-    me: Option<Addr<SessionActor<Connection>>>,
+    me: Option<ConnAddr>,
 }
 
 impl Connection {
@@ -266,7 +266,7 @@ impl Connection {
         }
     }
 
-    fn me(&self) -> Addr<SessionActor<Connection>> {
+    fn me(&self) -> ConnAddr {
         self.me.clone().expect("set when the session opens")
     }
 
@@ -578,8 +578,7 @@ impl Connection {
         let member = || AddMember {
             sid: sid.clone(),
             ns: ns_name.clone(),
-            conn: me.clone().recipient(),
-            control: me.clone().recipient(),
+            conn: me.clone(),
         };
         server.rooms.join(
             &RoomKey {
@@ -1088,8 +1087,11 @@ impl Connection {
 }
 
 impl EngineApp for Connection {
+    fn on_address(&mut self, me: &ConnAddr) {
+        self.me = Some(me.clone());
+    }
+
     fn on_open(&mut self, core: &mut EngineCore, ctx: &mut Ctx) {
-        self.me = Some(ctx.address());
         let timeout = self.server.config.connect_timeout;
         self.connect_timer = Some(ctx.run_later(timeout, |act, ctx| {
             act.app.connect_timer = None;

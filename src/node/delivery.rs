@@ -114,3 +114,29 @@ pub struct DisconnectSocket {
     pub ns: Arc<str>,
     pub sid: Sid,
 }
+
+/// How room and user actors reach a member's connection.
+pub trait MemberPort: Send + Sync + 'static {
+    fn deliver(&self, d: Deliver);
+    fn disconnect(&self, d: DisconnectSocket);
+}
+
+/// A member's connection: one pointer per connection, shared by every
+/// membership (the registry's and the actor's copy of each room and user it
+/// is in). Each clone of an actix address or recipient allocates sender
+/// state of its own: two recipients per membership, kept twice, were most of
+/// what addresses cost an idle connection (docs/decisions.md, "Idle memory").
+pub type MemberConn = Arc<dyn MemberPort>;
+
+impl<A> MemberPort for Addr<A>
+where
+    A: Actor + Handler<Deliver> + Handler<DisconnectSocket>,
+    A::Context: actix::dev::ToEnvelope<A, Deliver> + actix::dev::ToEnvelope<A, DisconnectSocket>,
+{
+    fn deliver(&self, d: Deliver) {
+        self.do_send(d);
+    }
+    fn disconnect(&self, d: DisconnectSocket) {
+        self.do_send(d);
+    }
+}

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use parking_lot::RwLock;
 
-use super::delivery::{Deliver, DisconnectSocket};
+use super::delivery::MemberConn;
 use crate::engineio::Sid;
 
 /// Add a member to a room or user actor.
@@ -28,8 +28,8 @@ use crate::engineio::Sid;
 pub struct AddMember {
     pub sid: Sid,
     pub ns: Arc<str>,
-    pub conn: Recipient<Deliver>,
-    pub control: Recipient<DisconnectSocket>,
+    /// Deliveries and disconnects both go through it.
+    pub conn: MemberConn,
 }
 
 /// Remove a member from a room or user actor.

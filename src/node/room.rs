@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use slog::Logger;
 
-use super::delivery::{Deliver, Encoded, Filter, Item, Items, Mode};
+use super::delivery::{Deliver, Encoded, Filter, Item, Items, MemberConn, Mode};
 use super::interest::{AddMember, RemoveMember, Roster};
 use super::metrics::Metrics;
 use super::probe::Probe;
@@ -43,7 +43,7 @@ pub struct RoomActor {
     key: RoomKey,
     /// A working copy of the registry's membership, for fan-out without a
     /// lock; rebuilt from `roster` on restart.
-    members: HashMap<Sid, Recipient<Deliver>>,
+    members: HashMap<Sid, MemberConn>,
     roster: Roster<RoomKey, RoomActor>,
     /// Broadcasts not yet sent to the members, in order. A [`Flush`] is
     /// queued (or timed) whenever one is added and none is.
@@ -132,14 +132,14 @@ fn window_wait(flushed_at: Option<Instant>, window: Duration, now: Instant) -> O
 /// Send the `pending` broadcasts to every member, one message each. (A
 /// function of the fields it needs, so the handlers' panic guards can
 /// borrow the logger beside them.)
-fn flush(key: &RoomKey, members: &HashMap<Sid, Recipient<Deliver>>, pending: &mut Vec<Item>) {
+fn flush(key: &RoomKey, members: &HashMap<Sid, MemberConn>, pending: &mut Vec<Item>) {
     let items = match pending.len() {
         0 => return,
         1 => Items::One(pending.pop().expect("one pending")),
         _ => Items::Many(std::mem::take(pending).into()),
     };
     for (sid, conn) in members {
-        conn.do_send(Deliver {
+        conn.deliver(Deliver {
             ns: key.ns.clone(),
             sid: sid.clone(),
             via: key.room.clone(),
@@ -348,8 +348,7 @@ mod tests {
                     AddMember {
                         sid: sid.clone(),
                         ns: "/".into(),
-                        conn: m.clone().recipient(),
-                        control: m.recipient(),
+                        conn: Arc::new(m),
                     },
                 );
                 sid
@@ -411,8 +410,7 @@ mod tests {
                 AddMember {
                     sid: Sid::random(),
                     ns: "/".into(),
-                    conn: m.clone().recipient(),
-                    control: m.recipient(),
+                    conn: Arc::new(m),
                 },
             );
             let room = rooms.get(&key).expect("room actor");

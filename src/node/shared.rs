@@ -12,7 +12,7 @@ use regex::Regex;
 use slog::{debug, o, Logger};
 
 use super::connection::Connection;
-use super::delivery::{Deliver, Encoded, Mode};
+use super::delivery::{Encoded, Mode};
 use super::dispatch::{local_handler, Dispatch};
 use super::fanout::{BroadcastOperator, UserOperator};
 use super::interest::Registry;
@@ -22,7 +22,7 @@ use super::observer::Observer;
 use super::recovery::cluster::ClusterRecovery;
 use super::recovery::{Recovery, RecoveryConfig, Target};
 use super::room::{RoomActor, RoomKey};
-use super::socket::Socket;
+use super::socket::{ConnAddr, Socket};
 use super::user::{UserActor, UserEmit};
 use crate::adapter::Cluster;
 use crate::engineio::{EngineAppFactory, Handshake, SessionActor, Sid};
@@ -376,7 +376,7 @@ impl ServerShared {
     }
 
     /// The connection of local socket `sid` in `ns`, if `sid` is one.
-    pub fn local_socket(&self, ns: &str, sid: &str) -> Option<Recipient<Deliver>> {
+    pub fn local_socket(&self, ns: &str, sid: &str) -> Option<ConnAddr> {
         // Socket ids have one length: most room names are ruled out for
         // free. A Socket.IO v2 client's has another shape.
         let v2 = || self.config.v2_clients && super::connection::could_be_v2_socket_id(sid);
@@ -385,7 +385,7 @@ impl ServerShared {
         }
         let namespaces = self.namespaces.read();
         let socket = namespaces.get(ns)?.sockets.read().get(sid)?.clone();
-        Some(socket.inner.conn.clone().recipient())
+        Some(socket.inner.conn.clone())
     }
 
     pub fn cluster(&self) -> Option<&Cluster> {

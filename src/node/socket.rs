@@ -49,11 +49,16 @@ impl Event {
     }
 }
 
+/// A connection's address: made once when its session opens and shared by
+/// its sockets, their acks and its memberships (an address clone
+/// allocates; an `Arc` clone does not).
+pub(crate) type ConnAddr = Arc<Addr<SessionActor<Connection>>>;
+
 /// Answers one client acknowledgement; consumed by `send`, so an ack can only
 /// be answered once.
 #[derive(Debug)]
 pub struct AckSender {
-    pub(crate) conn: Addr<SessionActor<Connection>>,
+    pub(crate) conn: ConnAddr,
     pub(crate) ns: Arc<str>,
     pub(crate) sid: Sid,
     pub(crate) id: u64,
@@ -186,7 +191,7 @@ pub struct Socket {
 pub(crate) struct SocketInner {
     pub id: Sid,
     pub ns: Arc<str>,
-    pub conn: Addr<SessionActor<Connection>>,
+    pub conn: ConnAddr,
     /// Its connection is on WebSocket now (set by the connection at the
     /// upgrade; what the admin UI and `fetchSockets` report).
     pub websocket: std::sync::atomic::AtomicBool,
@@ -407,8 +412,7 @@ impl Socket {
             AddMember {
                 sid: inner.id.clone(),
                 ns: inner.ns.clone(),
-                conn: inner.conn.clone().recipient(),
-                control: inner.conn.clone().recipient(),
+                conn: inner.conn.clone(),
             },
         );
         drop(set);

@@ -84,7 +84,7 @@ impl Handler<UserEmit> for UserActor {
         guard(ctx, &self.log, "user", |_| {
             for (sid, m) in &self.sockets {
                 if m.ns == msg.ns {
-                    m.conn.do_send(Deliver::one(
+                    m.conn.deliver(Deliver::one(
                         m.ns.clone(),
                         sid.clone(),
                         None,
@@ -109,7 +109,7 @@ impl Handler<DisconnectUser> for UserActor {
     fn handle(&mut self, _: DisconnectUser, ctx: &mut Context<Self>) -> usize {
         guard(ctx, &self.log, "user", |_| {
             for (sid, m) in &self.sockets {
-                m.control.do_send(DisconnectSocket {
+                m.conn.disconnect(DisconnectSocket {
                     ns: m.ns.clone(),
                     sid: sid.clone(),
                 });

@@ -11,7 +11,7 @@ impl EngineCore {
         if !self.grace_armed {
             self.grace_armed = true;
             if let Some(me) = &self.me {
-                me.do_send(Backpressure::Arm);
+                me.backpressure(Backpressure::Arm);
             }
         }
     }
@@ -23,7 +23,7 @@ impl EngineCore {
         }
         self.buffer.clear();
         if let Some(me) = &self.me {
-            me.do_send(Backpressure::Close(why));
+            me.backpressure(Backpressure::Close(why));
         }
     }
 

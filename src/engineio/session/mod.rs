@@ -57,6 +57,9 @@ use crate::engineio::websocket::WsSink;
 /// Its methods run inside the session actor, with the engine's state and the
 /// actor's context, so an app can send, close, and schedule timers itself.
 pub trait EngineApp: Sized + Unpin + 'static {
+    /// The session's address, before `on_open`: one pointer for its life,
+    /// to share rather than clone (an address clone allocates).
+    fn on_address(&mut self, _me: &Arc<Addr<SessionActor<Self>>>) {}
     /// The session is open and its open packet is queued.
     fn on_open(&mut self, _core: &mut EngineCore, _ctx: &mut Context<SessionActor<Self>>) {}
     /// One message from the client, in the order the client sent it.
@@ -132,8 +135,9 @@ pub struct EngineCore {
     /// A slow-consumer check is scheduled.
     grace_armed: bool,
     /// This session's own address, for what must happen outside a call that
-    /// has no actor context (closing a slow consumer found while sending).
-    me: Option<Recipient<Backpressure>>,
+    /// has no actor context (closing a slow consumer found while sending):
+    /// the registry's pointer, shared (docs/decisions.md, "Idle memory").
+    me: Option<Arc<dyn SessionPort>>,
     /// When the handshake made it: its lifetime is observed at the close
     /// (`riptide_engine_session_duration_seconds`).
     opened: std::time::Instant,
@@ -203,8 +207,12 @@ impl<A: EngineApp> Actor for SessionActor<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let me = ctx.address();
-        self.core.me = Some(me.clone().recipient());
+        // One address for the session's life, behind one pointer shared by
+        // the registry, the session itself and its app: every clone of an
+        // actix address allocates sender state of its own.
+        let me = Arc::new(ctx.address());
+        self.app.on_address(&me);
+        self.core.me = Some(me.clone());
         self.core.registry.write().insert(
             self.core.sid.clone(),
             SessionHandle::new(self.core.protocol, me),
@@ -302,6 +310,7 @@ pub struct SessionHandle {
 
 /// A session's address, whatever its app type.
 trait SessionPort: Send + Sync {
+    fn backpressure(&self, b: Backpressure);
     fn poll(&self) -> Recipient<Poll>;
     fn post(&self) -> Recipient<Post>;
     fn ws(&self) -> Recipient<WsEvent>;
@@ -310,6 +319,9 @@ trait SessionPort: Send + Sync {
 }
 
 impl<A: EngineApp> SessionPort for Addr<SessionActor<A>> {
+    fn backpressure(&self, b: Backpressure) {
+        self.do_send(b);
+    }
     fn poll(&self) -> Recipient<Poll> {
         self.clone().recipient()
     }
@@ -328,10 +340,10 @@ impl<A: EngineApp> SessionPort for Addr<SessionActor<A>> {
 }
 
 impl SessionHandle {
-    pub fn new<A: EngineApp>(protocol: Protocol, session: Addr<SessionActor<A>>) -> Self {
+    pub fn new<A: EngineApp>(protocol: Protocol, session: Arc<Addr<SessionActor<A>>>) -> Self {
         SessionHandle {
             protocol,
-            port: Arc::new(session),
+            port: session,
         }
     }
     /// Where a polling GET goes.
