@@ -282,7 +282,7 @@ impl<F: EngineAppFactory> Engine<F> {
         req: &HttpRequest,
         kind: TransportKind,
         protocol: Protocol,
-    ) -> Result<Addr<SessionActor<F::App>>, EngineError> {
+    ) -> Result<Arc<Addr<SessionActor<F::App>>>, EngineError> {
         if self
             .inner
             .draining
@@ -365,7 +365,7 @@ impl<F: EngineAppFactory> Engine<F> {
             capacity,
             ip: ip_slot,
         });
-        Ok(SessionActor { core, app }.start())
+        Ok(SessionActor::launch(core, app))
     }
 }
 
@@ -468,7 +468,7 @@ async fn handle_request<F: EngineAppFactory>(
                     if req.method() != Method::GET {
                         return engine.error(&req, EngineError::BadRequest);
                     }
-                    websocket(&engine, &req, payload, handle.ws(), true, protocol, base64)
+                    websocket(&engine, &req, payload, handle.clone(), true, protocol, base64)
                 }
             }
         }
@@ -521,7 +521,7 @@ async fn handshake<F: EngineAppFactory>(
     };
     match kind {
         TransportKind::Polling => {
-            let handle = SessionHandle::new(protocol, std::sync::Arc::new(session));
+            let handle = SessionHandle::new(protocol, session);
             poll(&engine, &req, &handle, None).await
         }
         TransportKind::WebSocket => {
@@ -529,7 +529,7 @@ async fn handshake<F: EngineAppFactory>(
                 &engine,
                 &req,
                 payload,
-                session.clone().recipient(),
+                SessionHandle::new(protocol, session.clone()),
                 false,
                 protocol,
                 base64,
@@ -672,7 +672,7 @@ fn websocket<F: EngineAppFactory>(
     engine: &Engine<F>,
     req: &HttpRequest,
     payload: web::Payload,
-    session: Recipient<super::session::WsEvent>,
+    session: SessionHandle,
     upgrade: bool,
     protocol: Protocol,
     base64: bool,

@@ -166,6 +166,19 @@ pub struct SessionActor<A: EngineApp> {
 }
 
 impl<A: EngineApp> SessionActor<A> {
+    /// Start a session on the current worker. Its one address for its life,
+    /// behind one pointer shared by the registry, the session itself, its
+    /// app and its WebSocket: every clone of an actix address allocates
+    /// sender state of its own (docs/decisions.md, "Idle memory").
+    pub fn launch(mut core: EngineCore, mut app: A) -> Arc<Addr<Self>> {
+        let ctx = Context::new();
+        let me = Arc::new(ctx.address());
+        app.on_address(&me);
+        core.me = Some(me.clone());
+        ctx.run(SessionActor { core, app });
+        me
+    }
+
     fn on_packet(&mut self, packet: Packet, from_ws: Option<u64>, ctx: &mut Context<Self>) {
         if self.core.protocol == Protocol::V3 {
             match packet {
@@ -207,15 +220,22 @@ impl<A: EngineApp> Actor for SessionActor<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // One address for the session's life, behind one pointer shared by
-        // the registry, the session itself and its app: every clone of an
-        // actix address allocates sender state of its own.
-        let me = Arc::new(ctx.address());
-        self.app.on_address(&me);
-        self.core.me = Some(me.clone());
+        let me = match &self.core.me {
+            Some(me) => me.clone(),
+            // Not started by `launch`.
+            None => {
+                let me = Arc::new(ctx.address());
+                self.app.on_address(&me);
+                self.core.me = Some(me.clone());
+                me
+            }
+        };
         self.core.registry.write().insert(
             self.core.sid.clone(),
-            SessionHandle::new(self.core.protocol, me),
+            SessionHandle {
+                protocol: self.core.protocol,
+                port: me,
+            },
         );
         let open = serde_json::json!({
             "sid": self.core.sid.as_str(),
@@ -311,9 +331,9 @@ pub struct SessionHandle {
 /// A session's address, whatever its app type.
 trait SessionPort: Send + Sync {
     fn backpressure(&self, b: Backpressure);
+    fn ws_event(&self, e: WsEvent);
     fn poll(&self) -> Recipient<Poll>;
     fn post(&self) -> Recipient<Post>;
-    fn ws(&self) -> Recipient<WsEvent>;
     fn poll_aborted(&self);
     fn close(&self, reason: CloseReason);
 }
@@ -322,13 +342,13 @@ impl<A: EngineApp> SessionPort for Addr<SessionActor<A>> {
     fn backpressure(&self, b: Backpressure) {
         self.do_send(b);
     }
+    fn ws_event(&self, e: WsEvent) {
+        self.do_send(e);
+    }
     fn poll(&self) -> Recipient<Poll> {
         self.clone().recipient()
     }
     fn post(&self) -> Recipient<Post> {
-        self.clone().recipient()
-    }
-    fn ws(&self) -> Recipient<WsEvent> {
         self.clone().recipient()
     }
     fn poll_aborted(&self) {
@@ -354,9 +374,9 @@ impl SessionHandle {
     pub fn post(&self) -> Recipient<Post> {
         self.port.post()
     }
-    /// Where a WebSocket of this session reports.
-    pub fn ws(&self) -> Recipient<WsEvent> {
-        self.port.ws()
+    /// Tell the session of its WebSocket (without a recipient of its own).
+    pub fn ws_event(&self, e: WsEvent) {
+        self.port.ws_event(e)
     }
     /// A waiting GET's request went away unanswered.
     pub fn poll_aborted(&self) {

@@ -7,7 +7,9 @@ use actix_http::ws::CloseCode;
 use slog::debug;
 use tokio::sync::oneshot;
 
-use super::{CloseReason, EngineApp, EngineCore, Frame, Probe, SessionActor, Transport};
+use super::{
+    CloseReason, EngineApp, EngineCore, Frame, Probe, SessionActor, SessionHandle, Transport,
+};
 use crate::engineio::errors::EngineError;
 use crate::engineio::packet::Packet;
 use crate::engineio::websocket::WsSink;
@@ -162,9 +164,9 @@ pub enum WsEvent {
 impl WsEvent {
     /// Queue a [`WsEvent::Reached`] behind what was sent to `session`: the
     /// receiver errs if the session is gone.
-    pub fn reached(session: &Recipient<WsEvent>) -> oneshot::Receiver<()> {
+    pub fn reached(session: &SessionHandle) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        session.do_send(WsEvent::Reached(tx));
+        session.ws_event(WsEvent::Reached(tx));
         rx
     }
 }

@@ -23,7 +23,6 @@ use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix::prelude::*;
 use actix_http::ws::CloseCode;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::Either;
@@ -32,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::reader::{FrameReader, Step};
 use super::{fail, queue_read, State, WsSink};
 use crate::engineio::packet::{Packet, Protocol};
-use crate::engineio::session::WsEvent;
+use crate::engineio::session::{SessionHandle, WsEvent};
 
 /// A frame at least this long is written from its own buffer; shorter ones
 /// are copied into the thread's write buffer and leave together.
@@ -71,7 +70,7 @@ pub(crate) enum Takeover {
     /// An Engine.IO session's WebSocket.
     Session {
         sink: WsSink,
-        session: Recipient<WsEvent>,
+        session: SessionHandle,
         max_payload: usize,
         /// How its frames decode (Engine.IO v3 binary frames carry a type byte).
         protocol: Protocol,
@@ -215,7 +214,7 @@ where
     #[allow(clippy::manual_async_fn)]
     fn run<G: 'static>(
         mut self,
-        session: Recipient<WsEvent>,
+        session: SessionHandle,
         mut unread: bool,
         guard: G,
     ) -> impl Future<Output = ()> {
@@ -270,7 +269,7 @@ where
                 }
                 // The read side is over: the session hears it now, while what is
                 // queued (the close frame last) is still being written.
-                session.do_send(WsEvent::Closed { id });
+                session.ws_event(WsEvent::Closed { id });
                 reported = true;
                 poll_fn(|cx| c.poll_write(cx)).await
             };
@@ -280,7 +279,7 @@ where
             // (`Conn`'s drop detaches the sink before the socket is closed.)
             drop(self);
             if !reported {
-                session.do_send(WsEvent::Closed { id });
+                session.ws_event(WsEvent::Closed { id });
             }
             drop(guard);
         }
@@ -340,7 +339,7 @@ where
     /// Hand the decoded packets to the session in order, waiting until it
     /// has taken the last one (inbound backpressure: one read's worth).
     /// `Ok(false)` when the session is gone.
-    async fn hand_over(&mut self, session: &Recipient<WsEvent>) -> Result<bool, WriteEnd> {
+    async fn hand_over(&mut self, session: &SessionHandle) -> Result<bool, WriteEnd> {
         let Some(taken) = queue_read(session, self.sink.id, &mut self.packets) else {
             return Ok(true);
         };

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use actix::prelude::*;
 use actix_http::ws::CloseCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -27,7 +26,7 @@ use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 
 use super::packet::{Packet, Protocol};
-use super::session::{Frame, WsEvent};
+use super::session::{Frame, SessionHandle, WsEvent};
 
 mod conn;
 pub(crate) mod deflate;
@@ -587,7 +586,7 @@ pub struct Opening {
 pub fn accept(
     req: &HttpRequest,
     payload: web::Payload,
-    session: Recipient<WsEvent>,
+    session: SessionHandle,
     opening: Opening,
     limits: WsLimits,
 ) -> Result<(HttpResponse, WsSink), actix_web_actors::ws::HandshakeError> {
@@ -617,7 +616,7 @@ pub fn accept(
         // Riptide's upgrade service runs the WebSocket on the raw
         // connection, which writes this response's head with the first
         // frames (conn.rs).
-        session.do_send(WsEvent::Attach {
+        session.ws_event(WsEvent::Attach {
             id: sink.id,
             ws: sink.clone(),
             upgrade,
@@ -635,7 +634,7 @@ pub fn accept(
     let body = Body {
         shared: sink.shared.clone(),
     };
-    session.do_send(WsEvent::Attach {
+    session.ws_event(WsEvent::Attach {
         id: sink.id,
         ws: sink.clone(),
         upgrade,
@@ -654,23 +653,23 @@ pub fn accept(
 /// A bad frame: the packets decoded before it still reach the session
 /// first, then the session hears why and the WebSocket is closed.
 fn fail(
-    session: &Recipient<WsEvent>,
+    session: &SessionHandle,
     sink: &WsSink,
     kind: &'static str,
     code: CloseCode,
     packets: &mut Vec<Packet>,
 ) {
     send_packets(session, sink.id, packets);
-    session.do_send(WsEvent::Invalid { id: sink.id, kind });
+    session.ws_event(WsEvent::Invalid { id: sink.id, kind });
     sink.close(code, kind);
 }
 
 /// Send `packets` to the session in order, leaving the vector empty.
-fn send_packets(session: &Recipient<WsEvent>, id: u64, packets: &mut Vec<Packet>) {
+fn send_packets(session: &SessionHandle, id: u64, packets: &mut Vec<Packet>) {
     // Taken, not drained: the vector's capacity is not kept between reads
     // (160 bytes in every idle connection after its first read).
     for packet in std::mem::take(packets) {
-        session.do_send(WsEvent::Packet { id, packet });
+        session.ws_event(WsEvent::Packet { id, packet });
     }
 }
 
@@ -679,7 +678,7 @@ fn send_packets(session: &Recipient<WsEvent>, id: u64, packets: &mut Vec<Packet>
 /// has taken the last one (inbound backpressure), and errs if the session
 /// is gone. `None` when there were no packets.
 fn queue_read(
-    session: &Recipient<WsEvent>,
+    session: &SessionHandle,
     id: u64,
     packets: &mut Vec<Packet>,
 ) -> Option<tokio::sync::oneshot::Receiver<()>> {
@@ -693,7 +692,7 @@ fn queue_read(
 /// Hand `packets` to the session in order, waiting until it has taken the
 /// last one: inbound backpressure is one read's worth of packets. `false`
 /// when the session is gone.
-async fn hand_over(session: &Recipient<WsEvent>, id: u64, packets: &mut Vec<Packet>) -> bool {
+async fn hand_over(session: &SessionHandle, id: u64, packets: &mut Vec<Packet>) -> bool {
     match queue_read(session, id, packets) {
         Some(taken) => taken.await.is_ok(),
         None => true,
@@ -711,7 +710,7 @@ async fn hand_over(session: &Recipient<WsEvent>, id: u64, packets: &mut Vec<Pack
 /// on the raw connection.
 async fn read_loop(
     mut payload: web::Payload,
-    session: Recipient<WsEvent>,
+    session: SessionHandle,
     sink: WsSink,
     max: usize,
     protocol: Protocol,
@@ -750,5 +749,5 @@ async fn read_loop(
     // Whatever ended the read side (the peer closed, a bad frame, the
     // session went away) ends the write side too.
     sink.close(CloseCode::Normal, "");
-    session.do_send(WsEvent::Closed { id });
+    session.ws_event(WsEvent::Closed { id });
 }
