@@ -20,7 +20,7 @@ use slog::{debug, warn};
 use tokio::sync::oneshot;
 
 use super::delivery::{Deliver, DisconnectSocket, Encoded, Item, Mode};
-use super::dispatch::Dispatch;
+use super::dispatch::{Dispatch, HandlerRef};
 use super::interest::AddMember;
 use super::limits::{EventBudget, EventVerdict};
 use super::namespace::{
@@ -52,7 +52,7 @@ struct SocketState {
     runtime: Arc<NamespaceRuntime>,
     acks: HashMap<u64, (AckReply, SpawnHandle)>,
     next_ack: u64,
-    handler: Recipient<Dispatch>,
+    handler: HandlerRef,
     /// The socket's event rate limit.
     budget: EventBudget,
     /// Being recovered through the cluster, or waiting for its preface
@@ -231,14 +231,73 @@ impl Start {
     }
 }
 
+/// A connection's sockets by namespace: a vector, searched in order. A
+/// client has one socket, or a few (at most `max_namespaces`), so a search
+/// is a comparison or two of short names; a hash table allocated four
+/// slots at least for the one (docs/decisions.md, "Idle memory").
+struct NsMap<V>(Vec<(Arc<str>, V)>);
+
+impl<V> Default for NsMap<V> {
+    fn default() -> Self {
+        NsMap(Vec::new())
+    }
+}
+
+impl<V> NsMap<V> {
+    fn position(&self, ns: &str) -> Option<usize> {
+        self.0.iter().position(|(k, _)| &**k == ns)
+    }
+    fn contains_key(&self, ns: &str) -> bool {
+        self.position(ns).is_some()
+    }
+    fn get(&self, ns: &str) -> Option<&V> {
+        self.0.iter().find(|(k, _)| &**k == ns).map(|(_, v)| v)
+    }
+    fn get_mut(&mut self, ns: &str) -> Option<&mut V> {
+        self.0.iter_mut().find(|(k, _)| &**k == ns).map(|(_, v)| v)
+    }
+    /// Insert or replace: the one entry of `ns`.
+    fn insert(&mut self, ns: Arc<str>, v: V) {
+        match self.position(&ns) {
+            Some(i) => self.0[i].1 = v,
+            None => {
+                // One slot at a time (a vector's first growth is to four).
+                self.0.reserve_exact(1);
+                self.0.push((ns, v));
+            }
+        }
+    }
+    fn remove(&mut self, ns: &str) -> Option<V> {
+        let i = self.position(ns)?;
+        // Order is of no meaning: the last one takes the place.
+        Some(self.0.swap_remove(i).1)
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter().map(|(k, _)| k)
+    }
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
+
+impl<V> IntoIterator for NsMap<V> {
+    type Item = (Arc<str>, V);
+    type IntoIter = std::vec::IntoIter<(Arc<str>, V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 /// The Socket.IO side of one client connection.
 pub struct Connection {
     server: Arc<ServerShared>,
     handshake: Arc<Handshake>,
     decoder: Decoder,
-    // Boxed: a hash table allocates four slots at least, and a socket's
-    // state inline in each made every idle connection pay for four.
-    sockets: HashMap<Arc<str>, Box<SocketState>, foldhash::fast::RandomState>,
+    // Boxed: a socket's state is large, and the map's entries stay small.
+    sockets: NsMap<Box<SocketState>>,
     /// Namespaces this connection had a socket on, most recent last, at most
     /// `max_namespaces`: a packet the client sent for one before it learned
     /// that the server disconnected it is dropped, not a protocol violation.
@@ -258,7 +317,7 @@ impl Connection {
             server,
             handshake,
             decoder,
-            sockets: HashMap::default(),
+            sockets: NsMap::default(),
             left: VecDeque::new(),
             connect_timer: None,
             connecting: HashSet::default(),

@@ -32,10 +32,15 @@ pub enum Dispatch {
     Barrier,
 }
 
+/// A namespace's handler actor on one thread, as its sockets hold it: one
+/// recipient behind one pointer (a recipient clone allocates; every socket
+/// held one).
+pub(crate) type HandlerRef = Arc<Recipient<Dispatch>>;
+
 thread_local! {
     /// The handler actor of each namespace on this worker thread, started on
     /// first use: connections talk to the instance on their own thread.
-    static LOCAL_HANDLERS: RefCell<HashMap<usize, Recipient<Dispatch>>> = RefCell::new(HashMap::new());
+    static LOCAL_HANDLERS: RefCell<HashMap<usize, HandlerRef>> = RefCell::new(HashMap::new());
 }
 
 /// The handler of namespace `id` on the current thread, started if needed;
@@ -44,7 +49,7 @@ pub(crate) fn local_handler(
     id: usize,
     start: &dyn Fn() -> Recipient<Dispatch>,
     started: impl FnOnce(&Recipient<Dispatch>),
-) -> Recipient<Dispatch> {
+) -> HandlerRef {
     LOCAL_HANDLERS.with(|h| {
         let mut h = h.borrow_mut();
         match h.get(&id) {
@@ -52,6 +57,7 @@ pub(crate) fn local_handler(
             _ => {
                 let r = start();
                 started(&r);
+                let r = Arc::new(r);
                 h.insert(id, r.clone());
                 r
             }

@@ -13,7 +13,7 @@ use slog::{debug, o, Logger};
 
 use super::connection::Connection;
 use super::delivery::{Encoded, Mode};
-use super::dispatch::{local_handler, Dispatch};
+use super::dispatch::{local_handler, Dispatch, HandlerRef};
 use super::fanout::{BroadcastOperator, UserOperator};
 use super::interest::Registry;
 use super::metrics::Metrics;
@@ -426,7 +426,7 @@ impl ServerShared {
 
     /// The handler actor of namespace `spec` on the current thread, started
     /// (and recorded for shutdown) on first use.
-    pub fn handler(&self, spec: &NamespaceSpec) -> Recipient<Dispatch> {
+    pub fn handler(&self, spec: &NamespaceSpec) -> HandlerRef {
         let start = || (spec.start_handler)(self.metrics.clone(), self.log.clone());
         local_handler(spec.id, &start, |h| {
             let mut handlers = self.handlers.lock();
