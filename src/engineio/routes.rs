@@ -468,7 +468,15 @@ async fn handle_request<F: EngineAppFactory>(
                     if req.method() != Method::GET {
                         return engine.error(&req, EngineError::BadRequest);
                     }
-                    websocket(&engine, &req, payload, handle.clone(), true, protocol, base64)
+                    websocket(
+                        &engine,
+                        &req,
+                        payload,
+                        handle.clone(),
+                        true,
+                        protocol,
+                        base64,
+                    )
                 }
             }
         }

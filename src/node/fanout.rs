@@ -410,13 +410,12 @@ pub(crate) fn describe(s: &Socket, node: NodeId) -> RemoteSocket {
         .headers
         .iter()
         // Credentials stay on the node that received them.
-        .filter(|(k, v)| {
-            !v.is_sensitive()
-                && *k != actix_web::http::header::COOKIE
+        .filter(|(k, _)| {
+            *k != actix_web::http::header::COOKIE
                 && *k != actix_web::http::header::AUTHORIZATION
                 && *k != actix_web::http::header::PROXY_AUTHORIZATION
         })
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").into()))
+        .map(|(k, v)| (k.to_owned(), v.into()))
         .collect();
     let handshake = serde_json::json!({
         "query": hs.query,

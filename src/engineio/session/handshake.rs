@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::HeaderMap;
 
 use crate::engineio::packet::Protocol;
 use crate::engineio::sid::Sid;
@@ -37,46 +37,56 @@ impl Handshake {
     }
 }
 
-/// The handshake request's headers, copied compactly, in request order.
+/// The handshake request's headers, copied compactly (a name's values in
+/// request order).
 ///
 /// A session keeps them for its whole life (`Socket::handshake()`). A clone
 /// of actix-web's `HeaderMap` keeps its hash table, sized for a large
 /// request, and values that point into the request's read buffer: 6.7 kB
 /// per idle connection, a quarter of it (docs/decisions.md, "idle
-/// memory"). Here: one slice of exactly the headers sent, each value its
-/// own copy.
-#[derive(Debug, Clone, Default)]
-pub struct Headers(Box<[(HeaderName, HeaderValue)]>);
+/// memory"). A slice of `(HeaderName, HeaderValue)` was 72 bytes a header
+/// plus a copy of each value. Here: every name and value as text, back to
+/// back in one buffer, and where each ends: two allocations whatever the
+/// count, the headers' own length and 8 bytes a header.
+///
+/// Values are text as the clients' servers give them: UTF-8 when they are,
+/// otherwise each byte one character (ISO-8859-1, as Node.js reads them).
+#[derive(Clone, Default)]
+pub struct Headers {
+    /// Each name (lower-case, as HTTP/1 parsing leaves it) then its value.
+    text: Box<str>,
+    /// Where each header's name and value end in `text`.
+    ends: Box<[(u32, u32)]>,
+}
 
 impl Headers {
     pub fn from_map(map: &HeaderMap) -> Headers {
-        Headers(
-            map.iter()
-                .map(|(name, value)| {
-                    // Standard names are constants; others, and every value,
-                    // are copied out of the request's buffer.
-                    let name =
-                        HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or(name.clone());
-                    let mut copy =
-                        HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-                    copy.set_sensitive(value.is_sensitive());
-                    (name, copy)
-                })
-                .collect(),
-        )
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(map.len());
+        for (name, value) in map.iter() {
+            text.push_str(name.as_str());
+            let name_end = text.len() as u32;
+            match std::str::from_utf8(value.as_bytes()) {
+                Ok(v) => text.push_str(v),
+                Err(_) => text.extend(value.as_bytes().iter().map(|&b| b as char)),
+            }
+            ends.push((name_end, text.len() as u32));
+        }
+        Headers {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
     }
 
     /// The first value of header `name` (case-insensitive).
-    pub fn get(&self, name: impl AsRef<str>) -> Option<&HeaderValue> {
+    pub fn get(&self, name: impl AsRef<str>) -> Option<&str> {
         self.get_all(name).next()
     }
 
     /// Every value of header `name` (case-insensitive), in request order.
-    pub fn get_all(&self, name: impl AsRef<str>) -> impl Iterator<Item = &HeaderValue> {
-        // Header names are stored lower-case.
-        self.0
-            .iter()
-            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name.as_ref()))
+    pub fn get_all(&self, name: impl AsRef<str>) -> impl Iterator<Item = &str> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_ref()))
             .map(|(_, v)| v)
     }
 
@@ -84,16 +94,30 @@ impl Headers {
         self.get(name).is_some()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.0.iter().map(|(n, v)| (n, v))
+    /// Every header as (name, value); a name that came several times comes
+    /// as often, its values in request order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, end)| {
+            let (name_end, end) = (name_end as usize, end as usize);
+            let pair = (&self.text[start..name_end], &self.text[name_end..end]);
+            start = end;
+            pair
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -131,6 +155,7 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
 
     #[test]
     fn headers_are_copied_and_found_case_insensitively() {
@@ -154,9 +179,37 @@ mod tests {
             h.get(actix_web::http::header::AUTHORIZATION).unwrap(),
             "Bearer t"
         );
-        let tags: Vec<_> = h.get_all("X-Tag").map(|v| v.to_str().unwrap()).collect();
+        let tags: Vec<_> = h.get_all("X-Tag").collect();
         assert_eq!(tags, ["a", "b"]);
         assert!(!h.contains_key("cookie"));
+        let mut all: Vec<_> = h.iter().collect();
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                ("authorization", "Bearer t"),
+                ("x-tag", "a"),
+                ("x-tag", "b")
+            ]
+        );
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_read_byte_by_byte() {
+        let mut map = HeaderMap::new();
+        map.append(
+            HeaderName::from_static("x-utf8"),
+            HeaderValue::from_bytes("caf\u{e9}".as_bytes()).unwrap(),
+        );
+        map.append(
+            HeaderName::from_static("x-latin1"),
+            HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
+        let h = Headers::from_map(&map);
+        assert_eq!(h.get("x-utf8"), Some("caf\u{e9}"));
+        assert_eq!(h.get("x-latin1"), Some("caf\u{e9}"));
+        assert!(Headers::default().is_empty());
+        assert_eq!(Headers::default().get("host"), None);
     }
 
     #[test]

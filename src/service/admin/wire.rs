@@ -32,8 +32,7 @@ pub(super) fn local_socket(s: &Socket, at: &Endpoint) -> Value {
     let headers: Map<String, Value> = hs
         .headers
         .iter()
-        .filter(|(_, v)| !v.is_sensitive())
-        .map(|(k, v)| (k.as_str().to_owned(), Value::from(v.to_str().unwrap_or(""))))
+        .map(|(k, v)| (k.to_owned(), Value::from(v)))
         .collect();
     let rooms = room_list(&inner.rooms.lock().rooms, &inner.id);
     let issued = millis(hs.issued);

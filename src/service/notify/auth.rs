@@ -248,10 +248,7 @@ pub fn token_of<'a>(auth: &'a Value, headers: &'a crate::engineio::Headers) -> O
     if let Some(t) = auth.get("token").and_then(Value::as_str) {
         return Some(t);
     }
-    let value = headers
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let value = headers.get(actix_web::http::header::AUTHORIZATION)?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
