@@ -7,7 +7,7 @@
 //! decided here first, so a socket filters what rooms deliver to it against
 //! its own, authoritative, room set.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +57,8 @@ struct SocketState {
     budget: EventBudget,
     /// Being recovered through the cluster, or waiting for its preface
     /// ([`ConnectRequest::preface`]): attached, not announced yet.
-    restoring: Option<Buffered>,
+    // Boxed: rare, and every socket's state would carry its size.
+    restoring: Option<Box<Buffered>>,
 }
 
 /// What a socket being recovered through the cluster (or waiting for its
@@ -301,12 +302,12 @@ pub struct Connection {
     /// Namespaces this connection had a socket on, most recent last, at most
     /// `max_namespaces`: a packet the client sent for one before it learned
     /// that the server disconnected it is dropped, not a protocol violation.
-    left: VecDeque<Arc<str>>,
+    left: Vec<Arc<str>>,
     /// Closes the connection if no CONNECT succeeds in time; cancelled by
     /// the first that does.
     connect_timer: Option<SpawnHandle>,
     /// Namespaces whose CONNECT waits for the cluster's recovery store.
-    connecting: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    connecting: NsMap<()>,
     me: Option<ConnAddr>,
 }
 
@@ -318,9 +319,9 @@ impl Connection {
             handshake,
             decoder,
             sockets: NsMap::default(),
-            left: VecDeque::new(),
+            left: Vec::new(),
             connect_timer: None,
-            connecting: HashSet::default(),
+            connecting: NsMap::default(),
             me: None,
         }
     }
@@ -367,7 +368,7 @@ impl Connection {
     /// reference server ("invalid state"), close the connection.
     fn invalid(&self, kind: &'static str, ns: &str, core: &mut EngineCore, ctx: &mut Ctx) {
         self.server.metrics.bad_input(kind);
-        debug!(core.log, "closing on a packet invalid in this state"; "kind" => kind, "ns" => ns);
+        debug!(core.log(), "closing on a packet invalid in this state"; "kind" => kind, "ns" => ns);
         core.close(CloseReason::ParseError, ctx);
     }
 
@@ -376,13 +377,13 @@ impl Connection {
         if let (true, PacketData::Connect(_)) = (self.is_v2(), &packet.data) {
             // A v2 CONNECT has no auth: its namespace may carry a query.
             let (ns, auth) = v2_namespace(&ns);
-            if self.sockets.contains_key(ns) || self.connecting.contains(ns) {
+            if self.sockets.contains_key(ns) || self.connecting.contains_key(ns) {
                 return self.invalid("duplicate_connect", ns, core, ctx);
             }
             return self.on_connect(ns.to_string(), Some(auth), core, ctx);
         }
         let connected =
-            self.sockets.contains_key(ns.as_str()) || self.connecting.contains(ns.as_str());
+            self.sockets.contains_key(ns.as_str()) || self.connecting.contains_key(ns.as_str());
         match packet.data {
             PacketData::Connect(_) if connected => {
                 self.invalid("duplicate_connect", &ns, core, ctx)
@@ -435,7 +436,7 @@ impl Connection {
         let Some(spec) = server.spec(&ns) else {
             server.metrics.bad_input("unknown_namespace");
             server.metrics.connect_error("invalid_namespace");
-            debug!(core.log, "connect to unknown namespace"; "ns" => &ns);
+            debug!(core.log(), "connect to unknown namespace"; "ns" => &ns);
             return self.connect_error(core, &ns, ConnectError::new("Invalid namespace"));
         };
         // The reference server hands handlers `{}` when the client sent no auth.
@@ -518,7 +519,7 @@ impl Connection {
         ran_middlewares: bool,
         ctx: &mut Ctx,
     ) {
-        self.connecting.insert(ns.clone());
+        self.connecting.insert(ns.clone(), ());
         let pid = auth
             .get("pid")
             .and_then(Value::as_str)
@@ -553,7 +554,7 @@ impl Connection {
                     let start = match restored {
                         Some(Ok(r)) => {
                             server.metrics.recovery("recovered");
-                            debug!(core.log, "socket recovered"; "ns" => &*ns,
+                            debug!(core.log(), "socket recovered"; "ns" => &*ns,
                                 "sid" => r.state.sid.as_str(), "missed" => r.state.missed.len(),
                                 "took_over" => r.state.superseded.is_some());
                             Start::from_cluster(r)
@@ -561,7 +562,7 @@ impl Connection {
                         other => {
                             if let Some(Err(why)) = other {
                                 server.metrics.recovery(why.as_str());
-                                debug!(core.log, "socket not recovered"; "ns" => &*ns,
+                                debug!(core.log(), "socket not recovered"; "ns" => &*ns,
                                     "why" => why.as_str());
                             }
                             if !ran_middlewares {
@@ -622,7 +623,7 @@ impl Connection {
                 extensions,
                 pid: pid.clone(),
                 recovered,
-                resume: resume.map(Mutex::new),
+                resume: resume.map(|r| Box::new(Mutex::new(r))),
             }),
         };
         let Some(runtime) = server.attach(&socket) else {
@@ -695,10 +696,10 @@ impl Connection {
         if let (Some(end), Some(cluster)) = (restoring, server.cluster_recovery.get().cloned()) {
             // Attached: from now on its node's tail delivers to it (into the
             // buffer). What was appended since the first read comes next.
-            state.restoring = Some(Buffered {
+            state.restoring = Some(Box::new(Buffered {
                 missed,
                 buffer: Vec::new(),
-            });
+            }));
             self.sockets.insert(ns_name.clone(), Box::new(state));
             let rooms: Vec<Arc<str>> = socket.inner.rooms.lock().rooms.iter().cloned().collect();
             let read = async move {
@@ -720,10 +721,10 @@ impl Connection {
         if let Some(preface) = preface {
             // Attached and in its rooms: what reaches it now waits in the
             // buffer until the preface's events are written.
-            state.restoring = Some(Buffered {
+            state.restoring = Some(Box::new(Buffered {
                 missed,
                 buffer: Vec::new(),
-            });
+            }));
             self.sockets.insert(ns_name.clone(), Box::new(state));
             ctx.spawn(
                 actix::fut::wrap_future::<_, SessionActor<Connection>>(preface).map(
@@ -747,7 +748,7 @@ impl Connection {
             .get_mut(ns)
             .filter(|s| &s.socket.inner.id == sid)?;
         let buffered = state.restoring.take()?;
-        Some((state, buffered))
+        Some((state, *buffered))
     }
 
     /// A new socket's preface is in: its events, then what was delivered to
@@ -766,7 +767,7 @@ impl Connection {
         for (event, payload) in &preface.events {
             match encode_event(parser, ns, event, payload, None) {
                 Ok(frames) => missed.push(frames),
-                Err(e) => warn!(core.log, "preface event not sent"; "event" => event.as_str(),
+                Err(e) => warn!(core.log(), "preface event not sent"; "event" => event.as_str(),
                     "error" => %e),
             }
         }
@@ -873,7 +874,7 @@ impl Connection {
         for mw in &spec.connect_middleware {
             let verdict = catch_unwind(AssertUnwindSafe(|| mw(&mut req))).unwrap_or_else(|_| {
                 server.metrics.handler_panic();
-                warn!(core.log, "connect middleware panicked"; "ns" => ns);
+                warn!(core.log(), "connect middleware panicked"; "ns" => ns);
                 Err(ConnectError::new("Internal error"))
             });
             if let Err(e) = verdict {
@@ -903,14 +904,14 @@ impl Connection {
         match rec.restore(ns, pid, offset) {
             Ok(restored) => {
                 server.metrics.recovery("recovered");
-                debug!(core.log, "socket recovered"; "ns" => &**ns,
+                debug!(core.log(), "socket recovered"; "ns" => &**ns,
                     "sid" => restored.sid.as_str(), "missed" => restored.missed.len(),
                     "took_over" => restored.superseded.is_some());
                 Some(restored)
             }
             Err(why) => {
                 server.metrics.recovery(why.as_str());
-                debug!(core.log, "socket not recovered"; "ns" => &**ns, "why" => why.as_str());
+                debug!(core.log(), "socket not recovered"; "ns" => &**ns, "why" => why.as_str());
                 None
             }
         }
@@ -953,7 +954,7 @@ impl Connection {
             }
             EventVerdict::Close => {
                 self.server.metrics.event_refused("abuse");
-                warn!(core.log, "disconnecting a socket that keeps exceeding its event rate"; "ns" => ns);
+                warn!(core.log(), "disconnecting a socket that keeps exceeding its event rate"; "ns" => ns);
                 return self.remove_socket(
                     ns,
                     DisconnectReason::ServerNamespaceDisconnect,
@@ -1054,9 +1055,10 @@ impl Connection {
         }
         let name = state.socket.inner.ns.clone();
         self.left.retain(|l| *l != name);
-        self.left.push_back(name);
-        while self.left.len() > self.server.config.max_namespaces {
-            self.left.pop_front();
+        self.left.push(name);
+        // At most `max_namespaces` (a handful): the oldest goes.
+        if self.left.len() > self.server.config.max_namespaces {
+            self.left.remove(0);
         }
         self.detach(*state, reason);
     }
@@ -1177,7 +1179,7 @@ impl EngineApp for Connection {
             Ok(None) => {}
             Err(e) => {
                 self.server.metrics.bad_input("socket_decode");
-                debug!(core.log, "closing on a packet that does not decode"; "error" => %e);
+                debug!(core.log(), "closing on a packet that does not decode"; "error" => %e);
                 core.close(CloseReason::ParseError, ctx);
             }
         }

@@ -3,7 +3,7 @@
 //! connection actor that owns it.
 
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,7 +213,7 @@ pub(crate) struct SocketInner {
     pub recovered: bool,
     /// Where its client stands in the namespace's recovery log (updated by
     /// its connection as stored events are written).
-    pub resume: Option<Mutex<Resume>>,
+    pub resume: Option<Box<Mutex<Resume>>>,
 }
 
 #[derive(Debug, Default)]
@@ -546,38 +546,59 @@ pub(crate) fn default_json_data(user: Option<&str>) -> Value {
     }
 }
 
-/// A socket's typed state: at most one value per type.
+/// A socket's typed state: at most one value per type. A vector searched
+/// in order: a socket keeps none or a few (a hash table's 48 bytes were in
+/// every socket, docs/decisions.md "Idle memory").
 #[derive(Default)]
 pub struct Extensions {
-    map: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    map: Mutex<Vec<(TypeId, Box<dyn Any + Send + Sync>)>>,
+}
+
+type Slots = Vec<(TypeId, Box<dyn Any + Send + Sync>)>;
+
+fn slot_of<T: 'static>(slots: &Slots) -> Option<usize> {
+    slots.iter().position(|(id, _)| *id == TypeId::of::<T>())
 }
 
 impl Extensions {
     /// Store `value`, returning the one of the same type it replaces.
     pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<T> {
-        self.map
-            .lock()
-            .insert(TypeId::of::<T>(), Box::new(value))
-            .and_then(|old| old.downcast().ok().map(|b: Box<T>| *b))
+        let mut slots = self.map.lock();
+        match slot_of::<T>(&slots) {
+            Some(i) => std::mem::replace(&mut slots[i].1, Box::new(value))
+                .downcast()
+                .ok()
+                .map(|b: Box<T>| *b),
+            None => {
+                slots.push((TypeId::of::<T>(), Box::new(value)));
+                None
+            }
+        }
     }
 
     /// A clone of the stored `T`.
     pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.map
-            .lock()
-            .get(&TypeId::of::<T>())
-            .and_then(|v| v.downcast_ref::<T>())
+        let slots = self.map.lock();
+        slot_of::<T>(&slots)
+            .and_then(|i| slots[i].1.downcast_ref::<T>())
             .cloned()
     }
 
     /// Run `f` on the stored `T` (inserting `T::default()` first if absent)
     /// and return what it returns: read-modify-write under one lock.
     pub fn with<T: Default + Send + Sync + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let mut map = self.map.lock();
-        let slot = map
-            .entry(TypeId::of::<T>())
-            .or_insert_with(|| Box::new(T::default()));
-        f(slot.downcast_mut::<T>().expect("keyed by its own TypeId"))
+        let mut slots = self.map.lock();
+        let i = match slot_of::<T>(&slots) {
+            Some(i) => i,
+            None => {
+                slots.push((TypeId::of::<T>(), Box::new(T::default())));
+                slots.len() - 1
+            }
+        };
+        f(slots[i]
+            .1
+            .downcast_mut::<T>()
+            .expect("keyed by its own TypeId"))
     }
 
     /// Move every value out, into a new set (a socket parked for recovery,
@@ -590,10 +611,9 @@ impl Extensions {
 
     /// Take the stored `T` out.
     pub fn remove<T: Send + Sync + 'static>(&self) -> Option<T> {
-        self.map
-            .lock()
-            .remove(&TypeId::of::<T>())
-            .and_then(|old| old.downcast().ok().map(|b: Box<T>| *b))
+        let mut slots = self.map.lock();
+        let i = slot_of::<T>(&slots)?;
+        slots.swap_remove(i).1.downcast().ok().map(|b: Box<T>| *b)
     }
 }
 

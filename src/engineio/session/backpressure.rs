@@ -77,7 +77,7 @@ impl EngineCore {
         if self.close_reason.is_some() {
             return;
         }
-        slog::warn!(self.log, "closing slow consumer"; "why" => why,
+        slog::warn!(self.log(), "closing slow consumer"; "why" => why,
             "transport" => self.transport_name());
         self.metrics.slow_consumer_closed();
         if let Transport::WebSocket { ws, .. } = &self.transport {

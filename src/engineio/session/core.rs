@@ -12,6 +12,13 @@ use crate::engineio::packet::{Packet, Protocol};
 use crate::engineio::websocket::{SendOutcome, WsSink};
 
 impl EngineCore {
+    /// The session's logger: the engine's, with the session's id. Made when
+    /// something is logged, not kept: a child logger per session was two
+    /// allocations every idle connection paid for.
+    pub fn log(&self) -> slog::Logger {
+        self.node_log.new(slog::o!("sid" => self.sid.to_string()))
+    }
+
     /// Queue or write one frame (a WebSocket queues a reference to its bytes).
     pub fn send(&mut self, frame: &Frame) {
         if self.close_reason.is_some() {
@@ -130,7 +137,7 @@ impl EngineCore {
         if self.close_reason.is_some() {
             return;
         }
-        debug!(self.log, "closing session"; "reason" => reason.as_str());
+        debug!(self.log(), "closing session"; "reason" => reason.as_str());
         if reason.notify_client() {
             let close = Frame::control(&Packet::Close);
             match &self.transport {

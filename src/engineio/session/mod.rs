@@ -32,7 +32,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_http::ws::CloseCode;
 use parking_lot::RwLock;
-use slog::{debug, o, Logger};
+use slog::{debug, Logger};
 use tokio::sync::oneshot;
 
 pub use backpressure::Backpressure;
@@ -107,7 +107,8 @@ pub struct EngineCore {
     ws_base64: bool,
     pub config: Arc<EngineConfig>,
     pub metrics: Metrics,
-    pub log: Logger,
+    /// The engine's logger; [`EngineCore::log`] adds the session's id.
+    node_log: Logger,
     transport: Transport,
     /// Frames waiting for a poll (polling) or for the WebSocket to attach.
     buffer: Vec<Frame>,
@@ -190,7 +191,7 @@ impl<A: EngineApp> SessionActor<A> {
                 Packet::Pong(_) => {
                     // As the reference server: "invalid heartbeat direction".
                     self.core.metrics.bad_input("heartbeat_direction");
-                    debug!(self.core.log, "pong from an Engine.IO v3 client");
+                    debug!(self.core.log(), "pong from an Engine.IO v3 client");
                     return self.core.close(CloseReason::TransportError, ctx);
                 }
                 _ => {}
@@ -407,7 +408,7 @@ pub(crate) fn new_core(
         // polling transport it opens.
         framing: PollFraming::of(handshake.protocol, handshake.query_param("b64").is_some()),
         ws_base64: false,
-        log: log.new(o!("sid" => handshake.sid.to_string())),
+        node_log: log.clone(),
         config,
         metrics,
         transport: if polling {

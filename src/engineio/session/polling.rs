@@ -141,7 +141,7 @@ impl<A: EngineApp> Handler<PollAborted> for SessionActor<A> {
         if let Transport::Polling { waiting } = &mut self.core.transport {
             if waiting.as_ref().is_some_and(|tx| tx.is_closed()) {
                 *waiting = None;
-                debug!(self.core.log, "poll connection closed prematurely");
+                debug!(self.core.log(), "poll connection closed prematurely");
                 self.core.close(CloseReason::TransportError, ctx);
             }
         }

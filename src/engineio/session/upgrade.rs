@@ -120,7 +120,7 @@ impl<A: EngineApp> SessionActor<A> {
                 self.core.transport = Transport::WebSocket { id, ws };
                 self.core.metrics.session_upgraded();
                 self.app.on_upgrade(&mut self.core);
-                debug!(self.core.log, "upgraded to websocket");
+                debug!(self.core.log(), "upgraded to websocket");
             }
             other => self.core.probe = other,
         }
@@ -215,7 +215,7 @@ impl<A: EngineApp> Handler<WsEvent> for SessionActor<A> {
                         if let Some(probe) = act.core.probe.as_mut().filter(|p| p.id == id) {
                             probe.timer = None;
                         }
-                        debug!(act.core.log, "upgrade timed out");
+                        debug!(act.core.log(), "upgrade timed out");
                         act.core.end_probe(id, ctx);
                     });
                     self.core.probe = Some(Box::new(Probe {

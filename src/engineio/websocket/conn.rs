@@ -522,11 +522,7 @@ impl Writer {
     pub(super) fn new(sink: WsSink) -> Writer {
         Writer(Conn {
             io: NullIo(0),
-            reader: FrameReader::new(
-                sink.shared.limits.max_payload,
-                Protocol::V4,
-                sink.deflates(),
-            ),
+            reader: FrameReader::new(usize::MAX, Protocol::V4, sink.deflates()),
             sink,
             pending: BytesMut::new(),
             packets: Vec::new(),

@@ -117,7 +117,10 @@ pub struct WsSink {
 
 /// What a WebSocket's holders share.
 struct Shared {
-    limits: WsLimits,
+    /// `WsLimits::max_frames` and `max_bytes` (the rest serves the
+    /// handshake and the reader; kept out, the whole is a smaller block).
+    max_frames: usize,
+    max_bytes: usize,
     /// Payloads of at least this many bytes are sent compressed
     /// (permessage-deflate negotiated); `usize::MAX` when it is not.
     deflate_at: usize,
@@ -175,7 +178,8 @@ impl WsSink {
         WsSink {
             id: NEXT_WS_ID.fetch_add(1, Ordering::Relaxed),
             shared: Arc::new(Shared {
-                limits,
+                max_frames: limits.max_frames,
+                max_bytes: limits.max_bytes,
                 deflate_at,
                 out: Mutex::new(Outbound {
                     fd: None,
@@ -213,7 +217,7 @@ impl WsSink {
     }
 
     pub fn is_full(&self) -> bool {
-        self.shared.out.lock().frames >= self.shared.limits.max_frames
+        self.shared.out.lock().frames >= self.shared.max_frames
     }
 
     /// Queue one Engine.IO frame. Nothing is copied: the frame already holds
@@ -224,7 +228,7 @@ impl WsSink {
         if out.state != State::Open {
             return SendOutcome::Closed;
         }
-        if volatile && out.frames >= self.shared.limits.max_frames {
+        if volatile && out.frames >= self.shared.max_frames {
             return SendOutcome::DroppedVolatile;
         }
         let wire = if frame.len() >= self.shared.deflate_at {
@@ -240,10 +244,10 @@ impl WsSink {
         if let Some(w) = out.waker.take() {
             w.wake();
         }
-        if out.bytes > self.shared.limits.max_bytes {
+        if out.bytes > self.shared.max_bytes {
             out.state = State::Killed;
             SendOutcome::OverBytes
-        } else if out.frames > self.shared.limits.max_frames {
+        } else if out.frames > self.shared.max_frames {
             SendOutcome::QueuedFull { depth: out.frames }
         } else {
             SendOutcome::Queued { depth: out.frames }
