@@ -39,6 +39,36 @@ pub fn test_settings() -> Settings {
     s
 }
 
+/// Panics on the node's own threads (the supervision tests inject them into
+/// actors) are reported with their message and place, without a backtrace.
+/// Under `RUST_BACKTRACE=1` the default hook resolves one, which in a
+/// freshly built debug test binary took seconds (seen in CI): the actor's
+/// thread waits for it, and the tests' deadlines ran out before the actor
+/// was restarted. A test thread's own panic keeps the default report.
+fn quiet_server_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            let Some(name) = thread.name().filter(|n| n.starts_with("actix-")) else {
+                return default(info);
+            };
+            let payload = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            eprintln!("thread '{name}' panicked at {at}: {payload}");
+        }));
+    });
+}
+
 impl TestServer {
     /// Start a node built by `build` from `settings`.
     pub fn start(
@@ -60,6 +90,7 @@ impl TestServer {
     where
         X: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
     {
+        quiet_server_panics();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let port = listener.local_addr().unwrap().port();
         let (handle_tx, handle_rx) = mpsc::channel();
