@@ -46,7 +46,8 @@
 //!   (what other nodes ask of this one), `recovery/` (connection state
 //!   recovery: the node-memory store in `mod.rs`, the cluster's over
 //!   `adapter::store` in `cluster.rs`), `probe` (the mailbox-delay probe
-//!   thread), `observer` (the hook the admin UI watches sockets through).
+//!   thread), `observer` (the hook the admin UI watches sockets through),
+//!   `vec_map` (the small tables a connection and a socket keep).
 //! - `api`: what an application writes against: [`NamespaceHandler`] and
 //!   [`Namespace`] (typed listeners, middleware), the supervised
 //!   [`HandlerActor`], [`Socket`]'s broadcasts, [`ServerHandle`].

@@ -15,8 +15,12 @@ use serde_json::json;
 const QUIET: Duration = Duration::from_millis(150);
 
 fn start() -> (TestServer, Recorder) {
+    start_with(test_settings())
+}
+
+fn start_with(settings: riptide::Settings) -> (TestServer, Recorder) {
     let (tx, rec) = recorder();
-    let server = TestServer::start(test_settings(), move |r: Riptide| {
+    let server = TestServer::start(settings, move |r: Riptide| {
         r.namespace("/", TestApp::namespace(&tx))
             .namespace("/admin", TestApp::namespace(&tx))
     });
@@ -281,10 +285,7 @@ async fn a_thousand_publishes_arrive_at_every_member_in_order() {
 async fn a_thousand_publishes_arrive_in_order_through_the_broadcast_window() {
     let mut settings = test_settings();
     settings.socketio.broadcast_window_us = 100_000;
-    let (tx, _rec) = recorder();
-    let server = TestServer::start(settings, move |r: Riptide| {
-        r.namespace("/", TestApp::namespace(&tx))
-    });
+    let (server, _rec) = start_with(settings);
     publish_in_order(&server).await;
 }
 
@@ -386,10 +387,7 @@ async fn join_is_in_effect_when_it_returns() {
 async fn room_limit_counts_the_own_room() {
     let mut settings = test_settings();
     settings.socketio.max_rooms_per_socket = 3;
-    let (tx, _rec) = recorder();
-    let server = TestServer::start(settings, move |r: Riptide| {
-        r.namespace("/", TestApp::namespace(&tx))
-    });
+    let (server, _rec) = start_with(settings);
     let (mut c, sid) = WsClient::connect(&server, "/", None).await;
     // Own room + 2 = 3: the third explicit room is refused.
     c.send(r#"421["join",["a","b","c"]]"#).await;

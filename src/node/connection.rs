@@ -34,6 +34,7 @@ use super::socket::{
     room_list, AckError, AckSender, ConnAddr, DisconnectReason, Event, Extensions, RoomSet, Socket,
     SocketInner,
 };
+use super::vec_map::VecMap;
 use crate::adapter::store::Token;
 use crate::engineio::session::Message as EngineMessage;
 use crate::engineio::{
@@ -232,65 +233,9 @@ impl Start {
     }
 }
 
-/// A connection's sockets by namespace: a vector, searched in order. A
-/// client has one socket, or a few (at most `max_namespaces`), so a search
-/// is a comparison or two of short names; a hash table allocated four
-/// slots at least for the one (docs/decisions.md, "Idle memory").
-struct NsMap<V>(Vec<(Arc<str>, V)>);
-
-impl<V> Default for NsMap<V> {
-    fn default() -> Self {
-        NsMap(Vec::new())
-    }
-}
-
-impl<V> NsMap<V> {
-    fn position(&self, ns: &str) -> Option<usize> {
-        self.0.iter().position(|(k, _)| &**k == ns)
-    }
-    fn contains_key(&self, ns: &str) -> bool {
-        self.position(ns).is_some()
-    }
-    fn get(&self, ns: &str) -> Option<&V> {
-        self.0.iter().find(|(k, _)| &**k == ns).map(|(_, v)| v)
-    }
-    fn get_mut(&mut self, ns: &str) -> Option<&mut V> {
-        self.0.iter_mut().find(|(k, _)| &**k == ns).map(|(_, v)| v)
-    }
-    /// Insert or replace: the one entry of `ns`.
-    fn insert(&mut self, ns: Arc<str>, v: V) {
-        match self.position(&ns) {
-            Some(i) => self.0[i].1 = v,
-            None => {
-                // One slot at a time (a vector's first growth is to four).
-                self.0.reserve_exact(1);
-                self.0.push((ns, v));
-            }
-        }
-    }
-    fn remove(&mut self, ns: &str) -> Option<V> {
-        let i = self.position(ns)?;
-        // Order is of no meaning: the last one takes the place.
-        Some(self.0.swap_remove(i).1)
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.0.iter().map(|(k, _)| k)
-    }
-    fn values(&self) -> impl Iterator<Item = &V> {
-        self.0.iter().map(|(_, v)| v)
-    }
-}
-
-impl<V> IntoIterator for NsMap<V> {
-    type Item = (Arc<str>, V);
-    type IntoIter = std::vec::IntoIter<(Arc<str>, V)>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
-    }
-}
+/// A connection's sockets (or namespaces being connected) by namespace: a
+/// client has one, or a few (at most `max_namespaces`).
+type NsMap<V> = VecMap<Arc<str>, V>;
 
 /// The Socket.IO side of one client connection.
 pub struct Connection {

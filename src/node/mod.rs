@@ -37,3 +37,4 @@ pub mod shared;
 pub mod socket;
 pub mod supervisor;
 pub mod user;
+pub mod vec_map;

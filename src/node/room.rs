@@ -310,6 +310,19 @@ mod tests {
         fn handle(&mut self, _: DisconnectSocket, _: &mut Context<Self>) {}
     }
 
+    /// Room `r` of `/` and a registry that starts its actor with `window`.
+    fn room_r(window: Duration) -> (RoomKey, Registry<RoomKey, RoomActor>) {
+        let key = RoomKey {
+            ns: "/".into(),
+            room: Some("r".into()),
+        };
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let rooms = Registry::new(move |key: &RoomKey, roster| {
+            RoomActor::new(key.clone(), roster, window, Metrics::new(), log.clone()).start()
+        });
+        (key, rooms)
+    }
+
     fn broadcast(n: usize) -> Broadcast {
         Broadcast {
             frames: Arc::from(vec![Frame::message(&n.to_string())]),
@@ -324,22 +337,7 @@ mod tests {
     #[test]
     fn bursts_are_batched_in_order_and_membership_changes_flush_first() {
         System::new().block_on(async {
-            let key = RoomKey {
-                ns: "/".into(),
-                room: Some("r".into()),
-            };
-            let log = slog::Logger::root(slog::Discard, slog::o!());
-            let rooms: Registry<RoomKey, RoomActor> =
-                Registry::new(move |key: &RoomKey, roster| {
-                    RoomActor::new(
-                        key.clone(),
-                        roster,
-                        Duration::ZERO,
-                        Metrics::new(),
-                        log.clone(),
-                    )
-                    .start()
-                });
+            let (key, rooms) = room_r(Duration::ZERO);
             let join = |seen: &Arc<Mutex<Seen>>| {
                 let m = Member(seen.clone()).start();
                 let sid = Sid::random();
@@ -392,17 +390,9 @@ mod tests {
     #[test]
     fn a_stream_inside_the_window_leaves_in_one_batch_at_its_end() {
         System::new().block_on(async {
-            let key = RoomKey {
-                ns: "/".into(),
-                room: Some("r".into()),
-            };
-            let log = slog::Logger::root(slog::Discard, slog::o!());
             // Long enough that nothing below reaches its end by accident.
             let window = Duration::from_secs(1);
-            let rooms: Registry<RoomKey, RoomActor> =
-                Registry::new(move |key: &RoomKey, roster| {
-                    RoomActor::new(key.clone(), roster, window, Metrics::new(), log.clone()).start()
-                });
+            let (key, rooms) = room_r(window);
             let seen = Arc::new(Mutex::new(Seen::default()));
             let m = Member(seen.clone()).start();
             rooms.join(

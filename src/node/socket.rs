@@ -18,6 +18,7 @@ use super::interest::AddMember;
 use super::recovery::{Resume, Target};
 use super::room::RoomKey;
 use super::shared::{Emit, ServerShared};
+use super::vec_map::VecMap;
 use crate::adapter::PublishError;
 use crate::engineio::{Handshake, SessionActor, Sid};
 use crate::socketio::encode::{check_event_name, ReservedEvent};
@@ -546,59 +547,38 @@ pub(crate) fn default_json_data(user: Option<&str>) -> Value {
     }
 }
 
-/// A socket's typed state: at most one value per type. A vector searched
-/// in order: a socket keeps none or a few (a hash table's 48 bytes were in
-/// every socket, docs/decisions.md "Idle memory").
+/// A socket's typed state: at most one value per type. A [`VecMap`]: a
+/// socket keeps none or a few (a hash table's 48 bytes were in every socket,
+/// docs/decisions.md "Idle memory").
 #[derive(Default)]
 pub struct Extensions {
-    map: Mutex<Vec<(TypeId, Box<dyn Any + Send + Sync>)>>,
-}
-
-type Slots = Vec<(TypeId, Box<dyn Any + Send + Sync>)>;
-
-fn slot_of<T: 'static>(slots: &Slots) -> Option<usize> {
-    slots.iter().position(|(id, _)| *id == TypeId::of::<T>())
+    map: Mutex<VecMap<TypeId, Box<dyn Any + Send + Sync>>>,
 }
 
 impl Extensions {
     /// Store `value`, returning the one of the same type it replaces.
     pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<T> {
-        let mut slots = self.map.lock();
-        match slot_of::<T>(&slots) {
-            Some(i) => std::mem::replace(&mut slots[i].1, Box::new(value))
-                .downcast()
-                .ok()
-                .map(|b: Box<T>| *b),
-            None => {
-                slots.push((TypeId::of::<T>(), Box::new(value)));
-                None
-            }
-        }
+        self.map
+            .lock()
+            .insert(TypeId::of::<T>(), Box::new(value))
+            .and_then(|old| old.downcast().ok().map(|b: Box<T>| *b))
     }
 
     /// A clone of the stored `T`.
     pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        let slots = self.map.lock();
-        slot_of::<T>(&slots)
-            .and_then(|i| slots[i].1.downcast_ref::<T>())
+        self.map
+            .lock()
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
             .cloned()
     }
 
     /// Run `f` on the stored `T` (inserting `T::default()` first if absent)
     /// and return what it returns: read-modify-write under one lock.
     pub fn with<T: Default + Send + Sync + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let mut slots = self.map.lock();
-        let i = match slot_of::<T>(&slots) {
-            Some(i) => i,
-            None => {
-                slots.push((TypeId::of::<T>(), Box::new(T::default())));
-                slots.len() - 1
-            }
-        };
-        f(slots[i]
-            .1
-            .downcast_mut::<T>()
-            .expect("keyed by its own TypeId"))
+        let mut map = self.map.lock();
+        let slot = map.get_or_insert_with(TypeId::of::<T>(), || Box::new(T::default()));
+        f(slot.downcast_mut::<T>().expect("keyed by its own TypeId"))
     }
 
     /// Move every value out, into a new set (a socket parked for recovery,
@@ -611,9 +591,10 @@ impl Extensions {
 
     /// Take the stored `T` out.
     pub fn remove<T: Send + Sync + 'static>(&self) -> Option<T> {
-        let mut slots = self.map.lock();
-        let i = slot_of::<T>(&slots)?;
-        slots.swap_remove(i).1.downcast().ok().map(|b: Box<T>| *b)
+        self.map
+            .lock()
+            .remove(&TypeId::of::<T>())
+            .and_then(|old| old.downcast().ok().map(|b: Box<T>| *b))
     }
 }
 
