@@ -11,7 +11,8 @@
 //! - `engineio`: the transport. Sessions and their actor (`session/`, one
 //!   file per concern: frames (each one buffer with its WebSocket header,
 //!   shared by every receiver), the handshake (its compact `Headers`),
-//!   heartbeat, polling, upgrade, backpressure),
+//!   heartbeat and `deadlines` (one timer per worker thread for every
+//!   session's heartbeat), polling, upgrade, backpressure),
 //!   HTTP long-polling routes, forwarding a request for another node's
 //!   session to its owner (`forward`), the WebSocket (`websocket/`: the
 //!   bounded outbound queue, the frame reader, `deflate` (permessage-deflate

@@ -13,12 +13,15 @@
 //! - `reason`: why a session ended;
 //! - `core`: queueing and writing frames, closing;
 //! - `heartbeat`: ping, pong and the timeout;
+//! - `deadlines`: the one timer per worker thread that tells sessions when
+//!   their heartbeat is due;
 //! - `polling`: the waiting GET, POSTs, and a GET racing the client's close;
 //! - `upgrade`: the session's WebSockets and the upgrade from polling;
 //! - `backpressure`: closing slow consumers.
 
 mod backpressure;
 mod core;
+mod deadlines;
 mod frame;
 mod handshake;
 mod heartbeat;
@@ -118,12 +121,16 @@ pub struct EngineCore {
     /// its whole life.
     probe: Option<Box<Probe>>,
     closed_polls: ClosedPolls,
-    ping_timer: Option<SpawnHandle>,
-    pong_timer: Option<SpawnHandle>,
-    /// When the outstanding ping's pong is due. Requests are checked against
-    /// it too, so a timed-out session is refused exactly at the deadline even
-    /// if its timer has not fired yet on a busy worker.
+    /// v4: when the next ping is sent (`None` while one is outstanding).
+    ping_due: Option<std::time::Instant>,
+    /// When the outstanding ping's pong (v3: the client's next ping) is due.
+    /// Requests are checked against it too, so a timed-out session is
+    /// refused exactly at the deadline even if the wheel has not told it yet
+    /// on a busy worker.
     pong_deadline: Option<std::time::Instant>,
+    /// When this session's one entry in its thread's heartbeat wheel comes
+    /// due (`deadlines`; `None`: it has none).
+    wheel_entry: Option<std::time::Instant>,
     close_reason: Option<CloseReason>,
     registry: SessionRegistry,
     /// Bytes in `buffer` (polling).
@@ -186,7 +193,7 @@ impl<A: EngineApp> SessionActor<A> {
                 // v3: the client pings, on its current transport (a probe's
                 // `2probe` is answered by the upgrade, not here).
                 Packet::Ping(_) if !self.core.is_probe(from_ws) => {
-                    return self.core.on_client_ping(ctx)
+                    return self.core.on_client_ping()
                 }
                 Packet::Pong(_) => {
                     // As the reference server: "invalid heartbeat direction".
@@ -208,7 +215,7 @@ impl<A: EngineApp> SessionActor<A> {
                 self.app
                     .on_message(Message::Binary(bin), &mut self.core, ctx)
             }
-            Packet::Pong(_) => self.core.on_pong(ctx),
+            Packet::Pong(_) => self.core.on_pong(),
             Packet::Ping(data) => self.on_ping(data, from_ws),
             Packet::Upgrade => self.on_upgrade(from_ws, ctx),
             Packet::Close => self.core.close(CloseReason::TransportClose, ctx),
@@ -255,8 +262,8 @@ impl<A: EngineApp> Actor for SessionActor<A> {
             .buffer
             .push(Frame::control(&Packet::Open(open.to_string())));
         match self.core.protocol {
-            Protocol::V4 => self.core.schedule_ping(ctx),
-            Protocol::V3 => self.core.await_client_ping(ctx),
+            Protocol::V4 => self.core.schedule_ping(),
+            Protocol::V3 => self.core.await_client_ping(),
         }
         self.app.on_open(&mut self.core, ctx);
     }
@@ -329,14 +336,21 @@ pub struct SessionHandle {
     port: Arc<dyn SessionPort>,
 }
 
-/// A session's address, whatever its app type.
-trait SessionPort: Send + Sync {
+/// A session's address, whatever its app type; the heartbeat's wheel tells
+/// it through [`deadlines::Due`].
+trait SessionPort: Send + Sync + deadlines::Due {
     fn backpressure(&self, b: Backpressure);
     fn ws_event(&self, e: WsEvent);
     fn poll(&self) -> Recipient<Poll>;
     fn post(&self) -> Recipient<Post>;
     fn poll_aborted(&self);
     fn close(&self, reason: CloseReason);
+}
+
+impl<A: EngineApp> deadlines::Due for Addr<SessionActor<A>> {
+    fn due(&self) {
+        self.do_send(deadlines::HeartbeatDue);
+    }
 }
 
 impl<A: EngineApp> SessionPort for Addr<SessionActor<A>> {
@@ -419,9 +433,9 @@ pub(crate) fn new_core(
         buffer: Vec::new(),
         probe: None,
         closed_polls,
-        ping_timer: None,
-        pong_timer: None,
+        ping_due: None,
         pong_deadline: None,
+        wheel_entry: None,
         close_reason: None,
         registry,
         buffer_bytes: 0,
