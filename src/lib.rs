@@ -12,7 +12,8 @@
 //!   file per concern: frames (each one buffer with its WebSocket header,
 //!   shared by every receiver), the handshake (its compact `Headers`),
 //!   heartbeat and `deadlines` (one timer per worker thread for every
-//!   session's heartbeat), polling, upgrade, backpressure),
+//!   session's heartbeat and its app's one deadline, Socket.IO's connect
+//!   timeout), polling, upgrade, backpressure),
 //!   HTTP long-polling routes, forwarding a request for another node's
 //!   session to its owner (`forward`), the WebSocket (`websocket/`: the
 //!   bounded outbound queue, the frame reader, `deflate` (permessage-deflate

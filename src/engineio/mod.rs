@@ -31,7 +31,7 @@ pub(crate) use session::url_query_pairs;
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use session::{
     CloseReason, EngineApp, EngineAppFactory, EngineCore, Frame, FrameRef, Handshake, Headers,
-    SessionActor,
+    SessionActor, TransportKind,
 };
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for tests and benches
 pub use sid::Sid;

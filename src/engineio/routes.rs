@@ -21,7 +21,7 @@ use super::packet::{decode_payload, decode_payload_v3, decode_payload_v3_binary,
 use super::session::{
     new_core, take_closed_poll, url_query_pairs, CloseReason, CloseSession, ClosedPolls,
     EngineAppFactory, Handshake, Headers, Poll, PollBody, Post, PostError, SessionActor,
-    SessionHandle, SessionRegistry, CLOSED_POLL_GRACE,
+    SessionHandle, SessionRegistry, TransportKind, CLOSED_POLL_GRACE,
 };
 use super::sid::Sid;
 
@@ -54,12 +54,6 @@ struct EngineInner<F> {
     /// Set when the node joins a cluster that forwards requests for sessions
     /// other nodes own (see [`super::forward`]).
     forwarder: std::sync::OnceLock<Arc<dyn Forwarder>>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum TransportKind {
-    Polling,
-    WebSocket,
 }
 
 impl<F: EngineAppFactory> Engine<F> {
@@ -334,14 +328,11 @@ impl<F: EngineAppFactory> Engine<F> {
         let handshake = Arc::new(Handshake {
             sid: self.new_sid(),
             headers: Headers::from_map(req.headers()),
-            query: req.query_string().to_string(),
+            query: req.query_string().into(),
             remote_addr: req.peer_addr(),
             client_ip,
             issued: SystemTime::now(),
-            transport: match kind {
-                TransportKind::Polling => "polling",
-                TransportKind::WebSocket => "websocket",
-            },
+            transport: kind,
             protocol,
         });
         let app = self.inner.factory.create(&handshake);
@@ -354,13 +345,7 @@ impl<F: EngineAppFactory> Engine<F> {
             self.inner.closed_polls.clone(),
             kind == TransportKind::Polling,
         );
-        self.inner.metrics.session_opened(
-            match kind {
-                TransportKind::Polling => "polling",
-                TransportKind::WebSocket => "websocket",
-            },
-            protocol,
-        );
+        self.inner.metrics.session_opened(kind.as_str(), protocol);
         core.hold_ip_slot(super::admission::SessionSlot {
             capacity,
             ip: ip_slot,

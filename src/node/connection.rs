@@ -32,7 +32,7 @@ use super::room::RoomKey;
 use super::shared::{NamespaceRuntime, ServerShared};
 use super::socket::{
     room_list, AckError, AckSender, ConnAddr, DisconnectReason, Event, Extensions, RoomSet, Socket,
-    SocketInner,
+    SocketInner, SocketRecovery,
 };
 use super::vec_map::VecMap;
 use crate::adapter::store::Token;
@@ -51,7 +51,11 @@ type AckReply = oneshot::Sender<Result<Payload, AckError>>;
 struct SocketState {
     socket: Socket,
     runtime: Arc<NamespaceRuntime>,
-    acks: HashMap<u64, (AckReply, SpawnHandle)>,
+    /// By the ids this server gave them, in sequence: no client chooses a
+    /// key, so a fixed seed is enough, and its hasher state is 8 bytes
+    /// where `RandomState`'s is 16 (which took the boxed state a larger
+    /// allocation class; docs/decisions.md, "Idle memory").
+    acks: HashMap<u64, (AckReply, SpawnHandle), foldhash::fast::FixedState>,
     next_ack: u64,
     handler: HandlerRef,
     /// The socket's event rate limit.
@@ -74,7 +78,7 @@ struct Buffered {
 impl SocketState {
     /// What connection state recovery must know of a delivery written now.
     fn written(&self, mode: Mode) {
-        let Some(resume) = &self.socket.inner.resume else {
+        let Some(resume) = self.socket.inner.resume() else {
             return;
         };
         match mode {
@@ -92,7 +96,7 @@ impl SocketState {
     /// the node-memory store, stored events come through several room
     /// actors and may arrive out of sequence order: never dropped there.)
     fn repeats_stored(&self, mode: &Mode, server: &ServerShared) -> bool {
-        let (Mode::Stored(seq), Some(resume)) = (mode, &self.socket.inner.resume) else {
+        let (Mode::Stored(seq), Some(resume)) = (mode, self.socket.inner.resume()) else {
             return false;
         };
         server.cluster_recovery.get().is_some()
@@ -248,9 +252,6 @@ pub struct Connection {
     /// `max_namespaces`: a packet the client sent for one before it learned
     /// that the server disconnected it is dropped, not a protocol violation.
     left: Vec<Arc<str>>,
-    /// Closes the connection if no CONNECT succeeds in time; cancelled by
-    /// the first that does.
-    connect_timer: Option<SpawnHandle>,
     /// Namespaces whose CONNECT waits for the cluster's recovery store.
     connecting: NsMap<()>,
     me: Option<ConnAddr>,
@@ -265,7 +266,6 @@ impl Connection {
             decoder,
             sockets: NsMap::default(),
             left: Vec::new(),
-            connect_timer: None,
             connecting: NsMap::default(),
             me: None,
         }
@@ -566,9 +566,15 @@ impl Connection {
                 user: user.clone(),
                 rooms: Mutex::new(rooms),
                 extensions,
-                pid: pid.clone(),
+
                 recovered,
-                resume: resume.map(|r| Box::new(Mutex::new(r))),
+                // `pid` and `resume` come together (`Start`).
+                recovery: pid.clone().zip(resume).map(|(pid, resume)| {
+                    Box::new(SocketRecovery {
+                        pid,
+                        resume: Mutex::new(resume),
+                    })
+                }),
             }),
         };
         let Some(runtime) = server.attach(&socket) else {
@@ -576,9 +582,8 @@ impl Connection {
             server.metrics.connect_error("invalid_namespace");
             return self.connect_error(core, &ns, ConnectError::new("Invalid namespace"));
         };
-        if let Some(timer) = self.connect_timer.take() {
-            ctx.cancel_future(timer);
-        }
+        // The connect timeout is over once a namespace is connected.
+        core.set_app_deadline(None);
         let me = self.me();
         let member = || AddMember {
             sid: sid.clone(),
@@ -626,7 +631,7 @@ impl Connection {
         let mut state = SocketState {
             socket: socket.clone(),
             runtime,
-            acks: HashMap::new(),
+            acks: HashMap::default(),
             // Ids start at 1, like the official protocol test suite expects.
             next_ack: 1,
             handler,
@@ -794,7 +799,7 @@ impl Connection {
                 "sid".into(),
                 Value::String(socket.inner.id.as_str().to_owned()),
             );
-            if let Some(pid) = &socket.inner.pid {
+            if let Some(pid) = socket.inner.pid() {
                 body.insert("pid".into(), Value::String(pid.to_string()));
             }
             Packet {
@@ -1022,10 +1027,10 @@ impl Connection {
         let park = || {
             reason
                 .is_recoverable()
-                .then(|| inner.resume.as_ref().map(|r| r.lock().clone()))
+                .then(|| inner.resume().map(|r| r.lock().clone()))
                 .flatten()
         };
-        let retired = match (server.cluster_recovery.get(), &server.recovery, &inner.pid) {
+        let retired = match (server.cluster_recovery.get(), &server.recovery, inner.pid()) {
             (Some(cluster), _, Some(pid)) => cluster.retire(pid, &state.socket, park(), take_rooms),
             (None, Some(rec), Some(pid)) => rec.retire(pid, &state.socket, park(), take_rooms),
             _ => Retired::Leave(take_rooms()),
@@ -1098,11 +1103,11 @@ impl EngineApp for Connection {
     }
 
     fn on_open(&mut self, core: &mut EngineCore, ctx: &mut Ctx) {
-        let timeout = self.server.config.connect_timeout;
-        self.connect_timer = Some(ctx.run_later(timeout, |act, ctx| {
-            act.app.connect_timer = None;
-            act.core.close(CloseReason::ConnectTimeout, ctx);
-        }));
+        // The connect timeout: the engine's deadline for its app, cleared by
+        // the first namespace connected (`on_deadline` below).
+        core.set_app_deadline(Some(
+            std::time::Instant::now() + self.server.config.connect_timeout,
+        ));
         if self.is_v2() && self.server.spec("/").is_some() {
             // A v2 client sends no CONNECT for `/`: the server connects it
             // at the handshake (its `0` follows the open packet), as the
@@ -1112,6 +1117,11 @@ impl EngineApp for Connection {
             let auth = Value::Object(Default::default());
             self.on_connect("/".to_string(), Some(auth), core, ctx);
         }
+    }
+
+    /// The connect timeout (set in `on_open`): no CONNECT succeeded in time.
+    fn on_deadline(&mut self, core: &mut EngineCore, ctx: &mut Ctx) {
+        core.close(CloseReason::ConnectTimeout, ctx);
     }
 
     fn on_message(&mut self, msg: EngineMessage, core: &mut EngineCore, ctx: &mut Ctx) {

@@ -41,7 +41,16 @@ pub struct RemoveMember {
 
 struct Entry<A: Actor> {
     addr: Addr<A>,
-    members: HashMap<Sid, AddMember>,
+    /// By sid, which is the map's key only: a namespace room holds every
+    /// socket of its namespace, and a second copy of each sid was 16 bytes
+    /// in each of its slots.
+    members: HashMap<Sid, Member>,
+}
+
+/// A member as the registry keeps it (an [`AddMember`] without its sid).
+struct Member {
+    ns: Arc<str>,
+    conn: MemberConn,
 }
 
 type Entries<K, A> = Arc<RwLock<HashMap<K, Entry<A>>>>;
@@ -67,7 +76,16 @@ impl<K: Hash + Eq, A: Actor> Roster<K, A> {
         self.entries
             .read()
             .get(&self.key)
-            .map(|e| e.members.values().cloned().collect())
+            .map(|e| {
+                e.members
+                    .iter()
+                    .map(|(sid, m)| AddMember {
+                        sid: sid.clone(),
+                        ns: m.ns.clone(),
+                        conn: m.conn.clone(),
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -115,7 +133,13 @@ where
                 members: HashMap::new(),
             }
         });
-        entry.members.insert(member.sid.clone(), member.clone());
+        entry.members.insert(
+            member.sid.clone(),
+            Member {
+                ns: member.ns.clone(),
+                conn: member.conn.clone(),
+            },
+        );
         entry.addr.do_send(member);
         if created {
             if let Some(hook) = &self.hook {

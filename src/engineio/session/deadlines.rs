@@ -1,15 +1,17 @@
-//! One timer per worker thread for every session's heartbeat.
+//! One timer per worker thread for every session's deadlines.
 //!
 //! A session's heartbeat was two actix timers (`run_later`) in turn, the ping
-//! and then the pong's deadline: each a boxed future holding a tokio `Sleep`,
-//! 124 bytes on the heap for as long as the session lived (docs/decisions.md,
-//! "Idle memory"). Now each worker thread keeps one heap of `(when, session)`
-//! entries and one task with one `Sleep` for its earliest; when an entry is
-//! due the session is sent [`HeartbeatDue`] and decides, from the deadlines it
-//! keeps itself, what is due (a ping to send, a pong overdue). A session has
-//! at most one entry in the heap at a time (see `EngineCore::arm_heartbeat`),
-//! an entry holds the session weakly, and a session that is gone when its
-//! entry comes due is skipped.
+//! and then the pong's deadline, and Socket.IO's connect timeout a third: each
+//! a boxed future holding a tokio `Sleep`, 124 bytes on the heap, and
+//! cancelling one grows the actor context's list of cancelled handles onto
+//! the heap for good (docs/decisions.md, "Idle memory"). Now each worker
+//! thread keeps one heap of `(when, session)` entries and one task with one
+//! `Sleep` for its earliest; when an entry is due the session is sent
+//! [`DeadlineDue`] and decides, from the deadlines it keeps itself, what is
+//! due (a ping to send, a pong overdue, the app's deadline). A session has at
+//! most one entry in the heap at a time (see `EngineCore::arm_heartbeat`), an
+//! entry holds the session weakly, and a session that is gone when its entry
+//! comes due is skipped.
 //!
 //! Everything here is thread-local: a session arms the wheel of the thread
 //! its actor runs on, and the due message is sent to it from there.
@@ -25,22 +27,40 @@ use std::time::Instant;
 
 use tokio::time::Sleep;
 
-/// A session's heartbeat has an entry that came due: the session checks its
-/// own deadlines (`EngineCore::on_heartbeat_due`).
-pub struct HeartbeatDue;
-impl actix::Message for HeartbeatDue {
+/// A session has an entry that came due: the session checks its own
+/// deadlines (`EngineCore::on_deadline_due`).
+pub struct DeadlineDue;
+impl actix::Message for DeadlineDue {
     type Result = ();
 }
 
 /// What is told when an entry comes due: a session (every `SessionPort` is
-/// one, sending itself [`HeartbeatDue`]); a probe in the unit tests.
+/// one, sending itself [`DeadlineDue`]); a probe in the unit tests.
 pub(super) trait Due {
     fn due(&self);
 }
 
+/// 24 bytes: a worker's heap holds one per session (its capacity up to
+/// twice that), so the deadline is nanoseconds since [`epoch`], not an
+/// `Instant` (16 bytes).
 struct Entry {
-    at: Instant,
+    at: u64,
     who: Weak<dyn Due>,
+}
+
+/// What [`Entry::at`] counts from: fixed at the first use in the process.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `at` as an entry's deadline (an instant before the epoch is due at once).
+fn ticks(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn instant(ticks: u64) -> Instant {
+    epoch() + std::time::Duration::from_nanos(ticks)
 }
 
 impl PartialEq for Entry {
@@ -69,7 +89,7 @@ struct Wheel {
     /// The driver's waker, and when its `Sleep` fires (`None`: it is parked
     /// with nothing to wait for). `arm` wakes it for an earlier entry.
     waker: Option<Waker>,
-    sleeps_until: Option<Instant>,
+    sleeps_until: Option<u64>,
 }
 
 thread_local! {
@@ -78,7 +98,8 @@ thread_local! {
 
 /// Tell `who` at `at` (or as soon after as this thread gets to it). Must be
 /// called on a thread with a running actix (tokio, local set) runtime.
-pub(super) fn arm(at: Instant, who: Weak<dyn Due>) {
+pub(super) fn arm(when: Instant, who: Weak<dyn Due>) {
+    let at = ticks(when);
     let spawn = WHEEL.with(|w| {
         let mut w = w.borrow_mut();
         w.heap.push(Reverse(Entry { at, who }));
@@ -95,7 +116,7 @@ pub(super) fn arm(at: Instant, who: Weak<dyn Due>) {
     });
     if spawn {
         actix::spawn(Driver {
-            sleep: Box::pin(tokio::time::sleep_until(at.into())),
+            sleep: Box::pin(tokio::time::sleep_until(instant(at).into())),
             set_for: Some(at),
         });
     }
@@ -113,7 +134,7 @@ pub(super) fn pending() -> usize {
 struct Driver {
     sleep: Pin<Box<Sleep>>,
     /// The deadline `sleep` is set for.
-    set_for: Option<Instant>,
+    set_for: Option<u64>,
 }
 
 impl Future for Driver {
@@ -121,7 +142,7 @@ impl Future for Driver {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut due = Vec::new();
         loop {
-            let now = Instant::now();
+            let now = ticks(Instant::now());
             let next = WHEEL.with(|w| {
                 let mut w = w.borrow_mut();
                 while let Some(Reverse(e)) = w.heap.peek() {
@@ -153,7 +174,7 @@ impl Future for Driver {
             };
             if self.set_for != Some(at) {
                 self.set_for = Some(at);
-                self.sleep.as_mut().reset(at.into());
+                self.sleep.as_mut().reset(instant(at).into());
             }
             match self.sleep.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,

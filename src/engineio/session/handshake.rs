@@ -14,7 +14,7 @@ pub struct Handshake {
     pub sid: Sid,
     pub headers: Headers,
     /// The raw query string of the handshake request.
-    pub query: String,
+    pub query: Box<str>,
     /// The TCP peer: behind a proxy, the proxy.
     pub remote_addr: Option<SocketAddr>,
     /// The client's address as the node counts it (the per-IP limits): the
@@ -22,10 +22,29 @@ pub struct Handshake {
     /// (`server.trusted_proxies`, [`crate::engineio::proxy`]).
     pub client_ip: Option<IpAddr>,
     pub issued: SystemTime,
-    pub transport: &'static str,
+    /// The transport the handshake request came on (a WebSocket opened
+    /// without a sid, or a polling GET that may upgrade later).
+    pub transport: TransportKind,
     /// The Engine.IO revision the client speaks: v3 for Socket.IO v2
     /// clients (`engine.allow_eio3`), v4 otherwise.
     pub protocol: Protocol,
+}
+
+/// An Engine.IO transport, as a request names it (`transport=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    Polling,
+    WebSocket,
+}
+
+impl TransportKind {
+    /// Its name on the wire: `polling` or `websocket`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Polling => "polling",
+            TransportKind::WebSocket => "websocket",
+        }
+    }
 }
 
 impl Handshake {

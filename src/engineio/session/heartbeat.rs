@@ -2,16 +2,17 @@
 //! within the timeout. v3: the client pings, the server answers pong, and a
 //! client silent for the ping interval plus the timeout is closed.
 //!
-//! The session keeps its deadlines itself (`ping_due`, `pong_deadline`);
-//! its thread's wheel (`deadlines`) tells it when the earlier of them comes,
-//! through one entry at a time, instead of a timer of its own per deadline.
+//! The session keeps its deadlines itself (`ping_due`, `pong_deadline`, and
+//! the app's one deadline, `app_deadline`); its thread's wheel (`deadlines`)
+//! tells it when the earliest of them comes, through one entry at a time,
+//! instead of a timer of its own per deadline.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::deadlines::{self, HeartbeatDue};
+use super::deadlines::{self, DeadlineDue};
 use super::{CloseReason, EngineApp, EngineCore, Frame, SessionActor};
 use crate::engineio::packet::Packet;
 
@@ -52,12 +53,22 @@ impl EngineCore {
         self.arm_heartbeat();
     }
 
-    /// Make sure the wheel tells this session by the earlier of its
+    /// Set (or, with `None`, clear) the app's deadline: its
+    /// [`EngineApp::on_deadline`] runs when it comes, on the session's
+    /// actor, unless it was cleared or moved first. One per session,
+    /// without a timer of its own (Socket.IO's connect timeout is one).
+    pub fn set_app_deadline(&mut self, at: Option<Instant>) {
+        self.app_deadline = at;
+        self.arm_heartbeat();
+    }
+
+    /// Make sure the wheel tells this session by the earliest of its
     /// deadlines: one entry at a time, pushed only when there is none or the
     /// deadline is earlier than it. A later deadline (a pong came, a v3
-    /// client pinged) waits for the entry there is, which re-arms.
+    /// client pinged, the app's deadline cleared) waits for the entry there
+    /// is, which re-arms.
     fn arm_heartbeat(&mut self) {
-        let Some(at) = [self.ping_due, self.pong_deadline]
+        let Some(at) = [self.ping_due, self.pong_deadline, self.app_deadline]
             .into_iter()
             .flatten()
             .min()
@@ -73,8 +84,10 @@ impl EngineCore {
         deadlines::arm(at, me);
     }
 
-    /// The wheel told this session that an entry of its came due.
-    pub(super) fn on_heartbeat_due<A: EngineApp>(&mut self, ctx: &mut Context<SessionActor<A>>) {
+    /// The wheel told this session that an entry of its came due: the
+    /// heartbeat's part. True when the app's deadline has come (it is
+    /// cleared; the caller runs the app's `on_deadline`).
+    fn on_deadline_due<A: EngineApp>(&mut self, ctx: &mut Context<SessionActor<A>>) -> bool {
         let now = Instant::now();
         // An earlier entry replaced a later one that is still in the wheel:
         // that one's message leaves the current entry armed.
@@ -82,7 +95,7 @@ impl EngineCore {
             self.wheel_entry = None;
         }
         if self.close_reason.is_some() {
-            return;
+            return false;
         }
         match beat(
             now,
@@ -90,7 +103,10 @@ impl EngineCore {
             self.pong_deadline,
             self.config.ping_timeout,
         ) {
-            Beat::TimedOut => return self.close(CloseReason::PingTimeout, ctx),
+            Beat::TimedOut => {
+                self.close(CloseReason::PingTimeout, ctx);
+                return false;
+            }
             Beat::Ping { pong_by } => {
                 self.ping_due = None;
                 self.send(&Frame::control(&Packet::Ping(String::new())));
@@ -98,7 +114,12 @@ impl EngineCore {
             }
             Beat::Wait => {}
         }
+        let app_due = self.app_deadline.is_some_and(|d| now >= d);
+        if app_due {
+            self.app_deadline = None;
+        }
         self.arm_heartbeat();
+        app_due
     }
 
     pub(super) fn on_pong(&mut self) {
@@ -137,10 +158,12 @@ impl EngineCore {
     }
 }
 
-impl<A: EngineApp> Handler<HeartbeatDue> for SessionActor<A> {
+impl<A: EngineApp> Handler<DeadlineDue> for SessionActor<A> {
     type Result = ();
-    fn handle(&mut self, _: HeartbeatDue, ctx: &mut Context<Self>) {
-        self.core.on_heartbeat_due(ctx);
+    fn handle(&mut self, _: DeadlineDue, ctx: &mut Context<Self>) {
+        if self.core.on_deadline_due(ctx) {
+            self.app.on_deadline(&mut self.core, ctx);
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //! - `core`: queueing and writing frames, closing;
 //! - `heartbeat`: ping, pong and the timeout;
 //! - `deadlines`: the one timer per worker thread that tells sessions when
-//!   their heartbeat is due;
+//!   their heartbeat (or their app's deadline) is due;
 //! - `polling`: the waiting GET, POSTs, and a GET racing the client's close;
 //! - `upgrade`: the session's WebSockets and the upgrade from polling;
 //! - `backpressure`: closing slow consumers.
@@ -42,7 +42,7 @@ pub use backpressure::Backpressure;
 pub use frame::encode_poll_body;
 pub use frame::{Frame, FrameRef, Message, PollBody, PollFraming};
 pub(crate) use handshake::url_query_pairs;
-pub use handshake::{Handshake, Headers};
+pub use handshake::{Handshake, Headers, TransportKind};
 pub(crate) use polling::take_closed_poll;
 pub use polling::{ClosedPolls, Poll, PollAborted, PollReply, Post, PostError, CLOSED_POLL_GRACE};
 pub use reason::CloseReason;
@@ -76,6 +76,8 @@ pub trait EngineApp: Sized + Unpin + 'static {
     fn on_close(&mut self, _reason: CloseReason, _core: &mut EngineCore) {}
     /// The session moved from polling to its WebSocket.
     fn on_upgrade(&mut self, _core: &mut EngineCore) {}
+    /// The deadline set with [`EngineCore::set_app_deadline`] has come.
+    fn on_deadline(&mut self, _core: &mut EngineCore, _ctx: &mut Context<SessionActor<Self>>) {}
 }
 
 /// Builds the app of each new session. Shared by every worker thread.
@@ -128,7 +130,9 @@ pub struct EngineCore {
     /// refused exactly at the deadline even if the wheel has not told it yet
     /// on a busy worker.
     pong_deadline: Option<std::time::Instant>,
-    /// When this session's one entry in its thread's heartbeat wheel comes
+    /// The app's one deadline ([`EngineCore::set_app_deadline`]).
+    app_deadline: Option<std::time::Instant>,
+    /// When this session's one entry in its thread's deadline wheel comes
     /// due (`deadlines`; `None`: it has none).
     wheel_entry: Option<std::time::Instant>,
     close_reason: Option<CloseReason>,
@@ -349,7 +353,7 @@ trait SessionPort: Send + Sync + deadlines::Due {
 
 impl<A: EngineApp> deadlines::Due for Addr<SessionActor<A>> {
     fn due(&self) {
-        self.do_send(deadlines::HeartbeatDue);
+        self.do_send(deadlines::DeadlineDue);
     }
 }
 
@@ -435,6 +439,7 @@ pub(crate) fn new_core(
         closed_polls,
         ping_due: None,
         pong_deadline: None,
+        app_deadline: None,
         wheel_entry: None,
         close_reason: None,
         registry,

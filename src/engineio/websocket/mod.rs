@@ -101,9 +101,42 @@ struct Outbound {
     /// [`WsSink::flushed`]).
     settled_chunks: usize,
     /// [`WsSink::flushed`] waiters: the chunk count each one waits for.
-    flush_waiters: Vec<(usize, tokio::sync::oneshot::Sender<()>)>,
+    flush_waiters: FlushWaiters,
     state: State,
     waker: Option<Waker>,
+}
+
+/// [`WsSink::flushed`] waiters: the chunk count each one waits for. Boxed
+/// when there are any (an upgrade's probe, a close): inline, an empty
+/// vector was 16 bytes more in every WebSocket's shared state, which then
+/// took a larger allocation class (docs/decisions.md, "Idle memory").
+#[derive(Default)]
+// Boxed on purpose: the vector inline is 24 bytes, the box 8.
+#[allow(clippy::box_collection)]
+struct FlushWaiters(Option<Box<Vec<FlushWaiter>>>);
+
+/// A waiter: the chunk count it waits for, and how it is told.
+type FlushWaiter = (usize, tokio::sync::oneshot::Sender<()>);
+
+impl FlushWaiters {
+    fn push(&mut self, w: FlushWaiter) {
+        self.0.get_or_insert_with(Default::default).push(w);
+    }
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|v| v.is_empty())
+    }
+    fn clear(&mut self) {
+        self.0 = None;
+    }
+    fn take(&mut self) -> Vec<FlushWaiter> {
+        self.0.take().map(|v| *v).unwrap_or_default()
+    }
+    fn iter(&self) -> impl Iterator<Item = &FlushWaiter> {
+        self.0.iter().flat_map(|v| v.iter())
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut FlushWaiter> {
+        self.0.iter_mut().flat_map(|v| v.iter_mut())
+    }
 }
 
 /// The writing half of a WebSocket, held by its session. Cheap to clone.
@@ -191,7 +224,7 @@ impl WsSink {
                     in_flight: 0,
                     body_gone: false,
                     settled_chunks: 0,
-                    flush_waiters: Vec::new(),
+                    flush_waiters: FlushWaiters::default(),
                     state: State::Open,
                     waker: None,
                 }),
@@ -473,7 +506,7 @@ impl Outbound {
         if self.flush_waiters.is_empty() {
             return;
         }
-        for (target, tx) in std::mem::take(&mut self.flush_waiters) {
+        for (target, tx) in self.flush_waiters.take() {
             if target <= settled {
                 let _ = tx.send(());
             } else {

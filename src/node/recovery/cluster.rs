@@ -442,8 +442,7 @@ impl ClusterRecovery {
         let resume = match &old {
             Some(old) => old
                 .inner
-                .resume
-                .as_ref()
+                .resume()
                 .map(|r| r.lock().clone())
                 .unwrap_or_default(),
             None => Resume {
@@ -660,11 +659,7 @@ impl ClusterRecovery {
         let socket = self.live.lock().get(key).cloned()?;
         let inner = &socket.inner;
         let rooms: Vec<Arc<str>> = inner.rooms.lock().rooms.iter().cloned().collect();
-        let resume = inner
-            .resume
-            .as_ref()
-            .map(|r| r.lock().clone())
-            .unwrap_or_default();
+        let resume = inner.resume().map(|r| r.lock().clone()).unwrap_or_default();
         Some(self.session_record(inner, rooms.into_iter(), &resume, false))
     }
 }

@@ -476,8 +476,7 @@ impl Recovery {
         let resume = match &found {
             Found::Live(old) => old
                 .inner
-                .resume
-                .as_ref()
+                .resume()
                 .map(|r| r.lock().clone())
                 .unwrap_or_default(),
             Found::Parked(p) => p.resume.clone(),
