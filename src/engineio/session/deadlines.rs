@@ -90,7 +90,12 @@ struct Wheel {
     /// with nothing to wait for). `arm` wakes it for an earlier entry.
     waker: Option<Waker>,
     sleeps_until: Option<u64>,
+    /// The heap's length after its last compaction (see `arm`).
+    compacted: usize,
 }
+
+/// Entries below this are never compacted: the pass is not worth it.
+const COMPACT_FLOOR: usize = 1024;
 
 thread_local! {
     static WHEEL: RefCell<Wheel> = RefCell::new(Wheel::default());
@@ -103,6 +108,16 @@ pub(super) fn arm(when: Instant, who: Weak<dyn Due>) {
     let spawn = WHEEL.with(|w| {
         let mut w = w.borrow_mut();
         w.heap.push(Reverse(Entry { at, who }));
+        // A session gone leaves its entry until it comes due (up to a ping
+        // interval): under connection churn those would pile up, each
+        // keeping its session's address allocation. When the heap has
+        // doubled since the last pass, drop the entries of sessions gone,
+        // so it stays within about twice the live sessions (amortized O(1)
+        // per entry).
+        if w.heap.len() >= (2 * w.compacted).max(COMPACT_FLOOR) {
+            w.heap.retain(|Reverse(e)| e.who.strong_count() > 0);
+            w.compacted = w.heap.len();
+        }
         if !w.running {
             w.running = true;
             return true;
@@ -283,6 +298,34 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert_eq!(log.lock().unwrap().len(), 2);
+    }
+
+    #[actix_rt::test]
+    async fn entries_of_sessions_gone_are_compacted_away_under_churn() {
+        let log = Arc::default();
+        let far = Instant::now() + Duration::from_secs(3600);
+        let kept: Vec<_> = (0..10).map(|_| probe("kept", &log)).collect();
+        for k in &kept {
+            arm(far, Arc::downgrade(k));
+        }
+        // Many short-lived sessions, each gone before its entry is due.
+        for _ in 0..10 * COMPACT_FLOOR {
+            let gone = probe("gone", &log);
+            arm(far, Arc::downgrade(&gone));
+        }
+        assert!(
+            pending() < 2 * COMPACT_FLOOR,
+            "{} entries left for 10 live sessions",
+            pending()
+        );
+        // The live ones are still told.
+        assert!(WHEEL.with(|w| w
+            .borrow()
+            .heap
+            .iter()
+            .filter(|Reverse(e)| e.who.strong_count() > 0)
+            .count()
+            == kept.len()));
     }
 
     #[test]
