@@ -9,7 +9,7 @@
 //! `Sleep` for its earliest; when an entry is due the session is sent
 //! [`DeadlineDue`] and decides, from the deadlines it keeps itself, what is
 //! due (a ping to send, a pong overdue, the app's deadline). A session has at
-//! most one entry in the heap at a time (see `EngineCore::arm_heartbeat`), an
+//! most one entry in the heap at a time (see `EngineCore::arm_deadlines`), an
 //! entry holds the session weakly, and a session that is gone when its entry
 //! comes due is skipped.
 //!
@@ -101,7 +101,7 @@ thread_local! {
     static WHEEL: RefCell<Wheel> = RefCell::new(Wheel::default());
 }
 
-/// Tell `who` at `at` (or as soon after as this thread gets to it). Must be
+/// Tell `who` at `when` (or as soon after as this thread gets to it). Must be
 /// called on a thread with a running actix (tokio, local set) runtime.
 pub(super) fn arm(when: Instant, who: Weak<dyn Due>) {
     let at = ticks(when);

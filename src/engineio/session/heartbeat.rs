@@ -50,7 +50,7 @@ impl EngineCore {
     /// v4: the next ping goes one interval from now.
     pub(super) fn schedule_ping(&mut self) {
         self.ping_due = Some(Instant::now() + self.config.ping_interval);
-        self.arm_heartbeat();
+        self.arm_deadlines();
     }
 
     /// Set (or, with `None`, clear) the app's deadline: its
@@ -59,7 +59,7 @@ impl EngineCore {
     /// without a timer of its own (Socket.IO's connect timeout is one).
     pub fn set_app_deadline(&mut self, at: Option<Instant>) {
         self.app_deadline = at;
-        self.arm_heartbeat();
+        self.arm_deadlines();
     }
 
     /// Make sure the wheel tells this session by the earliest of its
@@ -67,7 +67,7 @@ impl EngineCore {
     /// deadline is earlier than it. A later deadline (a pong came, a v3
     /// client pinged, the app's deadline cleared) waits for the entry there
     /// is, which re-arms.
-    fn arm_heartbeat(&mut self) {
+    fn arm_deadlines(&mut self) {
         let Some(at) = [self.ping_due, self.pong_deadline, self.app_deadline]
             .into_iter()
             .flatten()
@@ -118,7 +118,7 @@ impl EngineCore {
         if app_due {
             self.app_deadline = None;
         }
-        self.arm_heartbeat();
+        self.arm_deadlines();
         app_due
     }
 
@@ -136,7 +136,7 @@ impl EngineCore {
     pub(super) fn await_client_ping(&mut self) {
         let wait = self.config.ping_interval + self.config.ping_timeout;
         self.pong_deadline = Some(Instant::now() + wait);
-        self.arm_heartbeat();
+        self.arm_deadlines();
     }
 
     /// v3: the client pinged; answer pong and wait for the next.
