@@ -39,6 +39,7 @@ use crate::adapter::store::Token;
 use crate::engineio::session::Message as EngineMessage;
 use crate::engineio::{
     url_query_pairs, CloseReason, EngineApp, EngineCore, Handshake, Protocol, SessionActor, Sid,
+    TransportKind,
 };
 use crate::socketio::encode::{encode_ack, encode_event, encode_packet};
 use crate::socketio::packet::{is_reserved_event, Packet, PacketData};
@@ -559,14 +560,13 @@ impl Connection {
                 id: sid.clone(),
                 ns: ns_name.clone(),
                 conn: self.me(),
-                websocket: (core.transport_name() == "websocket").into(),
+                websocket: (core.transport_kind() == TransportKind::WebSocket).into(),
                 server: server.clone(),
                 handshake: self.handshake.clone(),
                 auth,
                 user: user.clone(),
                 rooms: Mutex::new(rooms),
                 extensions,
-
                 recovered,
                 // `pid` and `resume` come together (`Start`).
                 recovery: pid.clone().zip(resume).map(|(pid, resume)| {

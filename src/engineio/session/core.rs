@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 
 use super::{
     encode_poll_body, CloseReason, EngineApp, EngineCore, Frame, PollBody, PollReply, SessionActor,
-    Transport,
+    Transport, TransportKind,
 };
 use crate::engineio::packet::{Packet, Protocol};
 use crate::engineio::websocket::{SendOutcome, WsSink};
@@ -121,11 +121,17 @@ impl EngineCore {
         }
     }
 
-    pub fn transport_name(&self) -> &'static str {
+    /// The transport the session writes to now (polling until its
+    /// WebSocket has attached).
+    pub fn transport_kind(&self) -> TransportKind {
         match self.transport {
-            Transport::WebSocket { .. } => "websocket",
-            _ => "polling",
+            Transport::WebSocket { .. } => TransportKind::WebSocket,
+            _ => TransportKind::Polling,
         }
+    }
+
+    pub fn transport_name(&self) -> &'static str {
+        self.transport_kind().as_str()
     }
 
     pub fn is_closing(&self) -> bool {

@@ -122,14 +122,19 @@ impl FlushWaiters {
     fn push(&mut self, w: FlushWaiter) {
         self.0.get_or_insert_with(Default::default).push(w);
     }
-    fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|v| v.is_empty())
-    }
     fn clear(&mut self) {
         self.0 = None;
     }
-    fn take(&mut self) -> Vec<FlushWaiter> {
-        self.0.take().map(|v| *v).unwrap_or_default()
+    /// Tell the waiters whose target is within `settled` chunks; the box
+    /// goes once none is left.
+    fn release(&mut self, settled: usize) {
+        let Some(waiters) = &mut self.0 else { return };
+        for (_, tx) in waiters.extract_if(.., |(target, _)| *target <= settled) {
+            let _ = tx.send(());
+        }
+        if waiters.is_empty() {
+            self.0 = None;
+        }
     }
     fn iter(&self) -> impl Iterator<Item = &FlushWaiter> {
         self.0.iter().flat_map(|v| v.iter())
@@ -503,16 +508,7 @@ impl Outbound {
     /// Release the [`WsSink::flushed`] waiters whose frames are within the
     /// first `settled` chunks (those known to be handed to the kernel).
     fn release_flushed(&mut self, settled: usize) {
-        if self.flush_waiters.is_empty() {
-            return;
-        }
-        for (target, tx) in self.flush_waiters.take() {
-            if target <= settled {
-                let _ = tx.send(());
-            } else {
-                self.flush_waiters.push((target, tx));
-            }
-        }
+        self.flush_waiters.release(settled);
     }
 
     /// `chunks` more chunks, `bytes` bytes in all, have left the queue: count
