@@ -45,6 +45,7 @@ common options:
   --deflate               offer permessage-deflate (RFC 7692) and inflate compressed frames
 
 idle:             --conns 5000,10000   --settle-ms 2000   --hold-s 0
+                  --jwt-secret SECRET (authenticate each as service mode's u<i>)
 fanout, cross-node, slow:
                   --receivers 1000  --rate 1000 (msg/s, 0 = as fast as possible)
                   --duration 10 (s) | --messages N   --drain-ms 5000

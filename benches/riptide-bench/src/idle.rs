@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::cli::Opts;
 use crate::client::{self, ConnectOpts, ConnectPhase, Ready, Target};
 use crate::stats::{self, CpuMark, Failures, ServerSampler};
-use crate::{common_params, progress, Report};
+use crate::{common_params, progress, service, Report};
 
 pub async fn run(o: &Opts) -> Result<Report, String> {
     let target = Arc::new(Target::resolve(&o.url, &o.path).await?);
@@ -36,22 +36,28 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
     let mut steps = Vec::new();
     let mut attempted = 0usize;
     let mut opened = 0usize;
+    // With --jwt-secret, each connection authenticates as service mode's
+    // clients do (`u<i>`, a token valid for an hour), so service mode's idle
+    // cost includes what it keeps per authenticated socket (its identity, the
+    // token's expiry).
+    let secret: Option<Arc<[u8]>> = o.jwt_secret.as_ref().map(|s| s.as_bytes().into());
     for &want in &o.conns {
         let n = want - attempted;
         attempted = want;
         progress!("idle: opening {n} connections (to {want} in total)");
         let (tx, mut rx) = mpsc::unbounded_channel::<Ready>();
         let started = Instant::now();
-        for _ in 0..n {
+        for idx in attempted - n..attempted {
             let (target, copts, sem, tx) = (target.clone(), copts.clone(), sem.clone(), tx.clone());
             let (mut stop, dropped, kinds) = (stop_rx.clone(), dropped.clone(), drop_kinds.clone());
+            let auth = secret.as_ref().map(|s| service::auth_payload(s, idx));
             handles.push(tokio::spawn(async move {
                 let permit = sem.acquire_owned().await;
                 let t = Instant::now();
-                let r = client::connect(&target, &copts).await;
+                let r = client::connect_with(&target, &copts, auth.as_deref()).await;
                 drop(permit);
                 let mut conn = match r {
-                    Ok(c) => {
+                    Ok((c, _)) => {
                         let _ = tx.send(Ok(t.elapsed()));
                         c
                     }
@@ -130,6 +136,7 @@ pub async fn run(o: &Opts) -> Result<Report, String> {
     params.insert("conns".into(), json!(o.conns));
     params.insert("settle_ms".into(), json!(o.settle.as_millis() as u64));
     params.insert("hold_s".into(), json!(o.hold.as_secs_f64()));
+    params.insert("authenticated".into(), json!(o.jwt_secret.is_some()));
     let mut body = serde_json::Map::new();
     body.insert("params".into(), Value::Object(params));
     body.insert("steps".into(), Value::Array(steps));

@@ -84,6 +84,14 @@ pub fn jwt_hs256(secret: &[u8], claims: &str) -> String {
     format!("{signing}.{sig}")
 }
 
+/// The CONNECT auth payload of client `idx`: `{"token": …}` for user
+/// `u<idx>`, valid for an hour.
+pub fn auth_payload(secret: &[u8], idx: usize) -> String {
+    let now = unix_now();
+    let claims = json!({"sub": format!("u{idx}"), "iat": now, "exp": now + 3600}).to_string();
+    json!({"token": jwt_hs256(secret, &claims)}).to_string()
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -396,9 +404,7 @@ async fn client_task(
     mut stop: watch::Receiver<bool>,
 ) -> ClientStats {
     let mut st = ClientStats::default();
-    let now = unix_now();
-    let claims = json!({"sub": format!("u{idx}"), "iat": now, "exp": now + 3600}).to_string();
-    let auth = json!({"token": jwt_hs256(&c.secret, &claims)}).to_string();
+    let auth = auth_payload(&c.secret, idx);
     let permit = c.sem.clone().acquire_owned().await;
     let t = Instant::now();
     let mut conn = match client::connect_with(&c.target, &c.copts, Some(&auth)).await {
