@@ -59,8 +59,9 @@
 //!   [`RiptideServer`]; `tls`: `server.tls`), the bench fixture, the demo
 //!   page (`demo`), the admin UI's namespace
 //!   (`admin/`, [`AdminUi`]), service mode (`notify/`, public
-//!   as [`service_mode`]: JWT verification, channels, its handler actor, the
-//!   server API over HTTP and NATS); `main.rs` wires them into the
+//!   as [`service_mode`]: JWT verification, channels, its handler actor and
+//!   its sockets' token expiries (`expiry`), the server API over HTTP and
+//!   NATS); `main.rs` wires them into the
 //!   `riptide` binary. The load generator is its own package,
 //!   `benches/riptide-bench`.
 //! - `names`: `named_enum!`, the closed sets of names the settings parse
@@ -158,6 +159,7 @@ pub use node::namespace::{ConnectError, ConnectRequest, EventRefused, Preface};
 pub use node::remote::{ServerAck, ServerAcks, ServerEvent};
 pub use node::socket::{
     AckError, AckSender, DisconnectReason, EmitError, Event, Extensions, JoinError, Socket,
+    WeakSocket,
 };
 pub use service::admin::AdminUi;
 pub use service::demo;

@@ -273,6 +273,20 @@ impl SocketInner {
     }
 }
 
+/// A socket that is not kept alive by this reference: what a schedule keeps
+/// for a socket it may outlive ([`Socket::downgrade`]). Once the node has
+/// dropped the socket (it left, and is not parked for recovery),
+/// [`upgrade`](WeakSocket::upgrade) gives `None`.
+#[derive(Clone, Default)]
+pub struct WeakSocket(std::sync::Weak<SocketInner>);
+
+impl WeakSocket {
+    /// The socket, if the node still has it.
+    pub fn upgrade(&self) -> Option<Socket> {
+        self.0.upgrade().map(|inner| Socket { inner })
+    }
+}
+
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket")
@@ -283,6 +297,11 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
+    /// A reference that does not keep the socket alive ([`WeakSocket`]).
+    pub fn downgrade(&self) -> WeakSocket {
+        WeakSocket(Arc::downgrade(&self.inner))
+    }
+
     /// The socket id (also the name of the room only this socket is in).
     pub fn id(&self) -> &str {
         self.inner.id.as_str()
@@ -598,6 +617,17 @@ impl Extensions {
         let mut map = self.map.lock();
         let slot = map.get_or_insert_with(TypeId::of::<T>(), || Box::new(T::default()));
         f(slot.downcast_mut::<T>().expect("keyed by its own TypeId"))
+    }
+
+    /// Run `f` on the stored `T`, if there is one, and return what it
+    /// returns (`None` without a `T`): read or modify in place, under one
+    /// lock, without cloning it.
+    pub fn update<T: Send + Sync + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut map = self.map.lock();
+        let slot = map.get_mut(&TypeId::of::<T>())?;
+        Some(f(slot
+            .downcast_mut::<T>()
+            .expect("keyed by its own TypeId")))
     }
 
     /// Move every value out, into a new set (a socket parked for recovery,

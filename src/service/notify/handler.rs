@@ -4,7 +4,6 @@
 //! (`auth:expiring`, then `auth:expired` and a server disconnect); and what
 //! the other nodes' services ask of this one (presence, revocation, counts).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use slog::debug;
 
 use super::auth::{self, Identity, Refusal};
 use super::channels::{self, Refused};
+use super::expiry::{self, Entry, Schedule, Step};
 use super::{user_room, AuthState, Service, INFO, PRESENCE, PRESENT, REVOKE};
 use crate::api::{spawn_then, HandlerActor, HandlerContext, NamespaceHandler};
 use crate::node::remote::ServerEvent;
@@ -30,8 +30,25 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// socket of that thread.
 pub struct ServiceHandler {
     service: Arc<Service>,
-    /// A socket's expiry timers (`auth:expiring`, then the disconnect).
-    timers: HashMap<String, Vec<SpawnHandle>>,
+    /// Its sockets' token expiries ([`expiry`]).
+    expiries: Schedule,
+    /// The timer for the earliest of them: when, and its handle.
+    timer: Option<(u64, SpawnHandle)>,
+}
+
+/// `socket`'s token's `exp` if the socket is still armed with `arming`.
+fn armed(socket: &Socket, arming: u64) -> Option<u64> {
+    socket
+        .extensions()
+        .update(|a: &mut AuthState| a.identity.exp.filter(|_| a.arming == arming))
+        .flatten()
+}
+
+/// Whether `e` can still be due: its socket there and still armed with it.
+fn live(e: &Entry) -> bool {
+    e.socket
+        .upgrade()
+        .is_some_and(|s| armed(&s, e.arming).is_some())
 }
 
 fn error(ack: Option<AckSender>, message: &str) {
@@ -69,52 +86,102 @@ impl ServiceHandler {
     pub fn new(service: Arc<Service>) -> ServiceHandler {
         ServiceHandler {
             service,
-            timers: HashMap::new(),
+            expiries: Schedule::default(),
+            timer: None,
         }
     }
 
-    fn cancel_timers(&mut self, sid: &str, ctx: &mut HandlerContext<Self>) {
-        for t in self.timers.remove(sid).unwrap_or_default() {
-            ctx.cancel_future(t);
-        }
-    }
-
-    /// Arm `auth:expiring` and the disconnect at `exp` for `socket`.
+    /// Arm `auth:expiring` and the disconnect at `exp` for `socket`, if its
+    /// token expires: a new arming number in its [`AuthState`], so what was
+    /// armed for it before (another token) is skipped when due.
     fn schedule(&mut self, socket: &Socket, ctx: &mut HandlerContext<Self>) {
-        self.cancel_timers(socket.id(), ctx);
-        let Some(exp) = identity(socket).and_then(|i| i.exp) else {
+        let arming = expiry::next_arming();
+        let exp = socket
+            .extensions()
+            .update(|a: &mut AuthState| {
+                a.arming = arming;
+                a.identity.exp
+            })
+            .flatten();
+        let Some(exp) = exp else {
             return;
         };
+        let warn_at = (exp * 1000).saturating_sub(self.service.settings.auth.refresh_ahead_ms);
+        self.push(
+            Entry {
+                at: warn_at,
+                arming,
+                step: Step::Warn,
+                socket: socket.downgrade(),
+            },
+            ctx,
+        );
+    }
+
+    fn push(&mut self, entry: Entry, ctx: &mut HandlerContext<Self>) {
+        self.expiries.push(entry, live);
+        let next = self.expiries.next_at();
+        if next.is_some() && self.timer.map(|(at, _)| Some(at)) != Some(next) {
+            self.arm_timer(ctx);
+        }
+    }
+
+    /// The one timer, at the earliest entry (moved earlier when an earlier
+    /// entry came).
+    fn arm_timer(&mut self, ctx: &mut HandlerContext<Self>) {
+        if let Some((_, t)) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        let Some(at) = self.expiries.next_at() else {
+            return;
+        };
+        let wait = Duration::from_millis(at.saturating_sub(auth::now_ms()));
+        let t = ctx.run_later(wait, |act: &mut HandlerActor<ServiceHandler>, ctx| {
+            act.call(
+                |h, ctx| {
+                    h.timer = None;
+                    h.due(ctx);
+                },
+                ctx,
+            );
+        });
+        self.timer = Some((at, t));
+    }
+
+    /// What is due now: each entry still armed for its socket warns, or
+    /// expires the token; a warning arms the expiry after it.
+    fn due(&mut self, ctx: &mut HandlerContext<Self>) {
         let now = auth::now_ms();
-        let exp_ms = exp * 1000 + self.service.settings.auth.leeway_ms;
-        let ahead = self.service.settings.auth.refresh_ahead_ms;
-        let mut timers = Vec::with_capacity(2);
-        let warn_at = (exp * 1000).saturating_sub(ahead);
-        let s = socket.clone();
-        timers.push(ctx.run_later(
-            Duration::from_millis(warn_at.saturating_sub(now)),
-            move |_act, _ctx| {
-                // Still the token this timer was armed for: not refreshed.
-                if identity(&s).and_then(|i| i.exp) == Some(exp) {
-                    let _ = s.emit("auth:expiring", json!({ "exp": exp }));
+        let mut expire = Vec::new();
+        while let Some(e) = self.expiries.pop_due(now) {
+            let Some(socket) = e.socket.upgrade() else {
+                continue;
+            };
+            let Some(exp) = armed(&socket, e.arming) else {
+                continue;
+            };
+            match e.step {
+                Step::Warn => {
+                    let _ = socket.emit("auth:expiring", json!({ "exp": exp }));
+                    expire.push(Entry {
+                        at: exp * 1000 + self.service.settings.auth.leeway_ms,
+                        step: Step::Expire,
+                        ..e
+                    });
                 }
-            },
-        ));
-        let s = socket.clone();
-        timers.push(ctx.run_later(
-            Duration::from_millis(exp_ms.saturating_sub(now)),
-            move |act: &mut HandlerActor<ServiceHandler>, ctx| {
-                act.call(|h, _ctx| h.expire(&s, exp), ctx);
-            },
-        ));
-        self.timers.insert(socket.id().to_owned(), timers);
+                Step::Expire => self.expire(&socket, exp),
+            }
+        }
+        // After the loop, so an expiry due now is not popped in the same pass
+        // as its warning (it is, at the next timer, at once).
+        for e in expire {
+            self.expiries.push(e, live);
+        }
+        self.arm_timer(ctx);
     }
 
     fn expire(&mut self, socket: &Socket, exp: u64) {
-        if identity(socket).and_then(|i| i.exp) != Some(exp) {
-            return;
-        }
-        self.timers.remove(socket.id());
+        socket.extensions().update(|a: &mut AuthState| a.arming = 0);
         self.service.metrics.expired();
         debug!(self.service.log, "token expired: disconnecting"; "socket" => socket.id(),
             "user" => socket.user());
@@ -303,7 +370,7 @@ impl ServiceHandler {
             }
         };
         let exp = identity.exp;
-        socket.extensions().insert(AuthState { identity });
+        socket.extensions().insert(AuthState::new(identity));
         self.service.metrics.refreshed();
         self.service.metrics.event("auth:refresh", "ok");
         self.schedule(socket, ctx);
@@ -322,7 +389,7 @@ impl NamespaceHandler for ServiceHandler {
             let token = auth::token_of(&auth, &socket.handshake().headers);
             match self.service.verify(token) {
                 Ok(identity) if Some(identity.sub.as_str()) == socket.user() => {
-                    socket.extensions().insert(AuthState { identity });
+                    socket.extensions().insert(AuthState::new(identity));
                 }
                 _ => {
                     let _ = socket.emit("auth:expired", json!({}));
@@ -393,8 +460,10 @@ impl NamespaceHandler for ServiceHandler {
         &mut self,
         socket: &Socket,
         _reason: DisconnectReason,
-        ctx: &mut HandlerContext<Self>,
+        _ctx: &mut HandlerContext<Self>,
     ) {
-        self.cancel_timers(socket.id(), ctx);
+        // Its expiry, if armed, is skipped when due. Its typed data is
+        // still there for a recovery, which arms it again.
+        socket.extensions().update(|a: &mut AuthState| a.arming = 0);
     }
 }

@@ -7,7 +7,9 @@
 //! - `auth`: JWT verification ([`Verifier`]) and the refusal reasons;
 //! - `channels`: channel names and permission patterns;
 //! - `handler`: the `/` namespace's handler actor (client events, token
-//!   expiry timers, the cluster-wide requests other nodes send it);
+//!   expiry, the cluster-wide requests other nodes send it);
+//! - `expiry`: the token expiries of a handler's sockets, one heap and one
+//!   timer per handler actor (per worker thread);
 //! - `api`: the server API, over HTTP and on the NATS bus;
 //! - `metrics`: its figures.
 //!
@@ -38,6 +40,7 @@ use crate::socketio::payload::Payload;
 pub mod api;
 pub mod auth;
 pub mod channels;
+mod expiry;
 pub mod handler;
 pub mod metrics;
 
@@ -52,6 +55,18 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct AuthState {
     pub identity: Identity,
+    /// The number of the token expiry armed for the socket (`expiry`); 0:
+    /// none (not yet, or the socket left).
+    pub(crate) arming: u64,
+}
+
+impl AuthState {
+    pub fn new(identity: Identity) -> AuthState {
+        AuthState {
+            identity,
+            arming: 0,
+        }
+    }
 }
 
 /// What every part of service mode shares. See the module doc.
@@ -237,7 +252,7 @@ impl Service {
             let log = self.log.clone();
             req.preface(kept_preface(store, user, metrics, log));
         }
-        req.extensions().insert(AuthState { identity });
+        req.extensions().insert(AuthState::new(identity));
         Ok(())
     }
 

@@ -600,6 +600,31 @@ describe("service: token expiry while connected", () => {
     assert.ok(second.at >= exp2 * 1000 - 1300 && second.at < exp2 * 1000, `the second auth:expiring ${second.at - exp2 * 1000} ms from the new exp`);
     assert.ok(events[2].at >= exp2 * 1000 - 300, `auth:expired ${events[2].at - exp2 * 1000} ms from the new exp`);
   });
+
+  itest("of sockets with the same exp, only those still connected at exp are expired, once each", async (ctx) => {
+    // The expiries of a worker thread's sockets are one schedule: a socket
+    // that left, and a token refreshed to the same exp, must not be expired
+    // (or counted) again.
+    const srv = await startNode(ctx);
+    const exp = nowS() + 3;
+    const left = await connectWith(ctx, srv, mint({ sub: "ex5", exp }));
+    const stays = clientWith(ctx, srv, mint({ sub: "ex6", exp }));
+    const refreshed = clientWith(ctx, srv, mint({ sub: "ex7", exp }));
+    const events = { stays: [], refreshed: [] };
+    for (const [name, s] of [["stays", stays], ["refreshed", refreshed]]) {
+      for (const e of ["auth:expiring", "auth:expired"]) s.on(e, (data) => events[name].push([e, data]));
+    }
+    await Promise.all([waitConnect(stays), waitConnect(refreshed)]);
+    left.disconnect();
+    assert.deepEqual(await ack(refreshed, "auth:refresh", [mint({ sub: "ex7", exp })]), { ok: true, exp });
+    await Promise.all([waitDisconnect(stays, 6_000), waitDisconnect(refreshed, 6_000)]);
+    await sleep(300);
+    for (const name of ["stays", "refreshed"]) {
+      assert.deepEqual(events[name], [["auth:expiring", { exp }], ["auth:expired", { exp }]], `${name}: warned and expired once`);
+    }
+    const text = await (await fetch(`${srv.url}/metrics`)).text();
+    assert.match(text, /^riptide_auth_expired_total 2$/m, "the two sockets connected at exp, not the one that left");
+  });
 });
 
 // ---------------------------------------------------------------------------
