@@ -49,7 +49,8 @@
 //!   recovery: the node-memory store in `mod.rs`, the cluster's over
 //!   `adapter::store` in `cluster.rs`), `probe` (the mailbox-delay probe
 //!   thread), `observer` (the hook the admin UI watches sockets through),
-//!   `vec_map` (the small tables a connection and a socket keep).
+//!   `vec_map` (the small tables a connection and a socket keep), `members`
+//!   (a key's members by sid: a `vec_map` while few, a hash table past 8).
 //! - `api`: what an application writes against: [`NamespaceHandler`] and
 //!   [`Namespace`] (typed listeners, middleware), the supervised
 //!   [`HandlerActor`], [`Socket`]'s broadcasts, [`ServerHandle`].

@@ -20,6 +20,7 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 
 use super::delivery::MemberConn;
+use super::members::MemberMap;
 use crate::engineio::Sid;
 
 /// Add a member to a room or user actor.
@@ -43,8 +44,8 @@ struct Entry<A: Actor> {
     addr: Addr<A>,
     /// By sid, which is the map's key only: a namespace room holds every
     /// socket of its namespace, and a second copy of each sid was 16 bytes
-    /// in each of its slots.
-    members: HashMap<Sid, Member>,
+    /// in each of its slots. A vector while there are a few ([`MemberMap`]).
+    members: MemberMap<Member>,
 }
 
 /// A member as the registry keeps it (an [`AddMember`] without its sid).
@@ -130,7 +131,7 @@ where
             };
             Entry {
                 addr: (self.start)(key, roster),
-                members: HashMap::new(),
+                members: MemberMap::default(),
             }
         });
         entry.members.insert(

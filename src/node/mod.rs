@@ -26,6 +26,7 @@ pub mod dispatch;
 pub mod fanout;
 pub mod interest;
 pub mod limits;
+pub(crate) mod members;
 pub mod metrics;
 pub mod namespace;
 pub mod observer;

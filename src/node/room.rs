@@ -18,7 +18,6 @@
 //! messages; a broadcast to a room quiet for longer than the window leaves
 //! at once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,7 @@ use slog::Logger;
 
 use super::delivery::{Deliver, Encoded, Filter, Item, Items, MemberConn, Mode};
 use super::interest::{AddMember, RemoveMember, Roster};
+use super::members::MemberMap;
 use super::metrics::Metrics;
 use super::probe::Probe;
 use super::supervisor::guard;
@@ -43,7 +43,7 @@ pub struct RoomActor {
     key: RoomKey,
     /// A working copy of the registry's membership, for fan-out without a
     /// lock; rebuilt from `roster` on restart.
-    members: HashMap<Sid, MemberConn>,
+    members: MemberMap<MemberConn>,
     roster: Roster<RoomKey, RoomActor>,
     /// Broadcasts not yet sent to the members, in order. A [`Flush`] is
     /// queued (or timed) whenever one is added and none is.
@@ -80,7 +80,7 @@ impl RoomActor {
     ) -> RoomActor {
         RoomActor {
             key,
-            members: HashMap::new(),
+            members: MemberMap::default(),
             roster,
             pending: Vec::new(),
             window,
@@ -132,7 +132,7 @@ fn window_wait(flushed_at: Option<Instant>, window: Duration, now: Instant) -> O
 /// Send the `pending` broadcasts to every member, one message each. (A
 /// function of the fields it needs, so the handlers' panic guards can
 /// borrow the logger beside them.)
-fn flush(key: &RoomKey, members: &HashMap<Sid, MemberConn>, pending: &mut Vec<Item>) {
+fn flush(key: &RoomKey, members: &MemberMap<MemberConn>, pending: &mut Vec<Item>) {
     let items = match pending.len() {
         0 => return,
         1 => Items::One(pending.pop().expect("one pending")),

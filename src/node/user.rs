@@ -2,7 +2,6 @@
 //! sockets on every device and namespace, so an emit to a user reaches all of
 //! them and revoking a user disconnects every one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -10,15 +9,15 @@ use slog::Logger;
 
 use super::delivery::{Deliver, DisconnectSocket, Encoded, Mode};
 use super::interest::{AddMember, RemoveMember, Roster};
+use super::members::MemberMap;
 use super::metrics::Metrics;
 use super::probe::Probe;
 use super::supervisor::guard;
-use crate::engineio::Sid;
 
 pub struct UserActor {
     /// A working copy of the registry's record of this user's sockets;
     /// rebuilt from `roster` on restart.
-    sockets: HashMap<Sid, AddMember>,
+    sockets: MemberMap<AddMember>,
     roster: Roster<Arc<str>, UserActor>,
     metrics: Metrics,
     log: Logger,
@@ -27,7 +26,7 @@ pub struct UserActor {
 impl UserActor {
     pub fn new(roster: Roster<Arc<str>, UserActor>, metrics: Metrics, log: Logger) -> UserActor {
         UserActor {
-            sockets: HashMap::new(),
+            sockets: MemberMap::default(),
             roster,
             metrics,
             log,

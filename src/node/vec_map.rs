@@ -91,6 +91,24 @@ impl<K: Eq, V> VecMap<K, V> {
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.0.iter().map(|(_, v)| v)
     }
+
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter(self.0.iter())
+    }
+}
+
+/// [`VecMap::iter`]'s iterator (a named type, for [`MemberMap`](super::members::MemberMap)'s).
+pub(crate) struct Iter<'a, K, V>(std::slice::Iter<'a, (K, V)>);
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (k, v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
 }
 
 impl<K, V> IntoIterator for VecMap<K, V> {
