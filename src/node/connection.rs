@@ -31,8 +31,8 @@ use super::recovery::{Recovery, Restored, Resume, Retired};
 use super::room::RoomKey;
 use super::shared::{NamespaceRuntime, ServerShared};
 use super::socket::{
-    room_list, AckError, AckSender, ConnAddr, DisconnectReason, Event, Extensions, RoomSet, Socket,
-    SocketInner, SocketRecovery,
+    room_list, AckError, AckSender, AuthPayload, ConnAddr, DisconnectReason, Event, Extensions,
+    RoomSet, Socket, SocketInner, SocketRecovery,
 };
 use super::vec_map::VecMap;
 use crate::adapter::store::Token;
@@ -563,7 +563,7 @@ impl Connection {
                 websocket: (core.transport_kind() == TransportKind::WebSocket).into(),
                 server: server.clone(),
                 handshake: self.handshake.clone(),
-                auth,
+                auth: AuthPayload::new(auth),
                 user: user.clone(),
                 rooms: Mutex::new(rooms),
                 extensions,

@@ -425,7 +425,7 @@ pub(crate) fn describe(s: &Socket, node: NodeId) -> RemoteSocket {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
-        "auth": inner.auth,
+        "auth": inner.auth.get(),
         "user": inner.user.as_deref(),
         // For the admin UI's socket list (its `clientId` and headers).
         "session": hs.sid.as_str(),

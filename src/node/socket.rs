@@ -198,7 +198,7 @@ pub(crate) struct SocketInner {
     pub websocket: std::sync::atomic::AtomicBool,
     pub server: Arc<ServerShared>,
     pub handshake: Arc<Handshake>,
-    pub auth: Value,
+    pub auth: AuthPayload,
     pub user: Option<Arc<str>>,
     /// The rooms joined explicitly (the own id room is implicit). Shared by
     /// the handles and the connection, so a join is in effect as soon as
@@ -214,6 +214,47 @@ pub(crate) struct SocketInner {
     /// without recovery keeps one pointer for it (and the whole took
     /// jemalloc's 224-byte class, not its 256-byte one).
     pub recovery: Option<Box<SocketRecovery>>,
+}
+
+/// A socket's CONNECT auth payload ([`Socket::auth`]), kept compact: `{}`
+/// (what a client without auth sends) costs nothing, anything else is kept
+/// as its JSON text and parsed again the first time something reads it.
+/// Parsed, a one-key object such as `{"token": …}` is a 632-byte `BTreeMap`
+/// leaf beside the token's text, which every socket kept for its life
+/// though only the connect middleware had read it (docs/decisions.md, "Idle
+/// memory", ninth session).
+pub(crate) enum AuthPayload {
+    Empty,
+    Kept(Box<KeptAuth>),
+}
+
+pub(crate) struct KeptAuth {
+    text: Box<str>,
+    parsed: std::sync::OnceLock<Value>,
+}
+
+impl AuthPayload {
+    pub fn new(auth: Value) -> AuthPayload {
+        match &auth {
+            Value::Object(m) if m.is_empty() => AuthPayload::Empty,
+            _ => AuthPayload::Kept(Box::new(KeptAuth {
+                text: auth.to_string().into(),
+                parsed: std::sync::OnceLock::new(),
+            })),
+        }
+    }
+
+    pub fn get(&self) -> &Value {
+        static EMPTY: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+        match self {
+            AuthPayload::Empty => EMPTY.get_or_init(|| Value::Object(Default::default())),
+            // The text is serde_json's own rendering of a value it parsed
+            // (within its depth limit), so it parses back to that value.
+            AuthPayload::Kept(k) => k
+                .parsed
+                .get_or_init(|| serde_json::from_str(&k.text).unwrap_or(Value::Null)),
+        }
+    }
 }
 
 /// A socket's connection state recovery ([`SocketInner::recovery`]).
@@ -328,7 +369,7 @@ impl Socket {
     /// `/`, which the server connects at the handshake. Its handshake query
     /// ([`Handshake::query_param`]) carries the client's `query` option too.
     pub fn auth(&self) -> &Value {
-        &self.inner.auth
+        self.inner.auth.get()
     }
 
     /// The user id the connect middleware authenticated, if any.
@@ -652,5 +693,29 @@ impl std::fmt::Debug for Extensions {
         f.debug_struct("Extensions")
             .field("len", &self.map.lock().len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuthPayload;
+    use serde_json::json;
+
+    #[test]
+    fn an_auth_payload_reads_back_as_it_came_and_costs_nothing_when_empty() {
+        assert!(matches!(AuthPayload::new(json!({})), AuthPayload::Empty));
+        assert_eq!(AuthPayload::new(json!({})).get(), &json!({}));
+        for v in [
+            json!({"token": "eyJ.x.y", "n": 1.5e300, "big": u64::MAX, "neg": i64::MIN,
+                   "nested": [{"a": [null, true, "é\u{1F600}\"\\"]}], "": {}}),
+            json!({"pid": "abc", "offset": "1-0"}),
+            json!(null),
+            json!("a string"),
+        ] {
+            let kept = AuthPayload::new(v.clone());
+            assert!(matches!(kept, AuthPayload::Kept(_)));
+            assert_eq!(kept.get(), &v);
+            assert!(std::ptr::eq(kept.get(), kept.get()), "parsed once");
+        }
     }
 }
