@@ -219,6 +219,9 @@ def cluster_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
     ]
 
 
+# The cases run against the `riptide` binary in service mode.
+SERVICE_CASES = ("service-publish", "service-idle")
+
 # Rooms per POST /api/publish in the service-publish case.
 SERVICE_ROOMS_PER_REQUEST = 100
 
@@ -239,14 +242,22 @@ def service_cases(cfg: ServerConfig, quick: bool, burst: int) -> list[Case]:
     clients, dur, drain, rate = (200, 2, 2000, 250) if quick else (10000, 8, 5000, 0)
     base_t = 45 if quick else 150
     point = {"clients": clients, "rooms_per_request": SERVICE_ROOMS_PER_REQUEST, "rate": rate}
+    # Idle memory per authenticated socket, as the idle case measures the
+    # fixture's: each connection with its own token, in its user's room.
+    conns = "500,1000" if quick else "5000,10000"
+    idle_args = ("--conns", conns, *(["--settle-ms", "1000"] if quick else []))
+    idle_point = {"conns": int(conns.split(",")[-1])}
     if not cfg.is_riptide:
         return [Case("service-publish", "service-publish", "service-publish", (), 0, point,
+                     skip="no service mode (Riptide only)"),
+                Case("service-idle", "service-idle", "idle", (), 0, idle_point,
                      skip="no service mode (Riptide only)")]
     cases = [
         Case("service-publish", "service-publish", "service-publish",
              ("--clients", str(clients), "--rooms-per-request", str(SERVICE_ROOMS_PER_REQUEST),
               "--rate", str(rate), "--duration", str(dur), "--drain-ms", str(drain)),
              base_t + dur + drain / 1000, point),
+        Case("service-idle", "service-idle", "idle", idle_args, base_t + 30, idle_point),
     ]
     if clients not in FANOUT_SIZES[quick]:
         # The fixture fan-out to as many receivers, when the fanout-max cases
@@ -636,7 +647,7 @@ echo "broker not back" >&2; exit 1
                 logp = self.logs / f"{cfg.name}{suffix}.log"
                 argv, env = server_command(cfg, port, broker.url if broker else None,
                                            recovery=case_id in ("rolling-restart", "cross-outage-recovery"),
-                                           service=self.service_auth if case_id == "service-publish" else None)
+                                           service=self.service_auth if case_id in SERVICE_CASES else None)
                 p = self.procs.start(argv, env, logp, f"{cfg.name}{suffix} for {case_id} on port {port}")
                 run.ports.append(port)
                 run.pids.append(p.pid)
@@ -720,6 +731,9 @@ echo "restarted: pid $!"
             secret, key = self.service_auth
             argv += ["--jwt-secret", secret, "--api-key", key]
             shown += ["--jwt-secret", "<secret>", "--api-key", "<key>"]
+        elif case.id == "service-idle":
+            argv += ["--jwt-secret", self.service_auth[0]]
+            shown += ["--jwt-secret", "<secret>"]
         gen_log = self.logs / f"{cfg.name}-{case.id}.generator.log"
         rec = {"config": cfg.name, "case": case.id, "group": case.group, "scenario": case.scenario,
                "point": case.point, "argv": shown,
@@ -814,7 +828,7 @@ echo "restarted: pid $!"
                 if case.skip:
                     self.record(self.skipped(cfg, case))
                     continue
-                if case.scenario == "service-publish" and not RIPTIDE_BIN.exists():
+                if case.id in SERVICE_CASES and not RIPTIDE_BIN.exists():
                     self.record({"config": cfg.name, "case": case.id, "group": case.group,
                                  "scenario": case.scenario, "point": case.point, "status": "failed",
                                  "reason": f"{os.path.relpath(RIPTIDE_BIN, ROOT)} not built", "issues": [],
@@ -1159,7 +1173,7 @@ def key_figure(r: dict) -> float | None:
     """The figure a case's rounds are ranked by to pick the median one."""
     x = r.get("result") or {}
     try:
-        if r["group"] == "idle":
+        if r["group"] in ("idle", "service-idle"):
             return sum(s["rss_per_conn_bytes"] for s in x["steps"][-1]["server"])
         if r["group"] in ("fanout-max", "cross-max", "service-publish", "service-baseline"):
             return x["delivery"]["deliveries_per_s"]
@@ -1286,10 +1300,10 @@ def m_missing(res: Results, config: str, case_id: str | None) -> Metric:
     return Metric(None, "–", missing=f"{config}: {why}")
 
 
-def metric_idle(res: Results, config: str) -> Metric:
-    r = res.ok(config, "idle")
+def metric_idle(res: Results, config: str, case_id: str = "idle") -> Metric:
+    r = res.ok(config, case_id)
     if not r or not r.get("steps"):
-        return m_missing(res, config, "idle")
+        return m_missing(res, config, case_id)
     st = r["steps"][-1]
     b = sum(s["rss_per_conn_bytes"] for s in st["server"])
     return Metric(b, f"{b / 1024:.1f} kB/conn at {st['conns']:,}", saturated=r["generator"].get("saturated", False))
@@ -1507,13 +1521,15 @@ def service_rows(res: Results) -> list[list[str]]:
     """Deliveries/s of service-publish beside Riptide's own fixture fan-out
     from the same invocation: to the largest fanout-max room (1,000
     receivers; 100 in quick mode) and to as many receivers as service-publish
-    has clients (the service-baseline case). Empty when the case did not run."""
+    has clients (the service-baseline case); and idle memory per
+    authenticated socket (service-idle) beside the fixture's (idle). Empty
+    when neither service case ran."""
+    rows = idle_service_row(res)
     if res.get("riptide", "service-publish") is None:
-        return []
+        return rows
     svc = metric_service(res)
     r = res.get("riptide", "service-publish")
     pt = r["point"] if r else {}
-    rows = []
     # The largest fanout-max room up to 1,000, and the room as large as the
     # service case's clients (a fanout-max case in full mode, the
     # service-baseline case in quick mode).
@@ -1536,6 +1552,19 @@ def service_rows(res: Results) -> list[list[str]]:
             ratio_s += " ⚠ generator saturated"
         rows.append([md_cell(what), svc.text, f"{base.text} (`{case_id}`)", ratio_s])
     return rows
+
+
+def idle_service_row(res: Results) -> list[list[str]]:
+    if res.get("riptide", "service-idle") is None:
+        return []
+    svc, base = metric_idle(res, "riptide", "service-idle"), metric_idle(res, "riptide")
+    what = ("Idle memory per WebSocket connection (RSS growth / open connections): each with its own "
+            "token, in its user's room / the fixture's (no auth, no room of its own)")
+    ratio = svc.value / base.value if svc.value is not None and base.value not in (None, 0) else None
+    ratio_s = "–" if ratio is None else f"{ratio:.2f}"
+    if ratio is None:
+        ratio_s += " (" + "; ".join(x.missing for x in (svc, base) if x.missing) + ")"
+    return [[md_cell(what), svc.text, f"{base.text} (`idle`)", ratio_s]]
 
 
 # --- report
