@@ -67,6 +67,9 @@
 //!   `benches/riptide-bench`.
 //! - `names`: `named_enum!`, the closed sets of names the settings parse
 //!   (declared first, used by `adapter` and `service`).
+//! - `due_heap`: entries kept until due, earliest first, that compact
+//!   themselves (nothing is cancelled): the engine's per-thread deadline
+//!   wheel and service mode's token expiries are built on it.
 //!
 //! Only the public API is `pub`; the layers are crate-private. The cargo
 //! feature `internals` makes them public for this crate's own integration
@@ -120,6 +123,7 @@
 
 #[macro_use]
 mod names;
+mod due_heap;
 
 // The layers: crate-private, or public with the `internals` feature (this
 // crate's own tests and benches reach into them). Written out, not made by a

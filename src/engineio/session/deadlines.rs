@@ -17,8 +17,6 @@
 //! its actor runs on, and the due message is sent to it from there.
 
 use std::cell::RefCell;
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Weak;
@@ -26,6 +24,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use tokio::time::Sleep;
+
+use crate::due_heap::DueHeap;
 
 /// A session has an entry that came due: the session checks its own
 /// deadlines (`EngineCore::on_deadline_due`).
@@ -40,15 +40,8 @@ pub(super) trait Due {
     fn due(&self);
 }
 
-/// 24 bytes: a worker's heap holds one per session (its capacity up to
-/// twice that), so the deadline is nanoseconds since [`epoch`], not an
-/// `Instant` (16 bytes).
-struct Entry {
-    at: u64,
-    who: Weak<dyn Due>,
-}
-
-/// What [`Entry::at`] counts from: fixed at the first use in the process.
+/// What the wheel's deadlines count from: fixed at the first use in the
+/// process.
 fn epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -63,39 +56,19 @@ fn instant(ticks: u64) -> Instant {
     epoch() + std::time::Duration::from_nanos(ticks)
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.at.cmp(&other.at)
-    }
-}
-
 #[derive(Default)]
 struct Wheel {
-    /// Earliest first.
-    heap: BinaryHeap<Reverse<Entry>>,
+    /// Each session's next deadline, in nanoseconds since [`epoch`] rather
+    /// than as an `Instant` (16 bytes): 24-byte entries, one per session
+    /// (the heap's capacity up to twice that). Compacted by [`DueHeap`].
+    heap: DueHeap<u64, Weak<dyn Due>>,
     /// The driver task is spawned on this thread's runtime.
     running: bool,
     /// The driver's waker, and when its `Sleep` fires (`None`: it is parked
     /// with nothing to wait for). `arm` wakes it for an earlier entry.
     waker: Option<Waker>,
     sleeps_until: Option<u64>,
-    /// The heap's length after its last compaction (see `arm`).
-    compacted: usize,
 }
-
-/// Entries below this are never compacted: the pass is not worth it.
-const COMPACT_FLOOR: usize = 1024;
 
 thread_local! {
     static WHEEL: RefCell<Wheel> = RefCell::new(Wheel::default());
@@ -107,17 +80,10 @@ pub(super) fn arm(when: Instant, who: Weak<dyn Due>) {
     let at = ticks(when);
     let spawn = WHEEL.with(|w| {
         let mut w = w.borrow_mut();
-        w.heap.push(Reverse(Entry { at, who }));
         // A session gone leaves its entry until it comes due (up to a ping
-        // interval): under connection churn those would pile up, each
-        // keeping its session's address allocation. When the heap has
-        // doubled since the last pass, drop the entries of sessions gone,
-        // so it stays within about twice the live sessions (amortized O(1)
-        // per entry).
-        if w.heap.len() >= (2 * w.compacted).max(COMPACT_FLOOR) {
-            w.heap.retain(|Reverse(e)| e.who.strong_count() > 0);
-            w.compacted = w.heap.len();
-        }
+        // interval), keeping its session's address allocation: the heap
+        // drops those when it compacts.
+        w.heap.push(at, who, |who| who.strong_count() > 0);
         if !w.running {
             w.running = true;
             return true;
@@ -160,15 +126,10 @@ impl Future for Driver {
             let now = ticks(Instant::now());
             let next = WHEEL.with(|w| {
                 let mut w = w.borrow_mut();
-                while let Some(Reverse(e)) = w.heap.peek() {
-                    if e.at > now {
-                        break;
-                    }
-                    if let Some(Reverse(e)) = w.heap.pop() {
-                        due.push(e.who);
-                    }
+                while let Some((_, who)) = w.heap.pop_due(now) {
+                    due.push(who);
                 }
-                let next = w.heap.peek().map(|Reverse(e)| e.at);
+                let next = w.heap.next();
                 w.sleeps_until = next;
                 match &w.waker {
                     Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -223,6 +184,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::due_heap::COMPACT_FLOOR;
 
     struct Probe {
         name: &'static str,
@@ -322,8 +284,8 @@ mod tests {
         assert!(WHEEL.with(|w| w
             .borrow()
             .heap
-            .iter()
-            .filter(|Reverse(e)| e.who.strong_count() > 0)
+            .items()
+            .filter(|who| who.strong_count() > 0)
             .count()
             == kept.len()));
     }

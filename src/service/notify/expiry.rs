@@ -15,26 +15,22 @@
 //! due (a token's life); when the heap has doubled since its last pass they
 //! are dropped in one pass, so it stays within about twice the live sockets.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::due_heap::DueHeap;
 use crate::node::socket::WeakSocket;
-
-/// Fewer entries than this are never compacted: the pass would cost more
-/// than it frees.
-const COMPACT_MIN: usize = 1024;
 
 /// An arming's number: unique in the process (a socket recovered on another
 /// thread is armed there; the old thread's entry must not match), never 0
 /// (0 is "not armed").
 pub(super) fn next_arming() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, AtomicOrdering::Relaxed)
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// What is due for a socket when its entry comes up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What is due for a socket when its entry comes up. Ordered as declared:
+/// at the same instant, a warning comes before an expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Step {
     /// `auth:expiring` (`auth.refresh_ahead_ms` before `exp`); the expiry
     /// follows.
@@ -46,66 +42,41 @@ pub(super) enum Step {
 pub(super) struct Entry {
     /// Milliseconds since the Unix epoch (the token's clock).
     pub at: u64,
-    pub arming: u64,
     pub step: Step,
+    pub armed: Armed,
+}
+
+/// Whom an entry is for: the heap's item, beside its key (`at`, `step`),
+/// 16 bytes each, so 32 per entry.
+pub(super) struct Armed {
+    pub arming: u64,
     pub socket: WeakSocket,
 }
 
-impl Entry {
-    fn key(&self) -> (u64, bool) {
-        (self.at, self.step == Step::Expire)
-    }
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for Entry {}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
-    }
-}
-
+/// The heap of a handler's entries ([`DueHeap`], which also compacts it),
+/// by time and then step.
 #[derive(Default)]
 pub(super) struct Schedule {
-    heap: BinaryHeap<Reverse<Entry>>,
-    /// The heap's length after the last compaction.
-    compacted: usize,
+    heap: DueHeap<(u64, Step), Armed>,
 }
 
 impl Schedule {
     /// Add `entry`; `is_live` tells, for the compaction, whether an entry can
     /// still be due (its socket there and still armed with its number).
-    pub fn push(&mut self, entry: Entry, is_live: impl Fn(&Entry) -> bool) {
-        self.heap.push(Reverse(entry));
-        if self.heap.len() >= COMPACT_MIN && self.heap.len() >= 2 * self.compacted {
-            self.heap.retain(|Reverse(e)| is_live(e));
-            self.compacted = self.heap.len();
-        }
+    pub fn push(&mut self, entry: Entry, is_live: impl Fn(&Armed) -> bool) {
+        self.heap.push((entry.at, entry.step), entry.armed, is_live);
     }
 
     /// When the earliest entry is due.
     pub fn next_at(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse(e)| e.at)
+        self.heap.next().map(|(at, _)| at)
     }
 
     /// The earliest entry, if due at `now`.
     pub fn pop_due(&mut self, now: u64) -> Option<Entry> {
-        if self.next_at()? > now {
-            return None;
-        }
-        self.heap.pop().map(|Reverse(e)| e)
+        self.heap
+            .pop_due((now, Step::Expire))
+            .map(|((at, step), armed)| Entry { at, step, armed })
     }
 
     #[cfg(test)]
@@ -117,13 +88,16 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::due_heap::COMPACT_FLOOR;
 
     fn entry(at: u64, step: Step) -> Entry {
         Entry {
             at,
-            arming: at,
             step,
-            socket: WeakSocket::default(),
+            armed: Armed {
+                arming: at,
+                socket: WeakSocket::default(),
+            },
         }
     }
 
@@ -155,20 +129,16 @@ mod tests {
     fn entries_no_longer_live_are_compacted_away_once_the_heap_doubles() {
         let mut s = Schedule::default();
         // 100 live sockets among 10,000 armed.
-        let live = |e: &Entry| e.arming.is_multiple_of(100);
+        let live = |a: &Armed| a.arming.is_multiple_of(100);
         for i in 0..10_000u64 {
-            s.push(
-                Entry {
-                    arming: i,
-                    ..entry(1_000 + i, Step::Warn)
-                },
-                live,
-            );
-            assert!(s.len() <= 2 * COMPACT_MIN.max(100), "{} entries", s.len());
+            let mut e = entry(1_000 + i, Step::Warn);
+            e.armed.arming = i;
+            s.push(e, live);
+            assert!(s.len() <= 2 * COMPACT_FLOOR.max(100), "{} entries", s.len());
         }
         let mut kept = 0;
         while let Some(e) = s.pop_due(u64::MAX) {
-            kept += u64::from(live(&e));
+            kept += u64::from(live(&e.armed));
         }
         assert_eq!(kept, 100, "every live entry kept");
     }

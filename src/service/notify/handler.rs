@@ -13,7 +13,7 @@ use slog::debug;
 
 use super::auth::{self, Identity, Refusal};
 use super::channels::{self, Refused};
-use super::expiry::{self, Entry, Schedule, Step};
+use super::expiry::{self, Armed, Entry, Schedule, Step};
 use super::{user_room, AuthState, Service, INFO, PRESENCE, PRESENT, REVOKE};
 use crate::api::{spawn_then, HandlerActor, HandlerContext, NamespaceHandler};
 use crate::node::remote::ServerEvent;
@@ -44,11 +44,12 @@ fn armed(socket: &Socket, arming: u64) -> Option<u64> {
         .flatten()
 }
 
-/// Whether `e` can still be due: its socket there and still armed with it.
-fn live(e: &Entry) -> bool {
-    e.socket
+/// Whether an entry for `a` can still be due: its socket there and still
+/// armed with it.
+fn live(a: &Armed) -> bool {
+    a.socket
         .upgrade()
-        .is_some_and(|s| armed(&s, e.arming).is_some())
+        .is_some_and(|s| armed(&s, a.arming).is_some())
 }
 
 fn error(ack: Option<AckSender>, message: &str) {
@@ -110,9 +111,11 @@ impl ServiceHandler {
         self.push(
             Entry {
                 at: warn_at,
-                arming,
                 step: Step::Warn,
-                socket: socket.downgrade(),
+                armed: Armed {
+                    arming,
+                    socket: socket.downgrade(),
+                },
             },
             ctx,
         );
@@ -154,10 +157,10 @@ impl ServiceHandler {
         let now = auth::now_ms();
         let mut expire = Vec::new();
         while let Some(e) = self.expiries.pop_due(now) {
-            let Some(socket) = e.socket.upgrade() else {
+            let Some(socket) = e.armed.socket.upgrade() else {
                 continue;
             };
-            let Some(exp) = armed(&socket, e.arming) else {
+            let Some(exp) = armed(&socket, e.armed.arming) else {
                 continue;
             };
             match e.step {
