@@ -1544,14 +1544,20 @@ def service_rows(res: Results) -> list[list[str]]:
         what = (f"Deliveries/s, as fast as possible: POST /api/publish to {pt.get('clients', 0):,} user rooms "
                 f"({pt.get('rooms_per_request', '?')} per request) / fixture fan-out to "
                 f"{(b['point'].get('receivers', 0) if b else 0):,} receivers")
-        ratio = svc.value / base.value if svc.value is not None and base.value not in (None, 0) else None
-        ratio_s = "–" if ratio is None else f"{ratio:.2f}"
-        if ratio is None:
-            ratio_s += " (" + "; ".join(x.missing for x in (svc, base) if x.missing) + ")"
-        if svc.saturated or base.saturated:
-            ratio_s += " ⚠ generator saturated"
-        rows.append([md_cell(what), svc.text, f"{base.text} (`{case_id}`)", ratio_s])
+        rows.append(service_row(what, svc, base, case_id))
     return rows
+
+
+def service_row(what: str, svc: Metric, base: Metric, base_case: str) -> list[str]:
+    """One row of the service-mode table: the service figure, the fixture's
+    (from case `base_case`) and their ratio."""
+    ratio = svc.value / base.value if svc.value is not None and base.value not in (None, 0) else None
+    ratio_s = "–" if ratio is None else f"{ratio:.2f}"
+    if ratio is None:
+        ratio_s += " (" + "; ".join(x.missing for x in (svc, base) if x.missing) + ")"
+    if svc.saturated or base.saturated:
+        ratio_s += " ⚠ generator saturated"
+    return [md_cell(what), svc.text, f"{base.text} (`{base_case}`)", ratio_s]
 
 
 def idle_service_row(res: Results) -> list[list[str]]:
@@ -1560,11 +1566,7 @@ def idle_service_row(res: Results) -> list[list[str]]:
     svc, base = metric_idle(res, "riptide", "service-idle"), metric_idle(res, "riptide")
     what = ("Idle memory per WebSocket connection (RSS growth / open connections): each with its own "
             "token, in its user's room / the fixture's (no auth, no room of its own)")
-    ratio = svc.value / base.value if svc.value is not None and base.value not in (None, 0) else None
-    ratio_s = "–" if ratio is None else f"{ratio:.2f}"
-    if ratio is None:
-        ratio_s += " (" + "; ".join(x.missing for x in (svc, base) if x.missing) + ")"
-    return [[md_cell(what), svc.text, f"{base.text} (`idle`)", ratio_s]]
+    return [service_row(what, svc, base, "idle")]
 
 
 # --- report
