@@ -69,7 +69,9 @@
 //!   (declared first, used by `adapter` and `service`).
 //! - `due_heap`: entries kept until due, earliest first, that compact
 //!   themselves (nothing is cancelled): the engine's per-thread deadline
-//!   wheel and service mode's token expiries are built on it.
+//!   wheel and service mode's token expiries are built on it. A foundation,
+//!   below every layer: any may import it, and it imports nothing of the
+//!   crate (`tests/layering.rs` holds it to that).
 //!
 //! Only the public API is `pub`; the layers are crate-private. The cargo
 //! feature `internals` makes them public for this crate's own integration
