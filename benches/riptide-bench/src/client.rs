@@ -139,8 +139,11 @@ pub struct Conn {
 fn ws_config() -> WebSocketConfig {
     // tungstenite allocates its read buffer eagerly (128 KiB by default): at
     // 10,000 connections that is the generator's memory, not the server's.
+    // It also zeroes the buffer's free part (up to this size) before every
+    // read, and a paced stream's reads find a frame or two: 4 KiB, not 8,
+    // halved that memset in the fan-out receivers (docs/decisions.md).
     WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
 }
 
@@ -371,7 +374,7 @@ pub fn stamp(t: u64, seq: u64, pad: &str) -> String {
 
 /// The two fields of a fixture payload the generator reads back (any key
 /// order: servers may re-serialise objects sorted).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Debug, PartialEq, Eq)]
 pub struct Stamp {
     pub t: u64,
     pub seq: u64,
@@ -379,7 +382,29 @@ pub struct Stamp {
 
 /// `["msg", {stamp}]` → the stamp; a trailing argument (the offset a server
 /// with connection state recovery appends) is ignored.
+///
+/// Every delivery of a fan-out goes through here, on the generator's one
+/// thread: the payloads every server sends (compact JSON, flat objects) are
+/// scanned in place (`scan_stamp`), and anything else is left to serde, so
+/// the answer is serde's either way.
 pub fn msg_stamp(body: &str) -> Option<Stamp> {
+    const HEAD: &[u8] = b"[\"msg\",";
+    let b = body.as_bytes();
+    if let Some(rest) = b.strip_prefix(HEAD) {
+        match scan_stamp(rest) {
+            Scan::Stamp(s, tail)
+                if tail == b"]" || (tail.first() == Some(&b',') && b.ends_with(b"]")) =>
+            {
+                return Some(s)
+            }
+            Scan::NotAStamp => return None,
+            _ => {}
+        }
+    }
+    msg_stamp_serde(body)
+}
+
+fn msg_stamp_serde(body: &str) -> Option<Stamp> {
     #[derive(serde::Deserialize)]
     #[allow(dead_code)] // the third element is only skipped over
     struct Msg<'a>(
@@ -393,8 +418,125 @@ pub fn msg_stamp(body: &str) -> Option<Stamp> {
 
 /// An ack body `[{stamp}]` → the stamp.
 pub fn ack_stamp(body: &str) -> Option<Stamp> {
+    let b = body.as_bytes();
+    if let Some(rest) = b.strip_prefix(b"[") {
+        match scan_stamp(rest) {
+            Scan::Stamp(s, b"]") => return Some(s),
+            Scan::NotAStamp => return None,
+            _ => {}
+        }
+    }
     let (s,): (Stamp,) = serde_json::from_str(body).ok()?;
     Some(s)
+}
+
+/// What `scan_stamp` made of an object.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan<'a> {
+    /// Both fields, and what follows the closing brace.
+    Stamp(Stamp, &'a [u8]),
+    /// A well-formed flat object without both fields (serde would refuse it
+    /// too: both are required).
+    NotAStamp,
+    /// Not the flat compact shape: serde decides.
+    Unsure,
+}
+
+/// Read `t` and `seq` from a flat JSON object at the start of `b`, in any key
+/// order, skipping the other values (strings, numbers, literals). Keys with
+/// escapes, nested values, whitespace, a repeated field or a number that is
+/// not a plain `u64` give `Unsure`.
+fn scan_stamp(b: &[u8]) -> Scan<'_> {
+    let mut i = 1;
+    if b.first() != Some(&b'{') {
+        return Scan::Unsure;
+    }
+    let (mut t, mut seq) = (None, None);
+    if b.get(i) == Some(&b'}') {
+        return Scan::NotAStamp;
+    }
+    loop {
+        // A key: `"…":`, without escapes.
+        if b.get(i) != Some(&b'"') {
+            return Scan::Unsure;
+        }
+        let Some(len) = b[i + 1..].iter().position(|&c| c == b'"' || c == b'\\') else {
+            return Scan::Unsure;
+        };
+        let key = &b[i + 1..i + 1 + len];
+        i += len + 2;
+        if b.get(i - 1) != Some(&b'"') || b.get(i) != Some(&b':') {
+            return Scan::Unsure;
+        }
+        i += 1;
+        let field = match key {
+            b"t" => Some(&mut t),
+            b"seq" => Some(&mut seq),
+            _ => None,
+        };
+        match (field, b.get(i)) {
+            (Some(slot), Some(c)) if c.is_ascii_digit() => {
+                let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let n = b[i..i + digits].iter().try_fold(0u64, |n, &d| {
+                    n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                });
+                let Some(n) = n else {
+                    return Scan::Unsure;
+                };
+                if slot.replace(n).is_some() || (digits > 1 && b[i] == b'0') {
+                    return Scan::Unsure;
+                }
+                i += digits;
+            }
+            (Some(_), _) => return Scan::Unsure,
+            (None, Some(b'"')) => {
+                // A string: to its closing quote, stepping over escapes.
+                i += 1;
+                loop {
+                    let Some(at) = b.get(i..).and_then(|r| memchr::memchr2(b'"', b'\\', r)) else {
+                        return Scan::Unsure;
+                    };
+                    i += at;
+                    if b[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
+                }
+                i += 1;
+            }
+            (None, Some(c)) if c.is_ascii_digit() || *c == b'-' || c.is_ascii_lowercase() => {
+                // A number or a literal (`true`, `false`, `null`): to the
+                // next delimiter; anything odd in it is serde's to judge.
+                let n = b[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.'))
+                    .count();
+                let word = &b[i..i + n];
+                let number = word
+                    .first()
+                    .is_some_and(|c| c.is_ascii_digit() || *c == b'-');
+                if !number && !matches!(word, b"true" | b"false" | b"null") {
+                    return Scan::Unsure;
+                }
+                if number && serde_json::from_slice::<serde::de::IgnoredAny>(word).is_err() {
+                    return Scan::Unsure;
+                }
+                i += n;
+            }
+            _ => return Scan::Unsure,
+        }
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {
+                let rest = &b[i + 1..];
+                return match (t, seq) {
+                    (Some(t), Some(seq)) => Scan::Stamp(Stamp { t, seq }, rest),
+                    _ => Scan::NotAStamp,
+                };
+            }
+            _ => return Scan::Unsure,
+        }
+    }
 }
 
 /// Join `room` and wait for the ack (answering pings meanwhile).
@@ -565,6 +707,75 @@ mod tests {
             assert_eq!((s.t, s.seq), (5, 7), "{body}");
         }
         assert!(msg_stamp(r#"["other",{"t":5,"seq":7}]"#).is_none());
+    }
+
+    #[test]
+    fn the_stamp_scanner_answers_as_serde_does() {
+        // Bodies on and off the fast path: every one must read as serde
+        // reads it (the scanner may only decline, never disagree).
+        let fixed = [
+            r#"["msg",{"t":5,"seq":7,"pad":"x"}]"#,
+            r#"["msg",{"pad":"a\"b\\","seq":7,"t":5},"abc-1"]"#,
+            r#"["msg",{"t":5,"seq":7,"n":-1.5e3,"ok":true,"z":null}]"#,
+            r#"["msg",{"t":5,"seq":7,"o":{"t":1}}]"#,
+            r#"["msg",{"t":5,"pad":"x"}]"#,
+            r#"["msg",{}]"#,
+            r#"["msg",{"t":5,"seq":7,"t":6}]"#,
+            r#"["msg",{"t":05,"seq":7}]"#,
+            r#"["msg",{"t":5.5,"seq":7}]"#,
+            r#"["msg",{"t":-5,"seq":7}]"#,
+            r#"["msg",{"t":18446744073709551616,"seq":7}]"#,
+            r#"["msg",{"t":5,"seq":7}"#,
+            r#"["msg",{"t":5,"seq":7}x"#,
+            r#"["msg", {"t":5,"seq":7}]"#,
+            r#"["msg",{"t" :5,"seq":7}]"#,
+            r#"["msg",{"t":5,"seq":7,"w":tru}]"#,
+            r#"["msg",{"t":5,"seq":7,"w":"open]"#,
+            r#"["msg",{"t\u0000":5,"seq":7}]"#,
+            r#"["other",{"t":5,"seq":7}]"#,
+        ];
+        for body in fixed {
+            assert_eq!(msg_stamp(body), msg_stamp_serde(body), "{body}");
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let values = [
+            "1",
+            "0",
+            "\"x\"",
+            "\"a\\\"b\"",
+            "-2",
+            "1e9",
+            "true",
+            "null",
+            "[1]",
+            "{}",
+            "01",
+            "\"\\\\\"",
+        ];
+        for _ in 0..5_000 {
+            let mut fields: Vec<String> = Vec::new();
+            for key in ["t", "seq", "pad", "x"] {
+                if rng.random_bool(0.8) {
+                    let v = if key != "pad" && key != "x" && rng.random_bool(0.8) {
+                        rng.random::<u32>().to_string()
+                    } else {
+                        values[rng.random_range(0..values.len())].to_string()
+                    };
+                    fields.push(format!("\"{key}\":{v}"));
+                }
+            }
+            let n = fields.len();
+            for i in 0..n {
+                fields.swap(i, rng.random_range(0..n));
+            }
+            let tail = ["]", ",\"o-1\"]", ",1]", "", "]]"][rng.random_range(0..5)];
+            let body = format!("[\"msg\",{{{}}}{tail}", fields.join(","));
+            assert_eq!(msg_stamp(&body), msg_stamp_serde(&body), "{body}");
+            let ack = format!("[{{{}}}]", fields.join(","));
+            let serde_ack = serde_json::from_str::<(Stamp,)>(&ack).ok().map(|(s,)| s);
+            assert_eq!(ack_stamp(&ack), serde_ack, "{ack}");
+        }
     }
 
     #[test]

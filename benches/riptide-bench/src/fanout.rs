@@ -134,45 +134,63 @@ async fn receiver(
     let _ = ready.send(Ok(t.elapsed()));
     drop(ready);
     let ws = &mut conn.ws;
-    loop {
-        tokio::select! {
-            biased;
-            r = stop.changed() => if r.is_err() || *stop.borrow() { break },
-            m = ws.next() => {
-                let rx_ns = now_ns();
-                match &m {
-                    Some(Ok(Message::Text(text))) => match client::parse(text) {
-                        Packet::Event { ack: None, body } => {
-                            if let Some(s) = client::msg_stamp(body) {
-                                if st.last_rx_ns > 0 && rx_ns - st.last_rx_ns > GAP_NS {
-                                    st.gaps.push((st.last_rx_ns, rx_ns));
-                                }
-                                st.last_rx_ns = rx_ns;
-                                if st.seq.accept(s.seq) {
-                                    shared.latency.record(idx, rx_ns.saturating_sub(s.t));
-                                    shared.delivered.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        }
-                        Packet::Ping => match ws.send(Message::text("3")).await {
-                            Ok(()) => {}
-                            Err(_) => {
-                                st.closed = Some("write_failed");
-                                break;
-                            }
-                        },
-                        Packet::Close => { st.closed = Some("eio_close"); break }
-                        Packet::Disconnect => { st.closed = Some("sio_disconnect"); break }
-                        _ => {}
-                    },
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        st.closed = Some(client::end_kind(&m));
-                        break;
-                    }
-                    Some(Ok(_)) => {}
-                }
+    // The stop signal is awaited once beside the whole receive loop, not
+    // raced against every message: a `changed()` future per delivery was a
+    // registration and a drop on the generator's hot path.
+    let stopped = async {
+        while stop.changed().await.is_ok() {
+            if *stop.borrow() {
+                return;
             }
         }
+    };
+    let received = async {
+        loop {
+            let m = ws.next().await;
+            let rx_ns = now_ns();
+            match &m {
+                Some(Ok(Message::Text(text))) => match client::parse(text) {
+                    Packet::Event { ack: None, body } => {
+                        if let Some(s) = client::msg_stamp(body) {
+                            if st.last_rx_ns > 0 && rx_ns - st.last_rx_ns > GAP_NS {
+                                st.gaps.push((st.last_rx_ns, rx_ns));
+                            }
+                            st.last_rx_ns = rx_ns;
+                            if st.seq.accept(s.seq) {
+                                shared.latency.record(idx, rx_ns.saturating_sub(s.t));
+                                shared.delivered.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Packet::Ping => match ws.send(Message::text("3")).await {
+                        Ok(()) => {}
+                        Err(_) => {
+                            st.closed = Some("write_failed");
+                            return;
+                        }
+                    },
+                    Packet::Close => {
+                        st.closed = Some("eio_close");
+                        return;
+                    }
+                    Packet::Disconnect => {
+                        st.closed = Some("sio_disconnect");
+                        return;
+                    }
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    st.closed = Some(client::end_kind(&m));
+                    return;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        () = stopped => {}
+        () = received => {}
     }
     st
 }
