@@ -388,20 +388,14 @@ pub struct Stamp {
 /// scanned in place (`scan_stamp`), and anything else is left to serde, so
 /// the answer is serde's either way.
 pub fn msg_stamp(body: &str) -> Option<Stamp> {
-    const HEAD: &[u8] = b"[\"msg\",";
     let b = body.as_bytes();
-    if let Some(rest) = b.strip_prefix(HEAD) {
-        match scan_stamp(rest) {
-            Scan::Stamp(s, tail)
-                if tail == b"]" || (tail.first() == Some(&b',') && b.ends_with(b"]")) =>
-            {
-                return Some(s)
-            }
-            Scan::NotAStamp => return None,
-            _ => {}
+    let fast = b.strip_prefix(b"[\"msg\",").and_then(scan_stamp);
+    match fast {
+        Some((s, tail)) if tail == b"]" || (tail.first() == Some(&b',') && b.ends_with(b"]")) => {
+            Some(s)
         }
+        _ => msg_stamp_serde(body),
     }
-    msg_stamp_serde(body)
 }
 
 fn msg_stamp_serde(body: &str) -> Option<Stamp> {
@@ -418,57 +412,38 @@ fn msg_stamp_serde(body: &str) -> Option<Stamp> {
 
 /// An ack body `[{stamp}]` → the stamp.
 pub fn ack_stamp(body: &str) -> Option<Stamp> {
-    let b = body.as_bytes();
-    if let Some(rest) = b.strip_prefix(b"[") {
-        match scan_stamp(rest) {
-            Scan::Stamp(s, b"]") => return Some(s),
-            Scan::NotAStamp => return None,
-            _ => {}
+    match body.as_bytes().strip_prefix(b"[").and_then(scan_stamp) {
+        Some((s, b"]")) => Some(s),
+        _ => {
+            let (s,): (Stamp,) = serde_json::from_str(body).ok()?;
+            Some(s)
         }
     }
-    let (s,): (Stamp,) = serde_json::from_str(body).ok()?;
-    Some(s)
-}
-
-/// What `scan_stamp` made of an object.
-#[derive(Debug, PartialEq, Eq)]
-enum Scan<'a> {
-    /// Both fields, and what follows the closing brace.
-    Stamp(Stamp, &'a [u8]),
-    /// A well-formed flat object without both fields (serde would refuse it
-    /// too: both are required).
-    NotAStamp,
-    /// Not the flat compact shape: serde decides.
-    Unsure,
 }
 
 /// Read `t` and `seq` from a flat JSON object at the start of `b`, in any key
-/// order, skipping the other values (strings, numbers, literals). Keys with
-/// escapes, nested values, whitespace, a repeated field or a number that is
-/// not a plain `u64` give `Unsure`.
-fn scan_stamp(b: &[u8]) -> Scan<'_> {
-    let mut i = 1;
+/// order, skipping the other keys' string values; returns the stamp and what
+/// follows the closing brace. Anything else (whitespace, escapes in a key,
+/// another kind of value, a missing or repeated field, a number that is not
+/// a plain `u64`) gives `None`, for serde to decide.
+fn scan_stamp(b: &[u8]) -> Option<(Stamp, &[u8])> {
     if b.first() != Some(&b'{') {
-        return Scan::Unsure;
+        return None;
     }
+    let mut i = 1;
     let (mut t, mut seq) = (None, None);
-    if b.get(i) == Some(&b'}') {
-        return Scan::NotAStamp;
-    }
     loop {
         // A key: `"…":`, without escapes.
         if b.get(i) != Some(&b'"') {
-            return Scan::Unsure;
+            return None;
         }
-        let Some(len) = b[i + 1..].iter().position(|&c| c == b'"' || c == b'\\') else {
-            return Scan::Unsure;
-        };
+        let len = b[i + 1..].iter().position(|&c| c == b'"' || c == b'\\')?;
         let key = &b[i + 1..i + 1 + len];
-        i += len + 2;
-        if b.get(i - 1) != Some(&b'"') || b.get(i) != Some(&b':') {
-            return Scan::Unsure;
+        i += len + 1;
+        if b[i] != b'"' || b.get(i + 1) != Some(&b':') {
+            return None;
         }
-        i += 1;
+        i += 2;
         let field = match key {
             b"t" => Some(&mut t),
             b"seq" => Some(&mut seq),
@@ -479,24 +454,17 @@ fn scan_stamp(b: &[u8]) -> Scan<'_> {
                 let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
                 let n = b[i..i + digits].iter().try_fold(0u64, |n, &d| {
                     n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-                });
-                let Some(n) = n else {
-                    return Scan::Unsure;
-                };
+                })?;
                 if slot.replace(n).is_some() || (digits > 1 && b[i] == b'0') {
-                    return Scan::Unsure;
+                    return None;
                 }
                 i += digits;
             }
-            (Some(_), _) => return Scan::Unsure,
             (None, Some(b'"')) => {
                 // A string: to its closing quote, stepping over escapes.
                 i += 1;
                 loop {
-                    let Some(at) = b.get(i..).and_then(|r| memchr::memchr2(b'"', b'\\', r)) else {
-                        return Scan::Unsure;
-                    };
-                    i += at;
+                    i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
                     if b[i] == b'"' {
                         break;
                     }
@@ -504,37 +472,12 @@ fn scan_stamp(b: &[u8]) -> Scan<'_> {
                 }
                 i += 1;
             }
-            (None, Some(c)) if c.is_ascii_digit() || *c == b'-' || c.is_ascii_lowercase() => {
-                // A number or a literal (`true`, `false`, `null`): to the
-                // next delimiter; anything odd in it is serde's to judge.
-                let n = b[i..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.'))
-                    .count();
-                let word = &b[i..i + n];
-                let number = word
-                    .first()
-                    .is_some_and(|c| c.is_ascii_digit() || *c == b'-');
-                if !number && !matches!(word, b"true" | b"false" | b"null") {
-                    return Scan::Unsure;
-                }
-                if number && serde_json::from_slice::<serde::de::IgnoredAny>(word).is_err() {
-                    return Scan::Unsure;
-                }
-                i += n;
-            }
-            _ => return Scan::Unsure,
+            _ => return None,
         }
         match b.get(i) {
             Some(b',') => i += 1,
-            Some(b'}') => {
-                let rest = &b[i + 1..];
-                return match (t, seq) {
-                    (Some(t), Some(seq)) => Scan::Stamp(Stamp { t, seq }, rest),
-                    _ => Scan::NotAStamp,
-                };
-            }
-            _ => return Scan::Unsure,
+            Some(b'}') => return Some((Stamp { t: t?, seq: seq? }, &b[i + 1..])),
+            _ => return None,
         }
     }
 }
