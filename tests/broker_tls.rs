@@ -119,6 +119,9 @@ async fn crosses_nodes(kind: AdapterKind, url: &str, ca: &Path) {
     }
     let (mut a, _) = member(&a_node, "r").await;
     let (mut b, _) = member(&b_node, "r").await;
+    // A join is in effect locally once acked; A's subscription reaches the
+    // broker a moment later, and B's publish must not race it.
+    assert!(a_node.handle.synced(WAIT).await, "A's room at the broker");
     b.emit("/", json!(["publish", "r", "over tls"]), None).await;
     assert_eq!(
         &event(&mut b).await[..2],
